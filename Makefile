@@ -1,0 +1,63 @@
+# avatarcast — `make run` and `make test` install whatever is missing, then do their job.
+# System packages come from apt-get, Python packages from PyPI into .venv (pinned in
+# requirements.lock). Nothing is downloaded from anywhere else.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./avatarcast-data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test lint typecheck pytest bench clean system-packages
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 needed"' \
+	  || { echo "avatarcast needs Python 3.11 as $(PYTHON)"; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: setup
+	@mkdir -p $(DATA_DIR)
+	$(BIN)/avatarcast render --data-dir $(DATA_DIR) \
+	  --text "Hello! I am your avatarcast presenter. Give me any text or any recording, and I will say it for you." \
+	  --out $(DATA_DIR)/demo.mp4 --mouth-track $(DATA_DIR)/demo.mouth.json
+	@echo
+	@echo "Demo clip: $(DATA_DIR)/demo.mp4  (play it with: ffplay $(DATA_DIR)/demo.mp4)"
+	@echo "Your own: $(BIN)/avatarcast render --text 'Hi there' --out hi.mp4"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/engine.py --json
+	$(BIN)/python benchmarks/lipsync.py --json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from avatarcast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,268 @@
+"""The avatar engine: speech in, one frame (video + its 40 ms of audio) out per call.
+
+Pull-based and clock-free: `next_frame()` produces frame n of the session timeline; frame n
+is shown at n / 25 s and carries audio samples [640 n, 640 (n + 1)). The offline renderer calls
+it as fast as it can; a live session calls it on a `FramePacer`. Same code path for both.
+
+Speech is queued as utterances, played in order. Each utterance is either
+- streamed audio (`push_audio` … `end_audio`): the streaming lip-sync commits each frame's
+  mouth once `lookahead_ms` of audio beyond it has arrived, so speech starts only when its
+  first frame can be shown with a committed mouth;
+- complete audio (`say_audio`), optionally with its text (forced alignment when English);
+- text (`say_text`): TTS gives audio and exact phoneme times, hence an exact mouth track.
+`interrupt()` drops everything queued and the mouth returns to rest at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from avatarcast import FRAME_RATE_HZ, SAMPLES_PER_FRAME
+from avatarcast.avatars.base import Avatar
+from avatarcast.errors import AudioInputError
+from avatarcast.render.frame import YuvFrame
+from avatarcast.render.motion import IdleMotion
+from avatarcast.speech.audio_lipsync import StreamingLipSync, track_from_audio
+from avatarcast.speech.text_lipsync import track_from_phonemes
+from avatarcast.speech.tts import TtsBackend, Utterance
+from avatarcast.speech.visemes import REST, MouthPose
+
+Pcm = NDArray[np.int16]
+
+
+class SpeechEvent(StrEnum):
+    START = "start"  # this frame is the first one of an utterance
+    END = "end"  # this frame is the last one of an utterance
+    INTERRUPTED = "interrupted"  # the utterance was cut short before this frame
+
+
+@dataclass(slots=True)
+class EngineFrame:
+    index: int
+    video: YuvFrame
+    audio: Pcm  # exactly SAMPLES_PER_FRAME samples
+    mouth: MouthPose
+    utterance_id: str | None = None
+    events: list[tuple[SpeechEvent, str]] = field(default_factory=list)
+
+    @property
+    def time_s(self) -> float:
+        return self.index / FRAME_RATE_HZ
+
+
+class _PcmQueue:
+    """Audio chunks read front to back in frame-sized pieces, without re-concatenating."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[Pcm] = deque()
+        self._offset = 0  # samples already read from the first chunk
+
+    def append(self, pcm: Pcm) -> None:
+        self._chunks.append(pcm)
+
+    def read(self, n: int) -> Pcm:
+        """Next `n` samples, zero-padded when fewer are left."""
+        out = np.zeros(n, np.int16)
+        filled = 0
+        while filled < n and self._chunks:
+            head = self._chunks[0]
+            take = min(n - filled, head.size - self._offset)
+            out[filled : filled + take] = head[self._offset : self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset >= head.size:
+                self._chunks.popleft()
+                self._offset = 0
+        return out
+
+
+@dataclass
+class _Speech:
+    """One queued utterance: its audio and the mouth poses committed so far."""
+
+    id: str
+    audio: _PcmQueue = field(default_factory=_PcmQueue)
+    n_samples: int = 0
+    poses: list[MouthPose] = field(default_factory=list)
+    final: bool = False
+    lipsync: StreamingLipSync | None = None
+    played_frames: int = 0
+
+    def add(self, pcm: Pcm) -> None:
+        self.audio.append(pcm)
+        self.n_samples += pcm.size
+
+    @property
+    def total_frames(self) -> int | None:
+        return -(-self.n_samples // SAMPLES_PER_FRAME) if self.final else None
+
+    def frame_ready(self, k: int) -> bool:
+        have_audio = self.final or (k + 1) * SAMPLES_PER_FRAME <= self.n_samples
+        return k < len(self.poses) and have_audio
+
+
+class Engine:
+    """One avatar's real-time engine. Thread-safe: inputs may come from another thread."""
+
+    def __init__(
+        self,
+        avatar: Avatar,
+        *,
+        seed: int = 0,
+        lookahead_ms: int = 200,
+        language: str = "en",
+        tts: TtsBackend | None = None,
+        voice: str | None = None,
+        max_queued_s: float = 60.0,
+    ) -> None:
+        self.avatar = avatar
+        self.motion = IdleMotion(seed)
+        self.lookahead_ms = lookahead_ms
+        self.language = language
+        self.tts = tts
+        self.voice = voice
+        self.max_queued_samples = int(max_queued_s * SAMPLES_PER_FRAME * FRAME_RATE_HZ)
+        self._queue: deque[_Speech] = deque()
+        self._lock = threading.Lock()
+        self._frame_index = 0
+        self._ids = itertools.count(1)
+        self._pending_events: list[tuple[SpeechEvent, str]] = []
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _new_id(self, utterance_id: str | None) -> str:
+        return utterance_id or f"u{next(self._ids)}"
+
+    def _queued_samples(self) -> int:
+        return sum(s.n_samples - s.played_frames * SAMPLES_PER_FRAME for s in self._queue)
+
+    def _check_room(self, n: int) -> None:
+        if self._queued_samples() + n > self.max_queued_samples:
+            raise AudioInputError(
+                f"speech queue full: more than {self.max_queued_samples / 16000:.0f} s buffered"
+            )
+
+    def push_audio(self, pcm: Pcm, utterance_id: str | None = None) -> str:
+        """Append streamed audio to the open utterance (or open one); returns its id."""
+        pcm = _as_pcm(pcm)
+        with self._lock:
+            self._check_room(pcm.size)
+            cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
+            if cur is None or cur.lipsync is None:
+                cur = _Speech(
+                    self._new_id(utterance_id),
+                    lipsync=StreamingLipSync(
+                        lookahead_ms=self.lookahead_ms, language=self.language
+                    ),
+                )
+                self._queue.append(cur)
+            if pcm.size:
+                cur.add(pcm)
+                assert cur.lipsync is not None
+                cur.poses.extend(cur.lipsync.push(pcm))
+            return cur.id
+
+    def end_audio(self) -> str | None:
+        """Mark the open streamed utterance as complete; its last frames commit now."""
+        with self._lock:
+            cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
+            if cur is None:
+                return None
+            assert cur.lipsync is not None
+            cur.poses.extend(cur.lipsync.finish())
+            cur.final = True
+            if cur.n_samples == 0:
+                self._queue.pop()
+            return cur.id
+
+    def say_audio(self, pcm: Pcm, text: str | None = None, utterance_id: str | None = None) -> str:
+        """Queue a complete clip; with its English text the mouth follows forced alignment."""
+        pcm = _as_pcm(pcm)
+        if pcm.size == 0:
+            raise AudioInputError("audio has no samples")
+        poses = track_from_audio(pcm, text=text, language=self.language)
+        return self._queue_complete(pcm, poses, utterance_id)
+
+    def say_text(
+        self, text: str, voice: str | None = None, utterance_id: str | None = None
+    ) -> Utterance:
+        """Synthesize `text` and queue it with its exact phoneme-timed mouth track."""
+        if self.tts is None:
+            from avatarcast.speech.tts import get_backend
+
+            self.tts = get_backend("espeak")
+        utt = self.tts.synthesize(text, voice=voice or self.voice)
+        n_frames = -(-utt.pcm.size // SAMPLES_PER_FRAME)
+        poses = track_from_phonemes(utt.phonemes, n_frames, FRAME_RATE_HZ)
+        self._queue_complete(utt.pcm, poses, utterance_id)
+        return utt
+
+    def _queue_complete(self, pcm: Pcm, poses: list[MouthPose], utterance_id: str | None) -> str:
+        with self._lock:
+            self._check_room(pcm.size)
+            sp = _Speech(self._new_id(utterance_id), poses=list(poses), final=True)
+            sp.add(pcm)
+            self._queue.append(sp)
+            return sp.id
+
+    def interrupt(self) -> list[str]:
+        """Drop the current and queued utterances; returns the ids that were cut."""
+        with self._lock:
+            cut = [s.id for s in self._queue]
+            if self._queue and self._queue[0].played_frames > 0:
+                self._pending_events.append((SpeechEvent.INTERRUPTED, self._queue[0].id))
+            self._queue.clear()
+            return cut
+
+    # ---- state --------------------------------------------------------------------------
+    @property
+    def frame_index(self) -> int:
+        return self._frame_index
+
+    @property
+    def speaking(self) -> bool:
+        with self._lock:
+            return bool(self._queue) and self._queue[0].played_frames > 0
+
+    def idle(self) -> bool:
+        """True when nothing is queued or playing."""
+        with self._lock:
+            return not self._queue
+
+    # ---- output -------------------------------------------------------------------------
+    def next_frame(self) -> EngineFrame:
+        with self._lock:
+            index = self._frame_index
+            self._frame_index += 1
+            events, self._pending_events = self._pending_events, []
+            mouth, audio, uid = REST, None, None
+            sp = self._queue[0] if self._queue else None
+            if sp is not None and sp.frame_ready(sp.played_frames):
+                k = sp.played_frames
+                if k == 0:
+                    events.append((SpeechEvent.START, sp.id))
+                mouth = sp.poses[k]
+                audio = sp.audio.read(SAMPLES_PER_FRAME)
+                uid = sp.id
+                sp.played_frames += 1
+                if sp.final and sp.played_frames == sp.total_frames:
+                    events.append((SpeechEvent.END, sp.id))
+                    self._queue.popleft()
+        if audio is None:
+            audio = np.zeros(SAMPLES_PER_FRAME, np.int16)
+        state = self.motion.state(index, mouth)
+        video = self.avatar.render(state)
+        return EngineFrame(index, video, audio, mouth, uid, events)
+
+
+def _as_pcm(pcm: Pcm) -> Pcm:
+    arr = np.asarray(pcm)
+    if arr.dtype != np.int16:
+        raise AudioInputError(f"PCM must be signed 16-bit, got {arr.dtype}")
+    return np.ascontiguousarray(arr.reshape(-1))

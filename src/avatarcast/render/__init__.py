@@ -1,0 +1,1 @@
+"""Rendering: mouth poses and idle motion composed into YUV420 frames."""

@@ -1,0 +1,144 @@
+"""One settings object for every command.
+
+A field has three spellings that mean the same thing: the flag `--data-dir`, the environment
+variable `AVATARCAST_DATA_DIR` and the TOML key `data_dir` (top level of the file given by
+`--config` / `AVATARCAST_CONFIG`). Precedence, lowest first: default, config file, environment,
+flag. Values are parsed and checked here, once; the rest of the code reads typed attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from avatarcast.errors import SettingsError
+
+ENV_PREFIX = "AVATARCAST_"
+
+
+def _help(text: str) -> dict[str, Any]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(
+        default=Path("./avatarcast-data"),
+        metadata=_help("where avatars, keys and records live"),
+    )
+    log_level: str = field(default="info", metadata=_help("debug, info, warning or error"))
+    avatar: str = field(default="default", metadata=_help("avatar used when none is named"))
+    tts_backend: str = field(default="espeak", metadata=_help("text-to-speech backend"))
+    voice: str = field(default="en-us", metadata=_help("TTS voice or language (en-us, cmn, ...)"))
+    lookahead_ms: int = field(
+        default=200, metadata=_help("lip-sync lookahead for audio input, 0..200 ms")
+    )
+    video_width: int = field(default=540, metadata=_help("output width in pixels (even)"))
+    video_height: int = field(default=960, metadata=_help("output height in pixels (even)"))
+    x264_preset: str = field(default="ultrafast", metadata=_help("libx264 preset"))
+    video_bitrate_kbps: int = field(default=1500, metadata=_help("H.264 target bitrate"))
+    keyframe_interval_s: float = field(default=2.0, metadata=_help("maximum GOP length"))
+    audio_bitrate_kbps: int = field(default=64, metadata=_help("AAC/Opus bitrate"))
+    max_text_chars: int = field(default=5000, metadata=_help("longest text accepted for TTS"))
+    host: str = field(default="127.0.0.1", metadata=_help("address the server listens on"))
+    port: int = field(default=8080, metadata=_help("port the server listens on"))
+
+    def validate(self) -> Settings:
+        if not 0 <= self.lookahead_ms <= 200:
+            raise SettingsError(f"lookahead_ms must be within 0..200, got {self.lookahead_ms}")
+        for name in ("video_width", "video_height"):
+            v = getattr(self, name)
+            if v < 64 or v > 4096 or v % 2:
+                raise SettingsError(f"{name} must be an even number in 64..4096, got {v}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"log_level must be debug/info/warning/error, not {self.log_level}")
+        if self.keyframe_interval_s <= 0 or self.keyframe_interval_s > 10:
+            raise SettingsError("keyframe_interval_s must be in (0, 10]")
+        if self.max_text_chars < 1:
+            raise SettingsError("max_text_chars must be positive")
+        return self
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    f = _FIELDS[name]
+    default = f.default if f.default is not MISSING else None
+    try:
+        if isinstance(default, Path):
+            return Path(str(raw)).expanduser()
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            if isinstance(raw, (float, bool)):
+                raise ValueError(raw)
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"bad value for {name}: {raw!r}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """Add `--config` and one flag per settings field (all, or those named in `only`)."""
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    for f in fields(Settings):
+        if only is not None and f.name not in only:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=f"setting_{f.name}",
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (default {f.default}; env "
+            f"{ENV_PREFIX}{f.name.upper()})",
+        )
+
+
+def load(
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and parsed flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or (getattr(args, "config", None) if args else None)
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file not found: {p}") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {p}: {exc}") from exc
+        for key, raw in data.items():
+            if key not in _FIELDS:
+                raise SettingsError(f"unknown setting {key!r} in {p}")
+            values[key] = _coerce(key, raw)
+    for name in _FIELDS:
+        raw_env = env.get(ENV_PREFIX + name.upper())
+        if raw_env is not None and raw_env != "":
+            values[name] = _coerce(name, raw_env)
+    if args is not None:
+        for name in _FIELDS:
+            raw_flag = getattr(args, f"setting_{name}", None)
+            if raw_flag is not None:
+                values[name] = _coerce(name, raw_flag)
+    return replace(Settings(), **values).validate()

@@ -1,0 +1,1 @@
+"""Speech: audio ingest, TTS backends, phoneme timing and lip-sync engines."""

@@ -1,0 +1,1 @@
+"""Streaming: clocks, encoders and containers."""
