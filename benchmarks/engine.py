@@ -1,0 +1,172 @@
+"""Engine speed on one core: encode-only vs lip-sync + render + encode. Prints JSON.
+
+    python benchmarks/engine.py --json [--seconds 20]
+
+All figures come from one run, pinned to one core, timed in process CPU seconds (robust on a
+shared, noisy machine): compare the ratio, not the absolute fps, across machines.
+
+- encode_only_fps: libx264 (+ AAC) encoding of pre-rendered 540x960 avatar frames.
+- speaking_fps: streaming audio lip-sync + render + encode of a talking avatar, audio fed in
+  160 ms chunks as a live session receives it.
+- text_fps: the same for text-driven speech (TTS time excluded: it happens before playback).
+- idle_fps: render + encode while silent (blinks, breathing, sway).
+- ratio = speaking_fps / encode_only_fps (goal >= 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from avatarcast import SAMPLES_PER_FRAME
+from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine import Engine
+from avatarcast.render.frame import YuvFrame
+from avatarcast.speech.tts import get_backend
+from avatarcast.stream.encoder import AacEncoder, H264Encoder, VideoOptions
+
+SENTENCES = (
+    "Good morning, and welcome to our store. How can I help you today? "
+    "Our opening hours are from nine to five, Monday to Friday. "
+    "If you would like to speak to a person, please press the button below."
+)
+
+
+def _cpu_timed(fn: Callable[[], int]) -> tuple[int, float]:
+    t0 = time.process_time()
+    n = fn()
+    return n, time.process_time() - t0
+
+
+def _encoders(opts: VideoOptions) -> tuple[H264Encoder, AacEncoder]:
+    import av
+    from av.audio.codeccontext import AudioCodecContext
+
+    actx = av.CodecContext.create("aac", "w")
+    assert isinstance(actx, AudioCodecContext)
+    return H264Encoder.standalone(opts), AacEncoder(actx)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print only the JSON object")
+    ap.add_argument("--seconds", type=float, default=20.0, help="speech length per figure")
+    ap.add_argument("--width", type=int, default=540)
+    ap.add_argument("--height", type=int, default=960)
+    a = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+    opts = VideoOptions(width=a.width, height=a.height)
+    avatar = load_avatar("default", None, a.width, a.height)
+    tts = get_backend("espeak")
+    speech = tts.synthesize(SENTENCES, voice="en-us").pcm
+    reps = max(1, int(np.ceil(a.seconds * 16000 / speech.size)))
+    speech = np.tile(speech, reps)[: int(a.seconds * 16000)]
+    n_frames = -(-speech.size // SAMPLES_PER_FRAME)
+
+    # Warm caches the way a long-running server has them warm.
+    warm = Engine(avatar, seed=1)
+    warm.say_text("Warm up the mouth shapes, please.")
+    while not warm.idle():
+        warm.next_frame()
+    for _ in range(200):
+        warm.next_frame()
+
+    # Pre-rendered frames of a talking avatar for the encode-only figure.
+    pre = Engine(avatar, seed=2)
+    pre.say_audio(speech[: 16000 * 4])
+    frames: list[YuvFrame] = []
+    while not pre.idle():
+        f = pre.next_frame().video
+        frames.append(YuvFrame(f.data.copy(), f.width, f.height))
+    silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
+
+    def encode_only() -> int:
+        venc, aenc = _encoders(opts)
+        for i in range(n_frames):
+            venc.encode(frames[i % len(frames)], i)
+            aenc.encode(silence)
+        return n_frames
+
+    def speaking() -> int:
+        venc, aenc = _encoders(opts)
+        eng = Engine(avatar, seed=3)
+        chunk = 2560  # 160 ms
+        pos = 0
+        i = 0
+        while pos < speech.size or not eng.idle():
+            # Feed audio as a live client does: keep about one chunk ahead of playback.
+            while pos < speech.size and pos <= (i + 6) * SAMPLES_PER_FRAME:
+                eng.push_audio(speech[pos : pos + chunk])
+                pos += chunk
+                if pos >= speech.size:
+                    eng.end_audio()
+            fr = eng.next_frame()
+            venc.encode(fr.video, i)
+            aenc.encode(fr.audio)
+            i += 1
+        return i
+
+    def text() -> int:
+        venc, aenc = _encoders(opts)
+        eng = Engine(avatar, seed=4, tts=tts)
+        eng.say_text(SENTENCES)
+        i = 0
+        while not eng.idle():
+            fr = eng.next_frame()
+            venc.encode(fr.video, i)
+            aenc.encode(fr.audio)
+            i += 1
+        return i
+
+    def idle() -> int:
+        venc, aenc = _encoders(opts)
+        eng = Engine(avatar, seed=5)
+        for i in range(n_frames):
+            fr = eng.next_frame()
+            venc.encode(fr.video, i)
+            aenc.encode(fr.audio)
+        return n_frames
+
+    def render_only() -> int:
+        eng = Engine(avatar, seed=6)
+        eng.say_audio(speech)
+        i = 0
+        while not eng.idle():
+            eng.next_frame()
+            i += 1
+        return i
+
+    out: dict[str, object] = {"width": a.width, "height": a.height, "cores": 1}
+    results = {}
+    for name, fn in (
+        ("encode_only", encode_only),
+        ("speaking", speaking),
+        ("text", text),
+        ("idle", idle),
+        ("lipsync_render_no_encode", render_only),
+    ):
+        n, cpu = _cpu_timed(fn)
+        results[name] = n / cpu
+        out[f"{name}_fps"] = round(n / cpu, 1)
+    out["ratio"] = round(results["speaking"] / results["encode_only"], 3)
+    out["idle_ratio"] = round(results["idle"] / results["encode_only"], 3)
+    out["render_ms_per_frame"] = round(
+        1000 / results["speaking"] - 1000 / results["encode_only"], 3
+    )
+    out["streams_per_core_speaking"] = round(results["speaking"] / 25, 1)
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>30}: {v}")
+
+
+if __name__ == "__main__":
+    main()
