@@ -1,0 +1,394 @@
+"""Audio-driven streaming lip-sync: PCM in, one committed `MouthPose` per video frame out.
+
+Frame n (audio [n/fps, (n+1)/fps)) is decided once the audio up to (n+1)/fps + lookahead has
+been pushed, and never revised: the renderer can show it at once, `lookahead` behind the
+audio. The decision for frame n is made with exactly that much audio whatever the push sizes
+were, so the track does not depend on how the audio was chunked.
+
+Per frame:
+1. Language-independent floor (`lipsync_floor`): voice activity with an adaptive noise floor
+   decides speech vs rest (X); short silent gaps inside speech are closures (A); the coarse
+   spectrum picks consonant / open / front / rounded shapes.
+2. English (`language` starting with "en"): a streaming pocketsphinx phone recognizer gives
+   the phone under the frame, mapped to a shape with `shape_of_arpabet`; the floor's voice
+   activity still gates speech vs rest, and fills in where the recognizer hears no phone.
+3. Known text (offline, `track_from_audio(pcm, text=...)`): forced alignment of the words
+   replaces recognition; if alignment fails it falls back to 1+2.
+Then smoothing: one-frame flickers (P, Q, P) become P unless Q is a closure (A, which must
+stay visible); openness follows the shape's default scaled by loudness and eases between
+frames; rest (X) and closures (A) are fully closed, so silence never trembles.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from avatarcast import FRAME_RATE_HZ, SAMPLE_RATE_HZ
+from avatarcast.speech.lipsync_floor import (
+    DEFAULT_FLOOR,
+    HOP,
+    FloorParams,
+    HopAnalyzer,
+    floor_shape,
+)
+from avatarcast.speech.visemes import DEFAULT_OPEN, REST, MouthPose, Shape, shape_of_arpabet
+
+if TYPE_CHECKING:
+    from avatarcast.speech.recognizer import Aligner, PhoneRecognizer, Segment
+    from avatarcast.speech.tts import PhonemeSpan
+
+MAX_LOOKAHEAD_MS = 200
+_EASE = 0.6  # fraction of the way to the target openness per frame (coarticulation)
+_A_MIN_S = 0.015  # a closure covering this much of a frame wins the frame (keeps P/B/M visible)
+_ONSET_JUMP_DB = 30.0  # level jump within 10 ms that marks a burst out of silence
+_RESTART_AFTER_S = 15.0  # restart the recognizer in a long pause after this much audio
+
+# (recognised shape, floor shape) → shape, where the pair disagrees systematically. Counted
+# on the TRAINING sentences only (3 voices): allphone decoding over-hears AA and UW/UH where
+# the spectrum says a neutral vowel, and hears L in nasal murmurs (low, closed-lip energy).
+_FUSION: dict[tuple[Shape, Shape], Shape] = {
+    (Shape.D, Shape.C): Shape.C,
+    (Shape.D, Shape.E): Shape.E,
+    (Shape.D, Shape.F): Shape.E,
+    (Shape.F, Shape.C): Shape.C,
+    (Shape.F, Shape.E): Shape.C,
+    (Shape.F, Shape.A): Shape.G,
+    (Shape.C, Shape.A): Shape.B,
+    (Shape.H, Shape.A): Shape.A,
+    (Shape.H, Shape.C): Shape.A,
+    (Shape.H, Shape.F): Shape.E,
+}
+
+
+def is_english(language: str) -> bool:
+    return language.strip().lower().startswith("en")
+
+
+def shape_in_window(
+    starts: Sequence[float], segs: Sequence[tuple[float, float, Shape]], t0: float, t1: float
+) -> Shape:
+    """Shape covering most of [t0, t1) among time-sorted spans (closures win if ≥ 15 ms)."""
+    cover: dict[Shape, float] = {}
+    i = max(0, bisect.bisect_right(starts, t0) - 1)
+    while i < len(segs) and segs[i][0] < t1:
+        s0, s1, shape = segs[i]
+        ov = min(s1, t1) - max(s0, t0)
+        if ov > 0:
+            cover[shape] = cover.get(shape, 0.0) + ov
+        i += 1
+    if not cover:
+        return Shape.X
+    if cover.get(Shape.A, 0.0) >= _A_MIN_S:
+        return Shape.A
+    return max(cover.items(), key=lambda kv: kv[1])[0]
+
+
+class StreamingLipSync:
+    """Streaming mouth track for one utterance/session at a time (not thread-safe).
+
+    push() returns the frames committed by the new audio, finish() the rest; reset() starts
+    the next utterance (keeps the loaded recognizer).
+    """
+
+    def __init__(
+        self,
+        fps: int = FRAME_RATE_HZ,
+        sample_rate: int = SAMPLE_RATE_HZ,
+        lookahead_ms: int = MAX_LOOKAHEAD_MS,
+        language: str = "en",
+        text: str | None = None,
+        floor: FloorParams = DEFAULT_FLOOR,
+        recognizer: PhoneRecognizer | None = None,
+    ) -> None:
+        if sample_rate != SAMPLE_RATE_HZ:
+            raise ValueError(f"sample_rate must be {SAMPLE_RATE_HZ} (resample first)")
+        if fps <= 0 or SAMPLE_RATE_HZ % fps or (SAMPLE_RATE_HZ // fps) % HOP:
+            raise ValueError(f"fps {fps} must divide {SAMPLE_RATE_HZ} into whole 10 ms hops")
+        if not 0 <= lookahead_ms <= MAX_LOOKAHEAD_MS:
+            raise ValueError(f"lookahead_ms must be within 0..{MAX_LOOKAHEAD_MS}")
+        self.fps = fps
+        self.language = language
+        # Known text cannot change frames already committed while streaming; it is kept for
+        # track_from_audio-style use by callers (see module doc).
+        self.text = text
+        self._spf = SAMPLE_RATE_HZ // fps
+        self._hops_per_frame = self._spf // HOP
+        # Whole hops, so that every decision sees a whole number of analysed hops.
+        self._lookahead = (lookahead_ms * SAMPLE_RATE_HZ // 1000) // HOP * HOP
+        self._floor = floor
+        self._recognizer: PhoneRecognizer | None = None
+        if is_english(language):
+            if recognizer is None:
+                from avatarcast.speech.recognizer import PhoneRecognizer
+
+                recognizer = PhoneRecognizer()
+            self._recognizer = recognizer
+        self.reset()
+
+    @property
+    def lookahead_ms(self) -> int:
+        return self._lookahead * 1000 // SAMPLE_RATE_HZ
+
+    @property
+    def frames_committed(self) -> int:
+        return self._n
+
+    def reset(self) -> None:
+        """Start a new utterance: no audio, no frames."""
+        self._hops = HopAnalyzer(self._floor)
+        self._pending: list[NDArray[np.int16]] = []
+        self._pending_n = 0
+        self._received = 0  # samples pushed
+        self._fed = 0  # samples given to the analysis and recognizer
+        self._n = 0  # frames committed
+        self._prev = REST
+        self._finished = False
+        self._rec_offset = 0.0  # seconds: the recognizer restarts in long pauses
+        self._old_segs: list[tuple[float, float, Shape]] = []
+        self._segs: list[tuple[float, float, Shape]] = []
+        self._seg_starts: list[float] = []
+        self._spans: list[tuple[float, float, Shape]] | None = None  # aligned (offline)
+        if self._recognizer is not None:
+            self._recognizer.reset()
+
+    def push(self, pcm: NDArray[np.int16]) -> list[MouthPose]:
+        """Add audio; return the frames it commits (possibly none)."""
+        if self._finished:
+            raise RuntimeError("utterance finished; call reset()")
+        pcm = np.asarray(pcm)
+        if pcm.dtype != np.int16:
+            raise TypeError(f"pcm must be int16, got {pcm.dtype}")
+        pcm = pcm.reshape(-1)
+        if pcm.size:
+            self._pending.append(pcm.copy())
+            self._pending_n += pcm.size
+            self._received += pcm.size
+        out: list[MouthPose] = []
+        while self._received >= self._deadline(self._n):
+            self._feed_to(self._deadline(self._n))
+            out.append(self._commit(final=False))
+        return out
+
+    def finish(self) -> list[MouthPose]:
+        """Commit every remaining frame: ceil(samples / samples_per_frame) frames in total."""
+        if self._finished:
+            return []
+        total_frames = -(-self._received // self._spf)
+        pad = total_frames * self._spf - self._received
+        if pad:
+            self._pending.append(np.zeros(pad, np.int16))
+            self._pending_n += pad
+        end = self._received + pad
+        out: list[MouthPose] = []
+        # Frames whose deadline is reached by the padding are still ordinary streaming frames.
+        while self._n < total_frames and self._deadline(self._n) <= end:
+            self._feed_to(self._deadline(self._n))
+            out.append(self._commit(final=False))
+        self._feed_to(end)
+        self._finished = True
+        if self._recognizer is not None:
+            self._set_segments(self._recognizer.finish())
+        while self._n < total_frames:
+            out.append(self._commit(final=True))
+        return out
+
+    def use_spans(self, spans: Sequence[PhonemeSpan]) -> None:
+        """Use known phone spans (forced alignment) instead of recognition for this utterance."""
+        self._spans = [(s.start_s, s.end_s, s.shape) for s in spans]
+        self._segs = self._spans
+        self._seg_starts = [s[0] for s in self._spans]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _deadline(self, n: int) -> int:
+        return (n + 1) * self._spf + self._lookahead
+
+    def _feed_to(self, sample: int) -> None:
+        """Give the analysis and recognizer the audio up to absolute sample `sample`."""
+        need = sample - self._fed
+        if need <= 0:
+            return
+        data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        chunk, rest = data[:need], data[need:]
+        self._pending = [rest] if rest.size else []
+        self._pending_n = rest.size
+        self._fed = sample
+        self._hops.add(chunk)
+        if self._recognizer is not None and self._spans is None:
+            self._recognizer.feed(chunk)
+            self._set_segments(self._recognizer.segments())
+
+    def _set_segments(self, segs: list[Segment]) -> None:
+        off = self._rec_offset
+        mapped = [(a + off, b + off, shape_of_arpabet(p)) for a, b, p in segs]
+        self._segs = self._old_segs + mapped
+        self._seg_starts = [s[0] for s in self._segs]
+
+    def _frame_speech(self, f: int, n_hops: int) -> bool | None:
+        """Raw voice activity of frame f (≥ half of its hops), None when not yet analysed."""
+        h0 = f * self._hops_per_frame
+        if f < 0:
+            return False
+        if h0 >= n_hops:
+            return None if not self._finished else False
+        hops = self._hops.speech[h0 : min(n_hops, h0 + self._hops_per_frame)]
+        return sum(hops) * 2 >= self._hops_per_frame
+
+    def _gate(self, n: int) -> str:
+        """'speech', 'gap' (short pause inside speech: a closure) or 'rest' for frame n."""
+        p = self._floor
+        nh = self._hops.n_hops
+        sp = self._frame_speech
+        if sp(n, nh):
+            back = 0
+            while back < p.min_speech_frames and sp(n - back - 1, nh):
+                back += 1
+            fwd = 0
+            while back + fwd + 1 < p.min_speech_frames:
+                s = sp(n + fwd + 1, nh)
+                if s is None:  # run continues beyond what we can see: trust it
+                    return "speech"
+                if not s:
+                    break
+                fwd += 1
+            return "speech" if back + fwd + 1 >= p.min_speech_frames else "rest"
+        last = n - 1
+        while last >= n - p.max_gap_frames and last >= 0 and not sp(last, nh):
+            last -= 1
+        if last < n - p.max_gap_frames or last < 0:
+            return "rest"
+        nxt = n + 1
+        while nxt - last - 1 <= p.max_gap_frames:
+            s = sp(nxt, nh)
+            if s is None or s:
+                return "gap" if s else "rest"
+            nxt += 1
+        return "rest"
+
+    def _raw_shape(self, n: int) -> Shape:
+        gate = self._gate(n)
+        if gate == "rest":
+            # Lips close just before a speech onset that bursts out of silence (a plosive,
+            # often P/B): an utterance-initial closure is silent, so otherwise never shown.
+            return Shape.A if self._abrupt_onset_after(n) else Shape.X
+        t0, t1 = n / self.fps, (n + 1) / self.fps
+        heard = Shape.X
+        if self._segs:
+            heard = shape_in_window(self._seg_starts, self._segs, t0, t1)
+        if gate == "gap":
+            return heard if heard is not Shape.X else Shape.A
+        floor = self._floor_shape(n)
+        if heard is Shape.X:
+            return floor
+        if self._spans is not None:
+            return heard  # aligned phones of known text: trust them
+        return _FUSION.get((heard, floor), heard)
+
+    def _abrupt_onset_after(self, n: int) -> bool:
+        if self._gate(n + 1) != "speech":
+            return False
+        # The burst may fall in this frame's last hops, too few to make it a speech frame.
+        h0 = n * self._hops_per_frame
+        h1 = min(self._hops.n_hops, h0 + 2 * self._hops_per_frame)
+        lv, noise = self._hops.level_db, self._hops.noise_db
+        return any(
+            lv[h] - lv[h - 1] >= _ONSET_JUMP_DB and lv[h - 1] < noise[h - 1] + 10.0
+            for h in range(max(1, h0), h1)
+        )
+
+    def _floor_shape(self, n: int) -> Shape:
+        h0 = n * self._hops_per_frame
+        h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
+        if h1 <= h0:
+            return Shape.B
+        bands = np.mean(np.stack(self._hops.bands_db[h0:h1]), axis=0)
+        level = float(np.mean(self._hops.level_db[h0:h1]))
+        lo = max(0, h0 - 3 * self._hops_per_frame)
+        hi = min(self._hops.n_hops, h1 + 3 * self._hops_per_frame)
+        local_peak = float(max(self._hops.level_db[lo:hi]))
+        return floor_shape(bands, level, local_peak, self._floor)
+
+    def _commit(self, final: bool) -> MouthPose:
+        n = self._n
+        shape = self._raw_shape(n)
+        if shape not in (Shape.A, self._prev.shape) and self._prev.shape is not Shape.X:
+            nxt = self._raw_shape(n + 1)
+            if nxt is self._prev.shape:
+                shape = self._prev.shape  # a one-frame flicker: hold the previous shape
+        pose = self._pose(n, shape)
+        self._prev = pose
+        self._n += 1
+        self._maybe_restart_recognizer()
+        return pose
+
+    def _pose(self, n: int, shape: Shape) -> MouthPose:
+        if shape in (Shape.X, Shape.A):
+            return MouthPose(shape, 0.0)
+        h0 = n * self._hops_per_frame
+        h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
+        if h1 > h0:
+            power = np.mean(np.power(10.0, np.asarray(self._hops.level_db[h0:h1]) / 10.0))
+            level = 10.0 * float(np.log10(power))
+            noise, peak = self._hops.noise_db[h1 - 1], self._hops.peak_db[h1 - 1]
+            loud = min(1.0, max(0.0, (level - noise) / max(peak - noise, 20.0)))
+        else:
+            loud = 0.5
+        target = DEFAULT_OPEN[shape] * (0.4 + 0.6 * loud)
+        prev = self._prev.open
+        value = prev + _EASE * (target - prev) if self._prev.shape is not Shape.X else target
+        return MouthPose(shape, round(min(1.0, max(0.0, value)), 4))
+
+    def _maybe_restart_recognizer(self) -> None:
+        """Bound the recognizer's per-frame cost on long streams: restart it in a long pause."""
+        rec = self._recognizer
+        if rec is None or self._finished or self._spans is not None:
+            return
+        if rec.samples_fed < _RESTART_AFTER_S * SAMPLE_RATE_HZ:
+            return
+        # Everything from the last committed frame to the newest audio must be rest.
+        nh = self._hops.n_hops
+        h_from = max(0, (self._n - 12) * self._hops_per_frame)
+        if nh - h_from < 40 or any(self._hops.speech[h_from:nh]):
+            return
+        now = self._fed / SAMPLE_RATE_HZ
+        self._old_segs = [s for s in self._segs if s[1] > now - 1.0]
+        self._rec_offset = now
+        rec.reset()
+        self._set_segments([])
+
+
+def track_from_audio(
+    pcm: NDArray[np.int16],
+    text: str | None = None,
+    language: str = "en",
+    lookahead_ms: int = MAX_LOOKAHEAD_MS,
+    aligner: Aligner | None = None,
+    recognizer: PhoneRecognizer | None = None,
+) -> list[MouthPose]:
+    """Mouth track of a whole utterance known up front (ceil(samples/640) frames).
+
+    With English text, the words are force-aligned to the audio and the aligned phones pick
+    the shapes (voice activity still gates rest); without text, or when alignment fails, it
+    is the streaming engine's own result.
+    """
+    pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
+    spans = None
+    if text and is_english(language):
+        if aligner is None:
+            from avatarcast.speech.recognizer import Aligner
+
+            aligner = Aligner()
+        spans = aligner.align(pcm, text)
+    engine = StreamingLipSync(
+        lookahead_ms=lookahead_ms,
+        language=language if spans is None else "floor-only",
+        recognizer=recognizer if spans is None else None,
+    )
+    if spans is not None:
+        engine.use_spans(spans)
+    return engine.push(pcm) + engine.finish()

@@ -1,0 +1,144 @@
+"""The language-independent part of the audio lip-sync: per-10 ms analysis and shape rules.
+
+Everything here uses only loudness and the coarse spectrum, so it moves the mouth plausibly
+for any language: voice activity (webrtcvad plus an adaptive noise floor) decides speech vs
+rest, short silent gaps inside speech are closures, strong high-frequency frication is a
+consonant, and band-energy ratios (a crude stand-in for the first two formants) separate
+open, front, rounded and neutral vowels.
+
+Determinism: each 10 ms hop is analysed from its own samples and the running state of the
+hops before it, row by row (no BLAS), so the results do not depend on how the audio was split
+into pushes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+from numpy.typing import NDArray
+
+from avatarcast.speech.visemes import Shape
+
+HOP = 160  # 10 ms at 16 kHz: the analysis step, and pocketsphinx's frame step
+WIN = 320  # 20 ms window ending at the hop's end (causal)
+_N_FFT = 320  # 50 Hz bins
+# Band edges in Hz: F0/nasal murmur, low F1, high F1, back F2, front F2/F3, F4, frication.
+BAND_EDGES_HZ = (80, 350, 700, 1100, 1700, 2800, 4500, 8000)
+N_BANDS = len(BAND_EDGES_HZ) - 1
+_BIN_HZ = 16000 / _N_FFT
+_EDGE_BINS = np.array([round(f / _BIN_HZ) for f in BAND_EDGES_HZ], dtype=np.intp)
+_WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
+_EPS = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class FloorParams:
+    """Thresholds of the energy/spectrum rules (tuned on the TRAINING sentences only)."""
+
+    vad_mode: int = 2  # webrtcvad aggressiveness 0..3
+    noise_init_db: float = 40.0  # assumed noise floor before any audio (int16 dB, rms 100)
+    noise_rise_db_per_hop: float = 0.03  # min-tracker creep: 3 dB/s
+    speech_margin_db: float = 9.0  # a hop is speech when VAD says so and it is this far above
+    abs_min_db: float = 30.0  # ... and above this absolute level (rms ≈ 32)
+    peak_decay_db_per_hop: float = 0.01  # loudness reference decays 1 dB/s
+    min_speech_frames: int = 2  # shorter speech runs are clicks → rest
+    max_gap_frames: int = 3  # shorter silent gaps inside speech are closures, not rest
+    fric_db: float = 2.0  # frication band above the voiced bands by this much → consonant
+    dip_db: float = 14.0  # this far below the local peak and quiet → closure/nasal (A)
+    open_f1_db: float = 3.0  # high-F1 band above the low-F1 band → wide open (D)
+    front_f2_db: float = -8.0  # front-F2 band vs low bands above this with low F1 → B (IY)
+    round_f2_db: float = -16.0  # F2 bands this far under the F1 bands → rounded (F)
+    back_f2_db: float = -11.0  # ... under this (but not rounded) → E
+
+
+DEFAULT_FLOOR = FloorParams()
+
+
+def band_powers(frames: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Mean power per band for each row of windowed samples (rows, WIN) → (rows, N_BANDS)."""
+    spec = np.fft.rfft(frames * _WINDOW, n=_N_FFT, axis=1)
+    power = spec.real**2 + spec.imag**2
+    # Cumulative sums along each row keep the result row-independent (unlike a matmul).
+    csum = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
+    hi = csum[:, _EDGE_BINS[1:]]
+    lo = csum[:, _EDGE_BINS[:-1]]
+    widths = (_EDGE_BINS[1:] - _EDGE_BINS[:-1]).astype(np.float64)
+    return np.asarray((hi - lo) / widths / WIN, dtype=np.float64)
+
+
+class HopAnalyzer:
+    """Streaming per-hop analysis: level, band levels, voice activity, noise floor, peak."""
+
+    def __init__(self, params: FloorParams = DEFAULT_FLOOR) -> None:
+        self.params = params
+        self._vad = webrtcvad.Vad(params.vad_mode)
+        self._tail = np.zeros(WIN - HOP, np.float32)  # the window's first half, from before
+        self._rest = np.zeros(0, np.int16)  # samples of an incomplete hop
+        self._noise = params.noise_init_db
+        self._peak = params.noise_init_db + 30.0
+        self.level_db: list[float] = []
+        self.bands_db: list[NDArray[np.float32]] = []
+        self.speech: list[bool] = []
+        self.noise_db: list[float] = []
+        self.peak_db: list[float] = []
+
+    @property
+    def n_hops(self) -> int:
+        return len(self.level_db)
+
+    def add(self, pcm: NDArray[np.int16]) -> None:
+        """Analyse every hop completed by `pcm` (any length; the remainder waits)."""
+        data = np.concatenate([self._rest, pcm.astype(np.int16, copy=False)])
+        n = data.size // HOP
+        self._rest = data[n * HOP :].copy()
+        if n == 0:
+            return
+        body = data[: n * HOP]
+        x = np.concatenate([self._tail, body.astype(np.float32)])
+        self._tail = x[-(WIN - HOP) :].copy()
+        idx = np.arange(n)[:, None] * HOP + np.arange(WIN)[None, :]
+        bands = band_powers(x[idx])
+        total = np.mean(x[idx][:, WIN - HOP :] ** 2, axis=1, dtype=np.float64)
+        level = 10.0 * np.log10(total + _EPS)
+        bands_db = (10.0 * np.log10(bands + _EPS)).astype(np.float32)
+        p = self.params
+        raw = body.tobytes()
+        for i in range(n):
+            e = float(level[i])
+            # Minimum tracker: follows dips at once, creeps up slowly through speech.
+            self._noise = min(e, self._noise + p.noise_rise_db_per_hop)
+            self._peak = max(e, self._peak - p.peak_decay_db_per_hop, self._noise + 20.0)
+            vad = self._vad.is_speech(raw[i * 2 * HOP : (i + 1) * 2 * HOP], 16000)
+            self.speech.append(
+                bool(vad) and e > self._noise + p.speech_margin_db and e > p.abs_min_db
+            )
+            self.level_db.append(e)
+            self.bands_db.append(bands_db[i])
+            self.noise_db.append(self._noise)
+            self.peak_db.append(self._peak)
+
+
+def floor_shape(
+    bands_db: NDArray[np.float32], level_db: float, local_peak_db: float, p: FloorParams
+) -> Shape:
+    """Mouth shape of a speech frame from its mean band levels (language-independent rules)."""
+    b = bands_db.astype(np.float64)
+    murmur, f1_lo, f1_hi, f2_back, f2_front, _f4, fric = (float(v) for v in b)
+    voiced = max(murmur, f1_lo, f1_hi)
+    if fric > voiced + p.fric_db:
+        return Shape.B  # s, sh, z, t-burst... (teeth together)
+    if level_db < local_peak_db - p.dip_db and murmur > f1_hi + 6.0:
+        return Shape.A  # nasal murmur / voiced closure: lips likely closed
+    f1 = max(f1_lo, f1_hi)
+    f2 = max(f2_back, f2_front)
+    if f1_hi > f1_lo + p.open_f1_db and f1_hi > murmur:
+        return Shape.D
+    if f2_front > f1 + p.front_f2_db and f1_lo > f1_hi + 3.0:
+        return Shape.B  # close front vowel (IY): spread lips, teeth nearly together
+    if f2 < f1 + p.round_f2_db:
+        return Shape.F
+    if f2 < f1 + p.back_f2_db:
+        return Shape.E
+    return Shape.C
