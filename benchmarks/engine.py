@@ -55,7 +55,8 @@ def _encoders(opts: VideoOptions) -> tuple[H264Encoder, AacEncoder]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
-    ap.add_argument("--seconds", type=float, default=20.0, help="speech length per figure")
+    ap.add_argument("--seconds", type=float, default=10.0, help="speech length per figure")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best kept")
     ap.add_argument("--width", type=int, default=540)
     ap.add_argument("--height", type=int, default=960)
     a = ap.parse_args()
@@ -71,6 +72,9 @@ def main() -> None:
     n_frames = -(-speech.size // SAMPLES_PER_FRAME)
 
     # Warm caches the way a long-running server has them warm.
+    warm_up = getattr(avatar, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
     warm = Engine(avatar, seed=1)
     warm.say_text("Warm up the mouth shapes, please.")
     while not warm.idle():
@@ -143,18 +147,23 @@ def main() -> None:
             i += 1
         return i
 
-    out: dict[str, object] = {"width": a.width, "height": a.height, "cores": 1}
-    results = {}
-    for name, fn in (
-        ("encode_only", encode_only),
-        ("speaking", speaking),
-        ("text", text),
-        ("idle", idle),
-        ("lipsync_render_no_encode", render_only),
-    ):
-        n, cpu = _cpu_timed(fn)
-        results[name] = n / cpu
-        out[f"{name}_fps"] = round(n / cpu, 1)
+    out: dict[str, object] = {"width": a.width, "height": a.height, "cores": 1, "rounds": a.rounds}
+    measures = {
+        "encode_only": encode_only,
+        "speaking": speaking,
+        "text": text,
+        "idle": idle,
+        "lipsync_render_no_encode": render_only,
+    }
+    # Interleave rounds and keep each figure's best: on a shared machine, noise only ever
+    # slows a run down, and interleaving exposes every figure to the same conditions.
+    results = dict.fromkeys(measures, 0.0)
+    for _ in range(a.rounds):
+        for name, fn in measures.items():
+            n, cpu = _cpu_timed(fn)
+            results[name] = max(results[name], n / cpu)
+    for name, fps in results.items():
+        out[f"{name}_fps"] = round(fps, 1)
     out["ratio"] = round(results["speaking"] / results["encode_only"], 3)
     out["idle_ratio"] = round(results["idle"] / results["encode_only"], 3)
     out["render_ms_per_frame"] = round(

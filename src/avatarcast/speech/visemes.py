@@ -62,8 +62,23 @@ ARPABET_TO_SHAPE: dict[str, Shape] = {
     **{
         p: Shape.B
         for p in (
-            "K", "G", "T", "D", "N", "NG", "S", "Z", "SH", "ZH", "CH", "JH",
-            "TH", "DH", "Y", "HH", "IY",
+            "K",
+            "G",
+            "T",
+            "D",
+            "N",
+            "NG",
+            "S",
+            "Z",
+            "SH",
+            "ZH",
+            "CH",
+            "JH",
+            "TH",
+            "DH",
+            "Y",
+            "HH",
+            "IY",
         )
     },
     **{p: Shape.C for p in ("EH", "AE", "AH", "IH", "EY", "AY")},
