@@ -114,3 +114,31 @@ def test_idle_frames_are_silent_and_rest() -> None:
     eng = _engine()
     frames = [eng.next_frame() for _ in range(30)]
     assert all(f.mouth.shape == Shape.X and not f.audio.any() for f in frames)
+
+
+def test_streamed_utterances_reuse_lipsync_identically(speech: np.ndarray) -> None:
+    """The second utterance runs on a reset, reused lip-sync: same audio, same mouth."""
+    eng = _engine()
+    tracks = []
+    for uid in ("first", "second"):
+        for pos in range(0, speech.size, 2560):
+            eng.push_audio(speech[pos : pos + 2560], utterance_id=uid)
+        eng.end_audio()
+        frames = _run(eng)
+        tracks.append([f.mouth for f in frames if f.utterance_id == uid])
+    assert len(tracks[0]) == -(-speech.size // 640)
+    assert tracks[0] == tracks[1]
+
+
+def test_streaming_after_interrupt_starts_a_new_utterance(speech: np.ndarray) -> None:
+    eng = _engine()
+    eng.push_audio(speech[:16000], utterance_id="cut")
+    for _ in range(5):
+        eng.next_frame()
+    eng.interrupt()
+    eng.push_audio(speech, utterance_id="next")
+    eng.end_audio()
+    frames = _run(eng)
+    played = [f for f in frames if f.utterance_id == "next"]
+    assert np.array_equal(np.concatenate([f.audio for f in played])[: speech.size], speech)
+    assert all(f.utterance_id in (None, "next") for f in frames)

@@ -130,7 +130,9 @@ class Engine:
         self.voice = voice
         self.max_queued_samples = int(max_queued_s * SAMPLES_PER_FRAME * FRAME_RATE_HZ)
         self._queue: deque[_Speech] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the queue; held only briefly
+        self._input_lock = threading.Lock()  # serialises audio analysis, never held by frames
+        self._lipsync_pool: list[StreamingLipSync] = []
         self._frame_index = 0
         self._ids = itertools.count(1)
         self._pending_events: list[tuple[SpeechEvent, str]] = []
@@ -148,37 +150,63 @@ class Engine:
                 f"speech queue full: more than {self.max_queued_samples / 16000:.0f} s buffered"
             )
 
-    def push_audio(self, pcm: Pcm, utterance_id: str | None = None) -> str:
-        """Append streamed audio to the open utterance (or open one); returns its id."""
-        pcm = _as_pcm(pcm)
+    def _take_lipsync(self) -> StreamingLipSync:
+        """A streaming lip-sync for a new utterance: a used one reset, or a new one.
+
+        Loading the recognizer takes a few hundred ms, so finished instances are kept and
+        reused; this runs outside the frame lock so the frame loop never waits for it.
+        """
         with self._lock:
-            self._check_room(pcm.size)
-            cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
-            if cur is None or cur.lipsync is None:
-                cur = _Speech(
-                    self._new_id(utterance_id),
-                    lipsync=StreamingLipSync(
-                        lookahead_ms=self.lookahead_ms, language=self.language
-                    ),
-                )
-                self._queue.append(cur)
-            if pcm.size:
+            used = self._lipsync_pool.pop() if self._lipsync_pool else None
+        if used is not None:
+            used.reset()
+            return used
+        return StreamingLipSync(lookahead_ms=self.lookahead_ms, language=self.language)
+
+    def _release(self, sp: _Speech) -> None:
+        """Called under the frame lock when an utterance leaves the queue."""
+        if sp.lipsync is not None and len(self._lipsync_pool) < 2:
+            self._lipsync_pool.append(sp.lipsync)
+            sp.lipsync = None
+
+    def push_audio(self, pcm: Pcm, utterance_id: str | None = None) -> str:
+        """Append streamed audio to the open utterance (or open one); returns its id.
+
+        The analysis runs outside the frame lock: a live session keeps its 25 fps while a
+        chunk is analysed. Calls for one engine must come from one producer at a time.
+        """
+        pcm = _as_pcm(pcm)
+        with self._input_lock:
+            with self._lock:
+                self._check_room(pcm.size)
+                cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
+                lipsync = cur.lipsync if cur is not None else None
+            if cur is None or lipsync is None:
+                lipsync = self._take_lipsync()
+                cur = _Speech(self._new_id(utterance_id), lipsync=lipsync)
+                with self._lock:
+                    self._queue.append(cur)
+            # An interrupt may drop `cur` meanwhile; its audio is then discarded with it.
+            poses = lipsync.push(pcm) if pcm.size else []
+            with self._lock:
                 cur.add(pcm)
-                assert cur.lipsync is not None
-                cur.poses.extend(cur.lipsync.push(pcm))
+                cur.poses.extend(poses)
             return cur.id
 
     def end_audio(self) -> str | None:
         """Mark the open streamed utterance as complete; its last frames commit now."""
-        with self._lock:
-            cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
-            if cur is None:
+        with self._input_lock:
+            with self._lock:
+                cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
+                lipsync = cur.lipsync if cur is not None else None
+            if cur is None or lipsync is None:
                 return None
-            assert cur.lipsync is not None
-            cur.poses.extend(cur.lipsync.finish())
-            cur.final = True
-            if cur.n_samples == 0:
-                self._queue.pop()
+            poses = lipsync.finish()
+            with self._lock:
+                cur.poses.extend(poses)
+                cur.final = True
+                if cur.n_samples == 0 and self._queue and self._queue[-1] is cur:
+                    self._release(self._queue.pop())
             return cur.id
 
     def say_audio(self, pcm: Pcm, text: str | None = None, utterance_id: str | None = None) -> str:
@@ -217,6 +245,8 @@ class Engine:
             cut = [s.id for s in self._queue]
             if self._queue and self._queue[0].played_frames > 0:
                 self._pending_events.append((SpeechEvent.INTERRUPTED, self._queue[0].id))
+            for sp in self._queue:
+                self._release(sp)
             self._queue.clear()
             return cut
 
@@ -253,7 +283,7 @@ class Engine:
                 sp.played_frames += 1
                 if sp.final and sp.played_frames == sp.total_frames:
                     events.append((SpeechEvent.END, sp.id))
-                    self._queue.popleft()
+                    self._release(self._queue.popleft())
         if audio is None:
             audio = np.zeros(SAMPLES_PER_FRAME, np.int16)
         state = self.motion.state(index, mouth)
