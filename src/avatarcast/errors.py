@@ -1,17 +1,29 @@
 """The one exception tree of avatarcast.
 
-    AvatarcastError                 base; `code` is a stable machine-readable name
-    ├── InputError                  the caller gave something unusable (exit status 2 in the CLI)
-    │   ├── AudioInputError         missing/unreadable/empty audio file or PCM
-    │   ├── TextInputError          empty or unusable text
-    │   ├── UnknownAvatarError      no avatar of that name
-    │   └── SettingsError           bad flag, environment variable or config-file value
-    └── BackendError                a component we depend on failed (TTS library, encoder)
+    AvatarcastError                   base; `code` is a stable machine-readable name
+    ├── InputError                    the caller gave something unusable (CLI exit status 2)
+    │   ├── AudioInputError           missing/unreadable/empty audio file or bad PCM
+    │   ├── TextInputError            empty, too long or unusable text
+    │   ├── UnknownAvatarError        no avatar of that name
+    │   ├── SettingsError             bad flag, environment variable or config-file value
+    │   └── RequestError              a malformed API request or drive message (field named)
+    ├── AuthError                     bad key, signature or timestamp
+    ├── QuotaError                    concurrency limit of a key reached
+    ├── RateLimitError                requests or messages too frequent
+    ├── SessionError                  a session-state problem
+    │   ├── SessionNotFound
+    │   ├── SessionClosed
+    │   ├── SessionNotReady           not status 1 (ready) when it must be
+    │   ├── SessionNotStarted         drive command before `startsession`
+    │   ├── WrongTime                 command sent at the wrong time
+    │   └── SessionReplaced           closed because a new stream was made for the same UserId
+    └── BackendError                  a component we depend on failed
         ├── TtsError
-        └── EncoderError
+        ├── EncoderError
+        └── AvatarLoadError
 
-The CLI maps InputError to a one-line message and exit status 2; the API layer (later) maps
-`code` to wire error codes in one table. Nothing else should invent error codes.
+The CLI maps InputError to one line and exit status 2. The API maps each class to its wire
+code in exactly one table (`avatarcast.api.codes`). Nothing else invents error codes.
 """
 
 from __future__ import annotations
@@ -45,6 +57,50 @@ class SettingsError(InputError):
     code = "bad_setting"
 
 
+class RequestError(InputError):
+    code = "bad_request"
+
+
+class AuthError(AvatarcastError):
+    code = "unauthorized"
+
+
+class QuotaError(AvatarcastError):
+    code = "quota_exceeded"
+
+
+class RateLimitError(AvatarcastError):
+    code = "too_frequent"
+
+
+class SessionError(AvatarcastError):
+    code = "session"
+
+
+class SessionNotFound(SessionError):
+    code = "session_not_found"
+
+
+class SessionClosed(SessionError):
+    code = "session_closed"
+
+
+class SessionNotReady(SessionError):
+    code = "session_not_ready"
+
+
+class SessionNotStarted(SessionError):
+    code = "session_not_started"
+
+
+class WrongTime(SessionError):
+    code = "wrong_time"
+
+
+class SessionReplaced(SessionError):
+    code = "session_replaced"
+
+
 class BackendError(AvatarcastError):
     code = "backend"
 
@@ -55,3 +111,7 @@ class TtsError(BackendError):
 
 class EncoderError(BackendError):
     code = "encoder_failed"
+
+
+class AvatarLoadError(BackendError):
+    code = "avatar_load_failed"

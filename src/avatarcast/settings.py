@@ -47,6 +47,33 @@ class Settings:
     max_text_chars: int = field(default=5000, metadata=_help("longest text accepted for TTS"))
     host: str = field(default="127.0.0.1", metadata=_help("address the server listens on"))
     port: int = field(default=8080, metadata=_help("port the server listens on"))
+    public_url: str = field(
+        default="",
+        metadata=_help("base URL viewers use (PlayStreamAddr); default http://HOST:PORT"),
+    )
+    idle_timeout_s: float = field(
+        default=600.0, metadata=_help("close a session after this long without drive/heartbeat")
+    )
+    ws_idle_timeout_s: float = field(
+        default=180.0, metadata=_help("drop a command-channel socket silent this long")
+    )
+    default_max_sessions: int = field(
+        default=4, metadata=_help("concurrent sessions of a new key unless --max-sessions")
+    )
+    max_audio_buffer_s: float = field(
+        default=30.0, metadata=_help("audio a session buffers ahead of playback, in seconds")
+    )
+    max_messages_per_s: int = field(
+        default=50, metadata=_help("command-channel messages per second before 100012")
+    )
+    ice_servers: str = field(
+        default="", metadata=_help("comma-separated STUN/TURN URLs offered to WebRTC peers")
+    )
+    ice_username: str = field(default="", metadata=_help("TURN username"))
+    ice_credential: str = field(default="", metadata=_help("TURN credential"))
+    ice_host_addresses: str = field(
+        default="", metadata=_help("comma-separated local IPs for WebRTC candidates; empty = all")
+    )
 
     def validate(self) -> Settings:
         if not 0 <= self.lookahead_ms <= 200:
@@ -61,7 +88,29 @@ class Settings:
             raise SettingsError("keyframe_interval_s must be in (0, 10]")
         if self.max_text_chars < 1:
             raise SettingsError("max_text_chars must be positive")
+        for name in ("idle_timeout_s", "ws_idle_timeout_s", "max_audio_buffer_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.default_max_sessions < 1 or self.max_messages_per_s < 1:
+            raise SettingsError("default_max_sessions and max_messages_per_s must be positive")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be in 1..65535, got {self.port}")
         return self
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach this server (PlayStreamAddr, demo URL)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def db_path(self) -> Path:
+        """SQLite store of keys, projects and usage."""
+        return self.data_dir / "avatarcast.db"
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        """A comma-separated setting as a list (empty entries dropped)."""
+        return [v.strip() for v in value.split(",") if v.strip()]
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}

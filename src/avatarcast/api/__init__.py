@@ -1,0 +1,1 @@
+"""HTTP + WebSocket: the IVH-compatible API. The only layer that knows HTTP."""

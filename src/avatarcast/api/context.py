@@ -1,0 +1,33 @@
+"""What every route needs, built once by the app factory and passed to each route module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from avatarcast.settings import Settings
+from avatarcast.stream.clock import Clock, MonotonicClock
+
+if TYPE_CHECKING:
+    from avatarcast.sessions.manager import SessionManager
+    from avatarcast.sessions.store import Store
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store
+    manager: SessionManager
+    clock: Clock = field(default_factory=MonotonicClock)  # timers, pacing
+    now_unix: Callable[[], float] = time.time  # signature timestamps, usage records
+
+    def authenticate(self, query: Mapping[str, str]) -> str:
+        """Check `appkey`, `timestamp`, `signature` of a request's query; return the appkey.
+
+        Raises AuthError (wire code 100005).
+        """
+        from avatarcast.api.auth import verify
+
+        return verify(query, self.store.accesstoken_of, self.now_unix())

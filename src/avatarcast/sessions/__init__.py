@@ -1,0 +1,1 @@
+"""Sessions: state machine, registry, idle timers, quotas, usage metering, drive channel."""

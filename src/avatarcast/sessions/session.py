@@ -1,0 +1,82 @@
+"""One streaming session: its identity, state machine and the parts that serve it.
+
+States (IVH `SessionStatus`): 3 preparing → 1 ready → 2 closed, or 3 → 4 failed.
+`started` (IVH `IsSessionStarted`) turns true at `startsession` and stays true.
+The media parts (engine, live stream, drive channel) are attached by the manager; this module
+knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from avatarcast.engine import Engine
+    from avatarcast.sessions.drive import DriveChannel
+    from avatarcast.stream.live import LiveStream
+
+
+class SessionStatus(IntEnum):
+    READY = 1
+    CLOSED = 2
+    PREPARING = 3
+    FAILED = 4
+
+
+PROTOCOLS = ("webrtc", "rtmp", "trtc")
+DRIVER_TYPES = (1, 3)  # 1 text, 3 audio + text
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Session:
+    id: str
+    appkey: str
+    user_id: str
+    asset_key: str
+    protocol: str
+    driver_type: int
+    project_id: str | None = None
+    status: SessionStatus = SessionStatus.PREPARING
+    started: bool = False
+    created_at: float = 0.0  # clock time
+    last_activity: float = 0.0  # clock time of the last drive command or heartbeat
+    error_code: int = 0
+    error_message: str = ""
+    alpha: bool = False
+    stream_max_interval_ms: int = 2000
+    voice: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # ProtocolOption, ExtraInfo, ... as given
+    play_url: str = ""  # PlayStreamAddr
+    play_token: str = field(default_factory=lambda: uuid.uuid4().hex)  # in the WHEP URL
+    engine: Engine | None = None
+    live: LiveStream | None = None
+    drive: DriveChannel | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (SessionStatus.PREPARING, SessionStatus.READY)
+
+    @property
+    def speak_status(self) -> str:
+        """`SpeakStatus` for statsession: what the drive channel last reported, or idle."""
+        if self.drive is not None:
+            return self.drive.speak_status
+        return "Idle"
+
+    def summary(self) -> dict[str, Any]:
+        """The `Sessions[]` item of the list endpoints."""
+        return {
+            "UserId": self.user_id,
+            "SessionId": self.id,
+            "SessionStatus": int(self.status),
+            "PlayStreamAddr": self.play_url,
+            "DriverType": self.driver_type,
+            "IsSessionStarted": self.started,
+        }
