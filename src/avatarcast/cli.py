@@ -1,4 +1,4 @@
-"""The `avatarcast` command line: render | voices (serve, keys, say, avatar come with later issues).
+"""The `avatarcast` command line: render | voices | serve | keys | projects | usage.
 
 Every command shares the settings flags (`--data-dir`, `--config`, ...). User mistakes print
 one line, `avatarcast: error: ...`, and exit with status 2; no traceback.
@@ -13,10 +13,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avatarcast import __version__, settings
 from avatarcast.errors import AvatarcastError, InputError, TextInputError
 from avatarcast.settings import Settings
+
+if TYPE_CHECKING:
+    from avatarcast.sessions.store import Store
 
 COMMON = ("data_dir", "log_level")
 RENDER = (
@@ -70,7 +74,57 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("voices", help="list the TTS voices")
     settings.add_arguments(v, (*COMMON, "tts_backend"))
+    _add_server_commands(sub)
     return p
+
+
+def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """serve, keys, projects, usage: the session service and the state it keeps in SQLite."""
+    s = sub.add_parser(
+        "serve",
+        help="run the session API server (IVH-compatible HTTP + WebSocket + WHEP)",
+        description="Serve the API until interrupted; Ctrl-C closes every session.",
+    )
+    settings.add_arguments(s)
+
+    k = sub.add_parser("keys", help="API keys (appkey + accesstoken) and their quotas")
+    ksub = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("create", help="create a key; prints JSON with appkey and accesstoken")
+    kc.add_argument("--name", required=True, help="who the key is for")
+    kc.add_argument(
+        "--max-sessions",
+        type=int,
+        default=None,
+        help="concurrent sessions allowed (default: the default_max_sessions setting)",
+    )
+    settings.add_arguments(kc, (*COMMON, "default_max_sessions"))
+    kl = ksub.add_parser("list", help="list keys as JSON lines (never the accesstoken)")
+    settings.add_arguments(kl, COMMON)
+    kr = ksub.add_parser("revoke", help="revoke a key: its calls fail with 100005 from now on")
+    kr.add_argument("appkey")
+    settings.add_arguments(kr, COMMON)
+
+    pr = sub.add_parser("projects", help="projects: a VirtualmanProjectId → avatar + defaults")
+    psub = pr.add_subparsers(dest="projects_command", required=True, metavar="ACTION")
+    pc = psub.add_parser("create", help="create a project; prints its JSON (project_id)")
+    pc.add_argument("--name", required=True)
+    pc.add_argument("--avatar", required=True, help="the avatar (AssetVirtualmanKey) it uses")
+    pc.add_argument("--voice", help="TTS voice of its sessions (default: the voice setting)")
+    pc.add_argument("--key", metavar="APPKEY", help="only this key may use it (default: all)")
+    settings.add_arguments(pc, COMMON)
+    pl = psub.add_parser("list", help="list projects as JSON lines")
+    settings.add_arguments(pl, COMMON)
+
+    u = sub.add_parser(
+        "usage",
+        help="seconds streamed per key and per session",
+        description='Prints one JSON line per session then one per key ("total_s"), or a '
+        "table with --table. --since counts from the start of that hour.",
+    )
+    u.add_argument("--key", metavar="APPKEY", help="only this key")
+    u.add_argument("--since", metavar="DATE", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
+    u.add_argument("--table", action="store_true", help="a table instead of JSON lines")
+    settings.add_arguments(u, COMMON)
 
 
 class _Progress:
@@ -173,6 +227,113 @@ def _cmd_voices(args: argparse.Namespace, cfg: Settings) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, cfg: Settings) -> int:
+    from avatarcast.server import serve
+
+    serve(cfg)
+    return 0
+
+
+def _store(cfg: Settings) -> Store:
+    from avatarcast.sessions.store import Store
+
+    return Store(cfg.db_path)
+
+
+def _cmd_keys(args: argparse.Namespace, cfg: Settings) -> int:
+    store = _store(cfg)
+    try:
+        if args.keys_command == "create":
+            limit = args.max_sessions if args.max_sessions is not None else cfg.default_max_sessions
+            if limit < 1:
+                raise InputError(f"--max-sessions must be at least 1, got {limit}")
+            appkey, token = store.create_key(args.name, limit, time.time())
+            # The one place the secret is shown: the operator hands it to the customer.
+            print(
+                json.dumps(
+                    {
+                        "appkey": appkey,
+                        "accesstoken": token,
+                        "name": args.name,
+                        "max_sessions": limit,
+                    }
+                )
+            )
+        elif args.keys_command == "list":
+            for key in store.list_keys():
+                print(json.dumps(key.to_json()))
+        else:
+            if not store.revoke_key(args.appkey):
+                raise InputError(f"no key {args.appkey!r}")
+            print(json.dumps({"appkey": args.appkey, "revoked": True}))
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_projects(args: argparse.Namespace, cfg: Settings) -> int:
+    from avatarcast.avatars.registry import available_avatars
+
+    store = _store(cfg)
+    try:
+        if args.projects_command == "create":
+            names = available_avatars(cfg.data_dir)
+            if args.avatar not in names:
+                raise InputError(f"no avatar {args.avatar!r}; available: {', '.join(names)}")
+            if args.key is not None and store.max_sessions_of(args.key) == 0:
+                raise InputError(f"no key {args.key!r}")
+            project = store.create_project(
+                args.name, args.avatar, voice=args.voice, appkey=args.key, now_unix=time.time()
+            )
+            print(json.dumps(project.to_json()))
+        else:
+            for p in store.list_projects():
+                print(json.dumps(p.to_json()))
+    finally:
+        store.close()
+    return 0
+
+
+def _parse_since(text: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--since must be YYYY-MM-DD or an ISO date-time, not {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _cmd_usage(args: argparse.Namespace, cfg: Settings) -> int:
+    since = _parse_since(args.since) if args.since else None
+    store = _store(cfg)
+    try:
+        report = store.usage(args.key, since)
+    finally:
+        store.close()
+    if args.table:
+        print(f"{'appkey':<32}  {'session':<32}  {'user':<16}  {'seconds':>10}")
+        for s in report.sessions:
+            print(f"{s.appkey:<32}  {s.session_id:<32}  {s.user_id[:16]:<16}  {s.seconds:>10.1f}")
+        for appkey, total in sorted(report.keys.items()):
+            print(f"{appkey:<32}  {'(total)':<32}  {'':<16}  {total:>10.1f}")
+        return 0
+    for s in report.sessions:
+        row = {
+            "appkey": s.appkey,
+            "session_id": s.session_id,
+            "user_id": s.user_id,
+            "started_unix": s.started_unix,
+            "seconds": round(s.seconds, 3),
+        }
+        print(json.dumps(row))
+    for appkey, total in sorted(report.keys.items()):
+        print(json.dumps({"appkey": appkey, "total_s": round(total, 3)}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -180,7 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        handler = {"render": _cmd_render, "voices": _cmd_voices}[args.command]
+        handler = {
+            "render": _cmd_render,
+            "voices": _cmd_voices,
+            "serve": _cmd_serve,
+            "keys": _cmd_keys,
+            "projects": _cmd_projects,
+            "usage": _cmd_usage,
+        }[args.command]
         return handler(args, cfg)
     except InputError as exc:
         print(f"avatarcast: error: {exc.message}", file=sys.stderr)

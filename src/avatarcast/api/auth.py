@@ -1,0 +1,72 @@
+"""Request signatures (spec section 1).
+
+Every URL carries `appkey`, `timestamp` (Unix seconds) and `signature`; the WebSocket URL also
+carries `requestid`. The signature is Base64(HMAC-SHA256(accesstoken, "k=v&k=v...")) over every
+query parameter except `signature`, sorted by key, with raw (not URL-encoded) values. The body
+is not signed. Secrets (the accesstoken, the signature) are never logged or put in messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+
+from avatarcast.errors import AuthError
+
+MAX_SKEW_S = 300.0
+REQUIRED = ("appkey", "timestamp", "signature")
+
+
+def string_to_sign(params: Mapping[str, str]) -> str:
+    """`k=v&k=v` of every parameter except `signature`, sorted by key, raw values."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+
+
+def sign(params: Mapping[str, str], accesstoken: str) -> str:
+    """The Base64 signature (before URL-encoding) of `params` under `accesstoken`."""
+    digest = hmac.new(
+        accesstoken.encode("utf-8"), string_to_sign(params).encode("utf-8"), hashlib.sha256
+    ).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify(
+    params: Mapping[str, str],
+    token_of: Callable[[str], str | None],
+    now_unix: float,
+    max_skew_s: float = MAX_SKEW_S,
+) -> str:
+    """Check a request's query parameters; return its appkey or raise AuthError (100005).
+
+    `params` are URL-decoded (as Starlette gives them). `token_of(appkey)` returns the key's
+    accesstoken, or None when the key is unknown or revoked.
+    """
+    missing = [name for name in REQUIRED if not params.get(name)]
+    if missing:
+        raise AuthError(f"missing query parameter(s): {', '.join(missing)}")
+    appkey = params["appkey"]
+    raw_ts = params["timestamp"]
+    try:
+        timestamp = int(raw_ts)
+    except ValueError:
+        raise AuthError("timestamp must be integer Unix seconds") from None
+    if abs(now_unix - timestamp) > max_skew_s:
+        raise AuthError(
+            f"timestamp is {now_unix - timestamp:+.0f} s away from server time "
+            f"(at most {max_skew_s:.0f} s allowed)"
+        )
+    token = token_of(appkey)
+    if token is None:
+        raise AuthError("unknown or revoked appkey")
+    given = params["signature"]
+    expected = sign(params, token)
+    # A client that forgot to URL-encode the signature sends '+' raw, which the query decoder
+    # turns into a space; Base64 never contains spaces, so mapping them back is unambiguous.
+    candidates = (given, given.replace(" ", "+"))
+    if not any(
+        hmac.compare_digest(c.encode("utf-8"), expected.encode("ascii")) for c in candidates
+    ):
+        raise AuthError("signature does not match")
+    return appkey

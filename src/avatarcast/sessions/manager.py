@@ -1,0 +1,321 @@
+"""The registry of live sessions: create, start, close, list; quotas, idle close, usage.
+
+Sessions live in memory (a restart ends every stream); keys, projects and usage are in the
+`Store`. A key sees only its own sessions: asking for another key's session is "not found",
+never "forbidden", so a key cannot even learn which ids exist.
+
+Media comes up in the background: `create` answers at once with status 3 (preparing) and the
+session turns 1 (ready) when its first frame is published, or 4 (failed) with an ErrorCode.
+Timers use `clock.now()`; the background loop (`run`) only decides *when* to look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, wire_code
+from avatarcast.avatars.registry import available_avatars
+from avatarcast.errors import (
+    QuotaError,
+    RequestError,
+    SessionClosed,
+    SessionNotFound,
+    SessionNotReady,
+    UnknownAvatarError,
+)
+from avatarcast.sessions.media import MediaFactory, attach_media, detach_media
+from avatarcast.sessions.session import (
+    DRIVER_TYPES,
+    PROTOCOLS,
+    Session,
+    SessionStatus,
+    new_session_id,
+)
+from avatarcast.sessions.store import Store
+from avatarcast.settings import Settings
+from avatarcast.stream.clock import Clock
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_PROTOCOLS = ("webrtc",)  # rtmp and trtc arrive with the outputs issue
+STREAM_MAX_INTERVAL_MS = (2000, 6000)
+STREAM_CREATE_TIMEOUT = -111004  # spec section 6: stream creation timed out
+
+
+class SessionManager:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        now_unix: Callable[[], float],
+        media_factory: MediaFactory | None = None,
+        *,
+        media_timeout_s: float = 30.0,
+        retain_closed_s: float = 3600.0,
+        usage_interval_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.now_unix = now_unix
+        self.media_factory: MediaFactory = media_factory or self._default_media
+        self.media_timeout_s = media_timeout_s
+        self.retain_closed_s = retain_closed_s  # closed sessions stay visible to statsession
+        self.usage_interval_s = usage_interval_s
+        self._sessions: dict[str, Session] = {}
+        self._ended_at: dict[str, float] = {}  # session id → clock time it closed or failed
+        self._metered_at: dict[str, float] = {}  # session id → clock time usage was booked to
+        self._bring_up: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()  # create/close decisions (quota, UserId) are atomic
+
+    async def _default_media(self, session: Session) -> None:
+        await attach_media(
+            session, self.settings, self.clock, on_activity=lambda: self.touch(session.id)
+        )
+
+    # ---- create -------------------------------------------------------------------------
+    async def create(
+        self,
+        appkey: str,
+        *,
+        user_id: str,
+        asset_key: str | None = None,
+        project_id: str | None = None,
+        protocol: str,
+        driver_type: int,
+        extra: dict[str, Any] | None = None,
+        stream_max_interval_ms: int | None = None,
+        voice: str | None = None,
+        alpha: bool = False,
+    ) -> Session:
+        """Register a new session (status 3) and bring its media up in the background."""
+        if protocol not in PROTOCOLS:
+            raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        if protocol not in SUPPORTED_PROTOCOLS:
+            raise RequestError(f"Protocol {protocol!r} is not supported yet; use 'webrtc'")
+        if driver_type not in DRIVER_TYPES:
+            raise RequestError(
+                f"DriverType must be 1 (text) or 3 (audio + text), not {driver_type}"
+            )
+        lo, hi = STREAM_MAX_INTERVAL_MS
+        interval = lo if stream_max_interval_ms is None else stream_max_interval_ms
+        if not lo <= interval <= hi:
+            raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
+        if not user_id:
+            raise RequestError("UserId must not be empty")
+        if project_id is not None:
+            project = self.store.get_project(project_id)
+            if project is None or project.appkey not in (None, appkey):
+                raise RequestError(f"VirtualmanProjectId: no project {project_id!r}")
+            asset_key = project.asset_key
+            voice = voice or project.voice
+        if not asset_key:
+            raise RequestError("AssetVirtualmanKey is required")
+        if asset_key not in available_avatars(self.settings.data_dir):
+            raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
+
+        async with self._lock:
+            mine = [s for s in self._sessions.values() if s.appkey == appkey and s.is_open]
+            replaced = [s for s in mine if s.user_id == user_id]
+            limit = self.store.max_sessions_of(appkey)
+            if len(mine) - len(replaced) >= limit:
+                raise QuotaError(f"this key may have {limit} open session(s); close one first")
+            now = self.clock.now()
+            session = Session(
+                id=new_session_id(),
+                appkey=appkey,
+                user_id=user_id,
+                asset_key=asset_key,
+                protocol=protocol,
+                driver_type=driver_type,
+                project_id=project_id,
+                created_at=now,
+                last_activity=now,
+                alpha=alpha,
+                stream_max_interval_ms=interval,
+                voice=voice,
+                extra=dict(extra or {}),
+            )
+            session.play_url = self._play_url(session)
+            for old in replaced:
+                self._end(
+                    old,
+                    SessionStatus.CLOSED,
+                    SESSION_REPLACED,
+                    f"closed: a new stream was created for UserId {user_id!r}",
+                )
+            self._sessions[session.id] = session
+            self._bring_up[session.id] = asyncio.create_task(
+                self._start_media(session), name=f"media-{session.id}"
+            )
+        for old in replaced:
+            await self._teardown(old)
+        log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
+        return session
+
+    def _play_url(self, session: Session) -> str:
+        # The WHEP module serves exactly this path; the token lets a viewer in without a key.
+        return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
+
+    async def _start_media(self, session: Session) -> None:
+        try:
+            await asyncio.wait_for(self.media_factory(session), self.media_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self._fail(session, STREAM_CREATE_TIMEOUT, "stream creation timed out")
+        except Exception as exc:
+            log.warning("session %s: media failed: %s", session.id, exc, exc_info=True)
+            self._fail(session, wire_code(exc), str(exc) or type(exc).__name__)
+        else:
+            if session.status is SessionStatus.PREPARING:
+                session.status = SessionStatus.READY
+                self._metered_at[session.id] = self.clock.now()
+                log.info("session %s ready", session.id)
+                return
+        finally:
+            self._bring_up.pop(session.id, None)
+        # Closed while coming up, or failed: release whatever got attached.
+        await detach_media(session)
+
+    def _fail(self, session: Session, code: int, message: str) -> None:
+        if session.status is SessionStatus.PREPARING:
+            self._end(session, SessionStatus.FAILED, code, message)
+
+    # ---- queries ------------------------------------------------------------------------
+    def get(self, session_id: str, appkey: str) -> Session:
+        """The caller's session, open or recently ended; SessionNotFound otherwise."""
+        session = self._sessions.get(session_id)
+        if session is None or session.appkey != appkey:
+            raise SessionNotFound(f"session {session_id!r} does not exist")
+        return session
+
+    def find(self, session_id: str) -> Session | None:
+        """Any key's session by id, for routes that authenticate otherwise (WHEP play token)."""
+        return self._sessions.get(session_id)
+
+    def list(
+        self, appkey: str, project_id: str | None = None, asset_key: str | None = None
+    ) -> list[Session]:
+        """The caller's open sessions, oldest first, optionally of one project or avatar."""
+        return [
+            s
+            for s in sorted(self._sessions.values(), key=lambda s: s.created_at)
+            if s.appkey == appkey
+            and s.is_open
+            and (project_id is None or s.project_id == project_id)
+            and (asset_key is None or s.asset_key == asset_key)
+        ]
+
+    def open_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.is_open)
+
+    # ---- start / touch / close ------------------------------------------------------------
+    def start(self, session_id: str, appkey: str) -> Session:
+        """Open the session for driving; it must be ready (status 1)."""
+        session = self.get(session_id, appkey)
+        if session.status is SessionStatus.CLOSED:
+            raise SessionClosed(f"session {session_id!r} is closed")
+        if session.status is not SessionStatus.READY:
+            state = "failed" if session.status is SessionStatus.FAILED else "still preparing"
+            raise SessionNotReady(f"session {session_id!r} is {state} (status {session.status})")
+        session.started = True
+        self.touch(session_id)
+        return session
+
+    def touch(self, session_id: str) -> None:
+        """Renew the idle timer (drive commands and heartbeats)."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.last_activity = self.clock.now()
+
+    async def close(self, session_id: str, appkey: str) -> None:
+        """Stop streaming and release the quota; closing twice is 110013."""
+        session = self.get(session_id, appkey)
+        if session.status is SessionStatus.CLOSED:
+            raise SessionClosed(f"session {session_id!r} is already closed")
+        if session.status is SessionStatus.FAILED:
+            return  # nothing to stop; the failure stays visible on statsession
+        await self._close(session, 0, "")
+
+    async def _close(self, session: Session, code: int, message: str) -> None:
+        async with self._lock:
+            if not session.is_open:
+                return
+            self._end(session, SessionStatus.CLOSED, code, message)
+        await self._teardown(session)
+
+    def _end(self, session: Session, status: SessionStatus, code: int, message: str) -> None:
+        """The state change of closing/failing; synchronous so checks and changes are atomic."""
+        self._meter(session)
+        self._metered_at.pop(session.id, None)
+        session.status = status
+        session.error_code = code
+        session.error_message = message
+        self._ended_at[session.id] = self.clock.now()
+        log.info("session %s ended (status %d, code %d) %s", session.id, status, code, message)
+
+    async def _teardown(self, session: Session) -> None:
+        task = self._bring_up.pop(session.id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await detach_media(session)
+
+    async def close_all(self) -> None:
+        """Close every open session (server shutdown); usage is booked first."""
+        for session in [s for s in self._sessions.values() if s.is_open]:
+            await self._close(session, 0, "closed: server shutting down")
+
+    # ---- background -----------------------------------------------------------------------
+    async def reap_idle(self) -> None:
+        """Close sessions idle longer than the setting; forget long-ended ones."""
+        now = self.clock.now()
+        limit = self.settings.idle_timeout_s
+        for session in list(self._sessions.values()):
+            idle = now - session.last_activity
+            if session.is_open and idle > limit:
+                await self._close(session, IDLE_CLOSED, f"closed: idle for {idle:.0f} s")
+        for sid, ended in list(self._ended_at.items()):
+            if now - ended > self.retain_closed_s:
+                del self._ended_at[sid]
+                self._sessions.pop(sid, None)
+
+    def _meter(self, session: Session) -> None:
+        """Book the seconds streamed since the last booking (ready sessions only)."""
+        since = self._metered_at.get(session.id)
+        if since is None or session.status is not SessionStatus.READY:
+            return
+        now = self.clock.now()
+        self._metered_at[session.id] = now
+        try:
+            self.store.add_usage(
+                session.id, session.appkey, session.user_id, now - since, self.now_unix()
+            )
+        except Exception:  # a full disk must not take streams down; the next tick retries
+            self._metered_at[session.id] = since
+            log.exception("session %s: cannot record usage", session.id)
+
+    def meter_all(self) -> None:
+        for session in list(self._sessions.values()):
+            self._meter(session)
+
+    async def run(self) -> None:
+        """Idle reaper and usage ticker, until cancelled."""
+        reap_every_s = min(1.0, self.settings.idle_timeout_s / 5)
+        next_meter = self.clock.now() + self.usage_interval_s
+        while True:
+            try:
+                await self.reap_idle()
+                if self.clock.now() >= next_meter:
+                    self.meter_all()
+                    next_meter = self.clock.now() + self.usage_interval_s
+            except Exception:  # keep the loop alive: a bug here must not stop idle closing
+                log.exception("session manager loop failed")
+            await asyncio.sleep(reap_every_s)
