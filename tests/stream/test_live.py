@@ -1,0 +1,155 @@
+"""The live frame loop: absolute deadlines, publish-then-notify order, skipping, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from avatarcast.avatars.base import Avatar
+from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine import Engine, EngineFrame, SpeechEvent
+from avatarcast.errors import EncoderError
+from avatarcast.speech.tts import get_backend
+from avatarcast.stream.clock import ManualClock, MonotonicClock
+from avatarcast.stream.encoder import VideoOptions
+from avatarcast.stream.fanout import FanOutClosed
+from avatarcast.stream.live import AudioChunk, LiveStream, VideoPacket
+
+START = 100.0
+
+
+@pytest.fixture(scope="module")
+def avatar() -> Avatar:
+    return load_avatar("default")
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return get_backend("espeak").synthesize("Bob made a map.", voice="en-us").pcm
+
+
+class Recorder:
+    """Runs a LiveStream on a ManualClock and records what each frame looked like when
+    `on_frame` saw it: the clock time, and what the fan-outs had already delivered."""
+
+    def __init__(self, engine: Engine, stop_after: int, hook: object = None) -> None:
+        self.clock = ManualClock(START)
+        self.live = LiveStream(engine, VideoOptions(), self.clock, on_frame=self.on_frame)
+        self.video = self.live.video.subscribe(max_queue=10_000)
+        self.audio = self.live.audio.subscribe(max_queue=10_000)
+        self.frames: list[tuple[float, EngineFrame, VideoPacket, AudioChunk]] = []
+        self.stop_after = stop_after
+        self.hook = hook
+        self.done = asyncio.Event()
+
+    def on_frame(self, frame: EngineFrame) -> None:
+        # Publishing happened before this call: the items are already queued for us.
+        vp, ac = self.video.get_nowait(), self.audio.get_nowait()
+        assert vp is not None and ac is not None, "on_frame ran before the frame was published"
+        self.frames.append((self.clock.now(), frame, vp, ac))
+        if callable(self.hook):
+            self.hook(self, frame)
+        if len(self.frames) >= self.stop_after:
+            self.done.set()
+
+    async def run(self) -> None:
+        await asyncio.wait_for(self.live.start(), 10)
+        await asyncio.wait_for(self.done.wait(), 30)
+        await asyncio.wait_for(self.live.stop(), 10)
+
+
+def test_frames_published_at_absolute_deadlines_with_synced_timestamps(avatar: Avatar) -> None:
+    rec = Recorder(Engine(avatar), stop_after=60)
+    asyncio.run(rec.run())
+    for n, (t, frame, vp, ac) in enumerate(rec.frames[:60]):
+        assert t == pytest.approx(START + n / 25, abs=1e-9)
+        assert frame.index == vp.index == ac.index == n
+        assert [p.pts for p in vp.packets] == [n * 3600]  # one access unit, 90 kHz
+        assert [p.pts for p in ac.opus] == [n * 640, n * 640 + 320]  # two 20 ms packets
+        assert np.array_equal(ac.pcm, frame.audio)
+    keys = [vp.index for _, _, vp, _ in rec.frames if vp.keyframe]
+    assert keys[:2] == [0, 50]  # an IDR at least every 2 s (PLI is not honoured)
+    assert rec.live.frames_sent >= 60 and rec.live.late_frames == 0
+
+
+def test_speech_events_reach_on_frame_after_their_frame_is_published(
+    avatar: Avatar, speech: np.ndarray
+) -> None:
+    engine = Engine(avatar)
+    engine.say_audio(speech, utterance_id="u1")
+    n_frames = -(-speech.size // 640)
+    rec = Recorder(engine, stop_after=n_frames + 5)
+    asyncio.run(rec.run())
+    events = [(f.index, e) for _, f, _, _ in rec.frames for e in f.events]
+    assert events == [(0, (SpeechEvent.START, "u1")), (n_frames - 1, (SpeechEvent.END, "u1"))]
+    # the published audio is the speech itself, then silence
+    sent = np.concatenate([ac.pcm for _, _, _, ac in rec.frames])
+    assert np.array_equal(sent[: speech.size], speech)
+    assert not sent[n_frames * 640 :].any()
+
+
+def test_a_late_frame_skips_ahead_without_drift_or_burst(avatar: Avatar) -> None:
+    def stall(rec: Recorder, frame: EngineFrame) -> None:
+        if frame.index == 10:
+            rec.clock.advance(1.01)  # the machine froze for a second after frame 10
+        if frame.index == 20:
+            rec.clock.advance(0.09)  # a small hiccup: caught up by a short burst, no skip
+
+    rec = Recorder(Engine(avatar), stop_after=30, hook=stall)
+    asyncio.run(rec.run())
+    slots = [vp.index for _, _, vp, _ in rec.frames]
+    assert slots[:11] == list(range(11))
+    assert slots[11] == 35  # 24 slots skipped, resumed at the slot due now
+    assert rec.live.late_frames == 24
+    assert [f.index for _, f, _, _ in rec.frames] == list(range(len(rec.frames)))  # no loss
+    for t, _, vp, _ in rec.frames[12:]:
+        # every frame still leaves at its own absolute deadline (or, after the hiccup,
+        # as soon as possible while catching up, never more than 3 frames behind)
+        assert START + vp.index / 25 <= t + 1e-9 < START + (vp.index + 4) / 25
+
+
+def test_real_clock_runs_at_25_fps_and_stops_cleanly(avatar: Avatar) -> None:
+    async def main() -> None:
+        stamps: list[float] = []
+        live = LiveStream(
+            Engine(avatar),
+            VideoOptions(),
+            MonotonicClock(),
+            on_frame=lambda f: stamps.append(time.monotonic()),
+            name="live-test",
+        )
+        sub = live.video.subscribe(max_queue=100)
+        await asyncio.wait_for(live.start(), 10)
+        assert live.frames_sent >= 1 and live.viewers == 1
+        t0 = stamps[0]
+        await asyncio.sleep(1.2)
+        await asyncio.wait_for(live.stop(), 5)
+        assert live.closed and not live.running
+        n = len(stamps)
+        assert 29 <= n <= 32
+        lateness = [s - (t0 + i / 25) for i, s in enumerate(stamps)]
+        assert max(lateness) < 0.03 and np.median(lateness) < 0.01
+        # stop(): subscribers drain, then end; the worker thread is gone
+        drained = 0
+        with pytest.raises(FanOutClosed):
+            while True:
+                await asyncio.wait_for(sub.get(), 1)
+                drained += 1
+        assert drained == n
+        assert not [t for t in threading.enumerate() if t.name.startswith("live-test")]
+
+    asyncio.run(main())
+
+
+def test_start_raises_when_the_first_frame_fails(avatar: Avatar) -> None:
+    async def main() -> None:
+        live = LiveStream(Engine(avatar), VideoOptions(width=480, height=854), ManualClock())
+        with pytest.raises(EncoderError):
+            await asyncio.wait_for(live.start(), 10)
+        assert live.closed and live.video.closed
+
+    asyncio.run(main())
