@@ -1,4 +1,4 @@
-"""The `avatarcast` command line: render | voices | serve | keys | projects | usage.
+"""The `avatarcast` command line: render | voices | serve | keys | projects | usage | say.
 
 Every command shares the settings flags (`--data-dir`, `--config`, ...). User mistakes print
 one line, `avatarcast: error: ...`, and exit with status 2; no traceback.
@@ -125,6 +125,24 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     u.add_argument("--since", metavar="DATE", help="YYYY-MM-DD or ISO date-time (UTC if no zone)")
     u.add_argument("--table", action="store_true", help="a table instead of JSON lines")
     settings.add_arguments(u, COMMON)
+
+    sy = sub.add_parser(
+        "say",
+        help="make a live session speak an audio file or a text; prints its status events",
+        description="Sends audio paced as the IVH spec says (6 chunks of 160 ms at once, then "
+        "one every 120 ms) or a text for the server's TTS over the command channel, and "
+        "prints each status message. Credentials: --appkey/--accesstoken (or "
+        "AVATARCAST_APPKEY/AVATARCAST_ACCESSTOKEN), or --key-file with the JSON that "
+        "`avatarcast keys create` printed.",
+    )
+    sy.add_argument("--session", required=True, metavar="ID", help="SessionId (started)")
+    what = sy.add_mutually_exclusive_group(required=True)
+    what.add_argument("--audio", metavar="FILE", help="speech recording (any FFmpeg format)")
+    what.add_argument("--text", help="text for the server's TTS voice")
+    sy.add_argument("--url", help="server base URL (default: public_url or http://HOST:PORT)")
+    sy.add_argument("--key-file", metavar="FILE", help="JSON with appkey and accesstoken")
+    sy.add_argument("--voice", help="with --text: a TTS voice for this utterance")
+    settings.add_arguments(sy, (*COMMON, "host", "port", "public_url", "appkey", "accesstoken"))
 
 
 class _Progress:
@@ -334,6 +352,29 @@ def _cmd_usage(args: argparse.Namespace, cfg: Settings) -> int:
     return 0
 
 
+def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
+    from avatarcast.say import run_say
+
+    appkey, token = cfg.appkey, cfg.accesstoken
+    if args.key_file:
+        try:
+            creds = json.loads(Path(args.key_file).read_text("utf-8"))
+            appkey, token = str(creds["appkey"]), str(creds["accesstoken"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"cannot read appkey/accesstoken from {args.key_file}: {exc}") from exc
+    if not appkey or not token:
+        raise InputError("no credentials: give --key-file, or --appkey and --accesstoken")
+    return run_say(
+        (args.url or cfg.base_url).rstrip("/"),
+        appkey,
+        token,
+        args.session,
+        audio_path=args.audio,
+        text=args.text,
+        voice=args.voice,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -348,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keys": _cmd_keys,
             "projects": _cmd_projects,
             "usage": _cmd_usage,
+            "say": _cmd_say,
         }[args.command]
         return handler(args, cfg)
     except InputError as exc:

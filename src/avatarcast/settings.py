@@ -66,6 +66,10 @@ class Settings:
     max_messages_per_s: int = field(
         default=50, metadata=_help("command-channel messages per second before 100012")
     )
+    appkey: str = field(default="", metadata=_help("key used by client commands (say)"))
+    accesstoken: str = field(
+        default="", metadata=_help("secret of that key (prefer the env variable or a file)")
+    )
     ice_servers: str = field(
         default="", metadata=_help("comma-separated STUN/TURN URLs offered to WebRTC peers")
     )

@@ -199,29 +199,14 @@ def api_endpoint(ctx: ApiContext, handler: Handler) -> Callable[[Request], Await
 
 
 def _peer_routes(ctx: ApiContext) -> list[BaseRoute]:
-    """The command channel and WHEP routes, written in their own modules.
+    """The command channel and WHEP routes, which live in their own modules.
 
-    Integration guard: a module that does not exist yet is skipped with a warning so this
-    app can be tested on its own; an error *inside* an existing module still raises.
+    Imported here, not at the top: `api.ws` reuses this module's `api_endpoint`.
     """
-    routes: list[BaseRoute] = []
-    try:
-        from avatarcast.api.ws import command_routes
-    except ModuleNotFoundError as exc:
-        if exc.name != "avatarcast.api.ws":
-            raise
-        log.warning("avatarcast.api.ws is missing: no command channel")
-    else:
-        routes.extend(command_routes(ctx))
-    try:
-        from avatarcast.api.whep import whep_routes
-    except ModuleNotFoundError as exc:
-        if exc.name != "avatarcast.api.whep":
-            raise
-        log.warning("avatarcast.api.whep is missing: no WHEP playback")
-    else:
-        routes.extend(whep_routes(ctx))
-    return routes
+    from avatarcast.api.whep import whep_routes
+    from avatarcast.api.ws import command_routes
+
+    return [*command_routes(ctx), *whep_routes(ctx)]
 
 
 async def healthz(request: Request) -> Response:
