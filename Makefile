@@ -36,12 +36,18 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: setup
 	@mkdir -p $(DATA_DIR)
-	$(BIN)/avatarcast render --data-dir $(DATA_DIR) \
+	@[ -f $(DATA_DIR)/demo.mp4 ] || $(BIN)/avatarcast render --data-dir $(DATA_DIR) \
 	  --text "Hello! I am your avatarcast presenter. Give me any text or any recording, and I will say it for you." \
 	  --out $(DATA_DIR)/demo.mp4 --mouth-track $(DATA_DIR)/demo.mouth.json
+	@# A development key on first start, kept in the data directory (mode 600).
+	@[ -f $(DATA_DIR)/dev-key.json ] || { umask 077; \
+	  $(BIN)/avatarcast keys create --name dev --data-dir $(DATA_DIR) > $(DATA_DIR)/dev-key.json; }
 	@echo
-	@echo "Demo clip: $(DATA_DIR)/demo.mp4  (play it with: ffplay $(DATA_DIR)/demo.mp4)"
-	@echo "Your own: $(BIN)/avatarcast render --text 'Hi there' --out hi.mp4"
+	@echo "Demo clip:    $(DATA_DIR)/demo.mp4"
+	@echo "Dev key:      $(DATA_DIR)/dev-key.json  (appkey + accesstoken for the API)"
+	@echo "Try it:       see docs/quickstart.md (create a session, watch it over WHEP, avatarcast say)"
+	@echo
+	$(BIN)/avatarcast serve --data-dir $(DATA_DIR)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
