@@ -6,14 +6,19 @@
 
 Sets:
 - English, generated: espeak-ng voices x rates x pitches speaking the TEST sentences (never
-  used for tuning; TRAIN_SENTENCES were). Ground truth = espeak's exact phoneme times →
-  `text_lipsync.frame_labels`. Methods: audio-only (`StreamingLipSync`, 200 ms lookahead,
-  160 ms chunks), text-known (`track_from_audio(pcm, text=...)`), floor-only (no recognizer)
-  and the voice-activity-only baseline (B while speaking, X at rest, same VAD).
+  used for training or tuning; TRAIN_SENTENCES were, and tools/train_lipsync_model.py
+  asserts it never sees a TEST sentence). Ground truth = espeak's exact phoneme times →
+  `text_lipsync.frame_labels`. Methods: audio-only (`StreamingLipSync`, learned frame
+  classifier, 200 ms lookahead, 160 ms chunks), audio_recognizer (the previous method:
+  pocketsphinx allphone recognition + floor fusion), text-known (`track_from_audio(pcm,
+  text=...)`: espeak template warped onto the audio), text_known_align (pocketsphinx forced
+  alignment), floor-only (no recognizer/model) and the voice-activity-only baseline (B while
+  speaking, X at rest, same VAD).
 - English, human: the LibriVox / "cards" clips of Debian's pocketsphinx-testdata, if
   installed (else skipped with a note). Reference = pocketsphinx forced alignment of the
   transcript: BIASED in favour of this pocketsphinx-based method, and circular for text-known.
-- Mandarin, generated: espeak cmn, exact times, scored with the floor only (language="zh").
+- Mandarin, generated: espeak cmn, exact times: the (English-trained) classifier, which is
+  the default for every language, and the floor only (language="zh").
 
 Real-time factors are process CPU seconds per second of audio (model loading excluded,
 reported separately).
@@ -151,6 +156,7 @@ def english_generated(sentences: Sequence[str], quick: bool) -> dict[str, Any]:
 
     tts = get_backend("espeak")
     audio = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en")
+    audio_rec = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en", method="recognizer")
     floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="floor")
     aligner = Aligner()
     rec = PhoneRecognizer()
@@ -168,15 +174,26 @@ def english_generated(sentences: Sequence[str], quick: bool) -> dict[str, Any]:
                 truth = frame_truth(u.phonemes, n)
                 sc.audio_s += u.pcm.size / SAMPLE_RATE_HZ
                 a = sc.timed("audio_only", partial(stream, audio, u.pcm))
+                r = sc.timed("audio_recognizer", partial(stream, audio_rec, u.pcm))
                 f = sc.timed("floor_only", partial(stream, floor, u.pcm))
-                t = sc.timed(
-                    "text_known",
-                    partial(track_from_audio, u.pcm, text=text, aligner=aligner, recognizer=rec),
+                t = sc.timed("text_known", partial(track_from_audio, u.pcm, text=text))
+                ta = sc.timed(
+                    "text_known_align",
+                    partial(
+                        track_from_audio,
+                        u.pcm,
+                        text=text,
+                        aligner=aligner,
+                        recognizer=rec,
+                        text_method="align",
+                    ),
                 )
                 total += 1
                 aligned += aligner.align(u.pcm, text) is not None
                 sc.add(cond, "audio_only", a, truth)
+                sc.add(cond, "audio_recognizer", r, truth)
                 sc.add(cond, "text_known", t, truth)
+                sc.add(cond, "text_known_align", ta, truth)
                 sc.add(cond, "floor_only", f, truth)
                 sc.add(cond, "vad_baseline", baseline_of(f), truth)
     res = sc.result()
@@ -216,6 +233,7 @@ def english_human() -> dict[str, Any]:
     from avatarcast.speech.tts import PhonemeSpan  # noqa: F401  (spans come from the aligner)
 
     audio = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en")
+    audio_rec = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en", method="recognizer")
     floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="floor")
     aligner = Aligner()
     sc = Scorer()
@@ -230,15 +248,21 @@ def english_human() -> dict[str, Any]:
         sc.audio_s += pcm.size / SAMPLE_RATE_HZ
         cond = name.split("/")[0]
         a = sc.timed("audio_only", partial(stream, audio, pcm))
+        r = sc.timed("audio_recognizer", partial(stream, audio_rec, pcm))
         f = sc.timed("floor_only", partial(stream, floor, pcm))
+        t = sc.timed("text_known", partial(track_from_audio, pcm, text=text))
         sc.add(cond, "audio_only", a, truth)
+        sc.add(cond, "audio_recognizer", r, truth)
+        sc.add(cond, "text_known", t, truth)
         sc.add(cond, "floor_only", f, truth)
         sc.add(cond, "vad_baseline", baseline_of(f), truth)
     res = sc.result()
     res["clips"] = used
     res["reference"] = (
-        "pocketsphinx forced alignment of the transcript; biased in favour of this "
-        "pocketsphinx-based method (text-known would score ~1.0 by construction: omitted)"
+        "pocketsphinx forced alignment of the transcript: biased in favour of the "
+        "pocketsphinx-based methods (audio_recognizer; text_known_align would score ~1.0 by "
+        "construction: omitted); the classifier and the espeak-template text_known are not "
+        "pocketsphinx-based"
     )
     return res
 
@@ -247,7 +271,8 @@ def mandarin_generated() -> dict[str, Any]:
     from avatarcast.speech.tts import get_backend
 
     tts = get_backend("espeak")
-    floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="zh")
+    floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="zh", method="floor")
+    model = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="zh")
     sc = Scorer()
     for rate in RATES:
         for si, text in enumerate(MANDARIN_SENTENCES):
@@ -255,7 +280,9 @@ def mandarin_generated() -> dict[str, Any]:
             n = -(-u.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
             truth = frame_truth(u.phonemes, n)
             sc.audio_s += u.pcm.size / SAMPLE_RATE_HZ
+            m = sc.timed("audio_only", partial(stream, model, u.pcm))
             f = sc.timed("floor_only", partial(stream, floor, u.pcm))
+            sc.add(f"cmn@{rate}wpm", "audio_only", m, truth)
             sc.add(f"cmn@{rate}wpm", "floor_only", f, truth)
             sc.add(f"cmn@{rate}wpm", "vad_baseline", baseline_of(f), truth)
     res = sc.result()
@@ -264,12 +291,20 @@ def mandarin_generated() -> dict[str, Any]:
 
 
 def load_times() -> dict[str, float]:
+    from avatarcast.speech.lipsync_model import load_model
+
     t = time.process_time()
     PhoneRecognizer()
     t1 = time.process_time()
     Aligner()
     t2 = time.process_time()
-    return {"recognizer_s": round(t1 - t, 3), "aligner_s": round(t2 - t1, 3)}
+    load_model()
+    t3 = time.process_time()
+    return {
+        "recognizer_s": round(t1 - t, 3),
+        "aligner_s": round(t2 - t1, 3),
+        "classifier_s": round(t3 - t2, 3),
+    }
 
 
 def print_table(res: dict[str, Any]) -> None:
@@ -288,14 +323,14 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"  forced alignment succeeded on {part['alignment_succeeded']} utterances")
         acc = part["accuracy"]
         methods = list(acc)
-        print("  " + f"{'condition':<22}" + "".join(f"{m:>14}" for m in methods))
+        print("  " + f"{'condition':<22}" + "".join(f"{m:>18}" for m in methods))
         for cond in acc[methods[0]]:
-            row = "".join(f"{acc[m].get(cond, float('nan')):>14.3f}" for m in methods)
+            row = "".join(f"{acc[m].get(cond, float('nan')):>18.3f}" for m in methods)
             print("  " + f"{cond:<22}" + row)
         print(
             "  "
             + f"{'real-time factor':<22}"
-            + "".join(f"{part['rtf'].get(m, 0.0):>14.4f}" for m in methods)
+            + "".join(f"{part['rtf'].get(m, 0.0):>18.4f}" for m in methods)
         )
 
 

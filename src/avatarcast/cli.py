@@ -29,6 +29,7 @@ RENDER = (
     "voice",
     "tts_backend",
     "lookahead_ms",
+    "lipsync_method",
     "video_width",
     "video_height",
     "x264_preset",
@@ -196,7 +197,11 @@ def _cmd_render(args: argparse.Namespace, cfg: Settings) -> int:
     else:
         pcm = load_audio(args.audio)
         engine = Engine(
-            avatar, seed=args.seed, lookahead_ms=cfg.lookahead_ms, language=args.language
+            avatar,
+            seed=args.seed,
+            lookahead_ms=cfg.lookahead_ms,
+            language=args.language,
+            lipsync_method=cfg.lipsync_method,
         )
         engine.say_audio(pcm, text=args.transcript)
         n_samples = pcm.size

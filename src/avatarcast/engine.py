@@ -121,11 +121,13 @@ class Engine:
         tts: TtsBackend | None = None,
         voice: str | None = None,
         max_queued_s: float = 60.0,
+        lipsync_method: str = "model",
     ) -> None:
         self.avatar = avatar
         self.motion = IdleMotion(seed)
         self.lookahead_ms = lookahead_ms
         self.language = language
+        self.lipsync_method = lipsync_method
         self.tts = tts
         self.voice = voice
         self.max_queued_samples = int(max_queued_s * SAMPLES_PER_FRAME * FRAME_RATE_HZ)
@@ -161,7 +163,9 @@ class Engine:
         if used is not None:
             used.reset()
             return used
-        return StreamingLipSync(lookahead_ms=self.lookahead_ms, language=self.language)
+        return StreamingLipSync(
+            lookahead_ms=self.lookahead_ms, language=self.language, method=self.lipsync_method
+        )
 
     def _release(self, sp: _Speech) -> None:
         """Called under the frame lock when an utterance leaves the queue."""
@@ -214,7 +218,7 @@ class Engine:
         pcm = _as_pcm(pcm)
         if pcm.size == 0:
             raise AudioInputError("audio has no samples")
-        poses = track_from_audio(pcm, text=text, language=self.language)
+        poses = track_from_audio(pcm, text=text, language=self.language, method=self.lipsync_method)
         return self._queue_complete(pcm, poses, utterance_id)
 
     def say_text(

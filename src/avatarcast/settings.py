@@ -38,6 +38,13 @@ class Settings:
     lookahead_ms: int = field(
         default=200, metadata=_help("lip-sync lookahead for audio input, 0..200 ms")
     )
+    lipsync_method: str = field(
+        default="model",
+        metadata=_help(
+            "audio lip-sync: model (fast, any language), recognizer (English phone "
+            "recognition, ~5x the CPU) or floor (energy/spectrum only)"
+        ),
+    )
     video_width: int = field(default=540, metadata=_help("output width in pixels (even)"))
     video_height: int = field(default=960, metadata=_help("output height in pixels (even)"))
     x264_preset: str = field(default="ultrafast", metadata=_help("libx264 preset"))
@@ -86,6 +93,10 @@ class Settings:
             v = getattr(self, name)
             if v < 64 or v > 4096 or v % 2:
                 raise SettingsError(f"{name} must be an even number in 64..4096, got {v}")
+        if self.lipsync_method not in ("model", "recognizer", "floor"):
+            raise SettingsError(
+                f"lipsync_method must be model, recognizer or floor, not {self.lipsync_method}"
+            )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"log_level must be debug/info/warning/error, not {self.log_level}")
         if self.keyframe_interval_s <= 0 or self.keyframe_interval_s > 10:

@@ -54,14 +54,18 @@ def mouth_darkness(luma: np.ndarray, box: tuple[slice, slice]) -> int:
     return int((luma[box] < 60).sum())
 
 
+@pytest.mark.parametrize("method", ["model", "recognizer"])
 def test_render_audio_with_pause(
-    tmp_path: Path, speech_with_pause: tuple[Path, np.ndarray, tuple[int, int]]
+    tmp_path: Path, speech_with_pause: tuple[Path, np.ndarray, tuple[int, int]], method: str
 ) -> None:
     wav, pcm, (p0, p1) = speech_with_pause
     out = tmp_path / "clip.mp4"
     track = tmp_path / "clip.json"
     r = run_cli(
-        "render", "--audio", str(wav), "--out", str(out), "--mouth-track", str(track), cwd=tmp_path
+        "render",
+        *("--audio", str(wav), "--out", str(out), "--mouth-track", str(track)),
+        *("--lipsync-method", method),
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)

@@ -48,14 +48,18 @@ def closure_frames(utt: Utterance, offset_s: float) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("mode", ["audio", "text"])
+@pytest.mark.parametrize("mode", ["audio", "recognizer", "text", "text-align"])
 def test_closures_visible_and_silence_rests(
     mode: str, bob: Utterance, bob_padded: np.ndarray, rec: PhoneRecognizer
 ) -> None:
     if mode == "audio":
-        track = run(StreamingLipSync(recognizer=rec), bob_padded, 2560)
-    else:
+        track = run(StreamingLipSync(), bob_padded, 2560)
+    elif mode == "recognizer":
+        track = run(StreamingLipSync(recognizer=rec, method="recognizer"), bob_padded, 2560)
+    elif mode == "text":
         track = track_from_audio(bob_padded, text="Bob bought a map.")
+    else:
+        track = track_from_audio(bob_padded, text="Bob bought a map.", text_method="align")
     shapes = "".join(p.shape for p in track)
     assert len(track) == -(-bob_padded.size // SPF)
     for f0, f1 in closure_frames(bob, LEAD.size / 16000):
@@ -76,7 +80,7 @@ def test_pause_rests_without_trembling(rec: PhoneRecognizer) -> None:
     gap = np.zeros(16000, np.int16)
     gap[::7] = 3  # a little hiss in the pause
     pcm = np.concatenate([a, gap, b])
-    track = run(StreamingLipSync(recognizer=rec), pcm, 2560)
+    track = run(StreamingLipSync(), pcm, 2560)
     g0, g1 = -(-a.size // SPF) + 1, (a.size + gap.size) // SPF - 1
     pause = track[g0:g1]
     assert len(pause) >= 20
@@ -84,11 +88,16 @@ def test_pause_rests_without_trembling(rec: PhoneRecognizer) -> None:
     assert any(p.shape is not Shape.X for p in track[g1 + 1 :])
 
 
-@pytest.mark.parametrize("language", ["en", "zh"])
+@pytest.mark.parametrize(
+    ("language", "method", "lookahead"),
+    [("en", "model", 200), ("en", "model", 40), ("en", "recognizer", 200), ("zh", "floor", 200)],
+)
 def test_chunking_does_not_change_the_track(
-    language: str, bob_padded: np.ndarray, rec: PhoneRecognizer
+    language: str, method: str, lookahead: int, bob_padded: np.ndarray, rec: PhoneRecognizer
 ) -> None:
-    engine = StreamingLipSync(language=language, recognizer=rec if language == "en" else None)
+    engine = StreamingLipSync(
+        language=language, recognizer=rec, method=method, lookahead_ms=lookahead
+    )
     pcm = bob_padded[:30000]
     reference = run(engine, pcm, pcm.size)
     assert run(engine, pcm, 2560) == reference
@@ -97,7 +106,7 @@ def test_chunking_does_not_change_the_track(
 
 
 def test_streaming_lag_and_frame_count(bob_padded: np.ndarray, rec: PhoneRecognizer) -> None:
-    engine = StreamingLipSync(lookahead_ms=200, recognizer=rec)
+    engine = StreamingLipSync(lookahead_ms=200)
     assert engine.lookahead_ms == 200
     committed = 0
     pushed = 0
@@ -123,15 +132,16 @@ def test_finish_pads_to_whole_frames(n: int) -> None:
 
 def test_quiet_white_noise_rests(rec: PhoneRecognizer) -> None:
     noise = np.random.default_rng(0).normal(0, 60, 3 * 16000).astype(np.int16)
-    for lang in ("en", "zh"):
-        track = run(StreamingLipSync(language=lang, recognizer=rec), noise, 2560)
+    for lang, method in (("en", "model"), ("en", "recognizer"), ("zh", "model"), ("zh", "floor")):
+        track = run(StreamingLipSync(language=lang, recognizer=rec, method=method), noise, 2560)
         assert {p.shape for p in track} == {Shape.X}
 
 
-def test_mandarin_moves_the_mouth_with_the_floor() -> None:
+@pytest.mark.parametrize("method", ["model", "floor"])
+def test_mandarin_moves_the_mouth(method: str) -> None:
     u = get_backend("espeak").synthesize("你好，我们去吃饭吧。", voice="cmn")
     pcm = np.concatenate([LEAD, u.pcm, LEAD])
-    track = run(StreamingLipSync(language="zh"), pcm, 2560)
+    track = run(StreamingLipSync(language="zh", method=method), pcm, 2560)
     lead = LEAD.size // SPF
     speech = track[lead + 1 : lead + u.pcm.size // SPF - 1]
     moving = [p for p in speech if p.shape is not Shape.X]
@@ -146,6 +156,8 @@ def test_bad_arguments() -> None:
         StreamingLipSync(lookahead_ms=250, language="zh")
     with pytest.raises(ValueError):
         StreamingLipSync(sample_rate=48000, language="zh")
+    with pytest.raises(ValueError):
+        StreamingLipSync(method="rhubarb")
     with pytest.raises(TypeError):
         StreamingLipSync(language="zh").push(np.zeros(10, np.float32))  # type: ignore[arg-type]
 

@@ -49,6 +49,7 @@ async def build_engine(session: Session, settings: Settings) -> Engine:
         lookahead_ms=settings.lookahead_ms,
         voice=session.voice or settings.voice,
         max_queued_s=settings.max_audio_buffer_s,
+        lipsync_method=settings.lipsync_method,
     )
 
 

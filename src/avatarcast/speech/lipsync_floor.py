@@ -19,6 +19,7 @@ import numpy as np
 import webrtcvad
 from numpy.typing import NDArray
 
+from avatarcast.speech.lipsync_model import mel_band_edges
 from avatarcast.speech.visemes import Shape
 
 HOP = 160  # 10 ms at 16 kHz: the analysis step, and pocketsphinx's frame step
@@ -29,6 +30,7 @@ BAND_EDGES_HZ = (80, 350, 700, 1100, 1700, 2800, 4500, 8000)
 N_BANDS = len(BAND_EDGES_HZ) - 1
 _BIN_HZ = 16000 / _N_FFT
 _EDGE_BINS = np.array([round(f / _BIN_HZ) for f in BAND_EDGES_HZ], dtype=np.intp)
+_MEL_BINS = mel_band_edges(_N_FFT, 16000)
 _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
 _EPS = 1e-3
 
@@ -56,16 +58,26 @@ class FloorParams:
 DEFAULT_FLOOR = FloorParams()
 
 
-def band_powers(frames: NDArray[np.float32]) -> NDArray[np.float64]:
-    """Mean power per band for each row of windowed samples (rows, WIN) → (rows, N_BANDS)."""
+def _box_bands(csum: NDArray[np.float64], edges: NDArray[np.intp]) -> NDArray[np.float64]:
+    widths = (edges[1:] - edges[:-1]).astype(np.float64)
+    return np.asarray((csum[:, edges[1:]] - csum[:, edges[:-1]]) / widths / WIN)
+
+
+def band_spectra(
+    frames: NDArray[np.float32],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean power per floor band (rows, N_BANDS) and per mel band (rows, N_MEL) of each row
+    of windowed samples (rows, WIN)."""
     spec = np.fft.rfft(frames * _WINDOW, n=_N_FFT, axis=1)
     power = spec.real**2 + spec.imag**2
     # Cumulative sums along each row keep the result row-independent (unlike a matmul).
     csum = np.concatenate([np.zeros((power.shape[0], 1)), np.cumsum(power, axis=1)], axis=1)
-    hi = csum[:, _EDGE_BINS[1:]]
-    lo = csum[:, _EDGE_BINS[:-1]]
-    widths = (_EDGE_BINS[1:] - _EDGE_BINS[:-1]).astype(np.float64)
-    return np.asarray((hi - lo) / widths / WIN, dtype=np.float64)
+    return _box_bands(csum, _EDGE_BINS), _box_bands(csum, _MEL_BINS)
+
+
+def band_powers(frames: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Mean power per band for each row of windowed samples (rows, WIN) → (rows, N_BANDS)."""
+    return band_spectra(frames)[0]
 
 
 class HopAnalyzer:
@@ -80,6 +92,7 @@ class HopAnalyzer:
         self._peak = params.noise_init_db + 30.0
         self.level_db: list[float] = []
         self.bands_db: list[NDArray[np.float32]] = []
+        self.mel_db: list[NDArray[np.float32]] = []  # lipsync_model features
         self.speech: list[bool] = []
         self.noise_db: list[float] = []
         self.peak_db: list[float] = []
@@ -99,10 +112,11 @@ class HopAnalyzer:
         x = np.concatenate([self._tail, body.astype(np.float32)])
         self._tail = x[-(WIN - HOP) :].copy()
         idx = np.arange(n)[:, None] * HOP + np.arange(WIN)[None, :]
-        bands = band_powers(x[idx])
+        bands, mel = band_spectra(x[idx])
         total = np.mean(x[idx][:, WIN - HOP :] ** 2, axis=1, dtype=np.float64)
         level = 10.0 * np.log10(total + _EPS)
         bands_db = (10.0 * np.log10(bands + _EPS)).astype(np.float32)
+        mel_db = (10.0 * np.log10(mel + _EPS)).astype(np.float32)
         p = self.params
         raw = body.tobytes()
         for i in range(n):
@@ -116,6 +130,7 @@ class HopAnalyzer:
             )
             self.level_db.append(e)
             self.bands_db.append(bands_db[i])
+            self.mel_db.append(mel_db[i])
             self.noise_db.append(self._noise)
             self.peak_db.append(self._peak)
 

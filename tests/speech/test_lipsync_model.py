@@ -1,0 +1,83 @@
+"""The learned lip-sync frame classifier: shipped weights, features, accuracy, DTW transfer."""
+
+from __future__ import annotations
+
+import itertools
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from avatarcast.speech.audio_lipsync import dtw_spans
+from avatarcast.speech.lipsync_floor import HopAnalyzer
+from avatarcast.speech.lipsync_model import (
+    MODEL_FILE,
+    N_FEATURES,
+    dtw_transfer,
+    load_model,
+    utterance_features,
+)
+from avatarcast.speech.text_lipsync import frame_labels
+from avatarcast.speech.tts import get_backend
+from avatarcast.speech.visemes import SHAPES, Shape
+
+# Not one of the benchmark's TEST sentences.
+TEXT = "My mother fixed the blue bike before lunch."
+
+
+def test_model_file_is_small_shared_and_read_only() -> None:
+    ref = resources.files("avatarcast.speech") / "models" / MODEL_FILE
+    assert ref.is_file()
+    with resources.as_file(ref) as path:
+        assert path.stat().st_size < 2 * 1024 * 1024
+    model = load_model()
+    assert load_model() is model
+    assert model.w1.shape[0] == N_FEATURES and model.w2.shape[1] == len(SHAPES)
+    with pytest.raises(ValueError):
+        model.w1[0, 0] = 1.0
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-gb+f3"])
+def test_classifier_beats_voice_activity_on_unseen_speech(voice: str) -> None:
+    u = get_backend("espeak").synthesize(TEXT, voice=voice, rate_wpm=160)
+    an = HopAnalyzer()
+    an.add(u.pcm)
+    n = -(-u.pcm.size // 640)
+    an.add(np.zeros(n * 640 - u.pcm.size, np.int16))
+    x = utterance_features(an)
+    assert x.shape == (n, N_FEATURES)
+    truth = frame_labels(u.phonemes, n)
+    pred = [SHAPES[int(i)] for i in np.argmax(load_model().logits(x), axis=1)]
+    acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
+    base = np.mean([(Shape.X if t is Shape.X else Shape.B) == t for t in truth])
+    assert acc >= 0.65 and acc >= base + 0.2, (acc, base)
+    # The closures of "My mother ... before" are heard.
+    assert sum(p is Shape.A for p in pred) >= 2
+
+
+def test_dtw_transfer_follows_the_evidence() -> None:
+    # Template A A B B C C; the input holds each label for 3 hops: the warp must stretch.
+    ref = np.array([0, 0, 1, 1, 2, 2], np.intp)
+    labels = [0] * 3 + [1] * 3 + [2] * 3
+    lp = np.full((len(labels), 9), np.log(0.01), np.float32)
+    for i, k in enumerate(labels):
+        lp[i, k] = np.log(0.9)
+    path = dtw_transfer(lp, ref)
+    assert [int(ref[j]) for j in path] == labels
+    assert all(b >= a for a, b in itertools.pairwise(path))
+
+
+def test_dtw_spans_time_the_text_on_other_voices() -> None:
+    u = get_backend("espeak").synthesize(TEXT, voice="en-gb+m3", rate_wpm=130, pitch=30)
+    spans = dtw_spans(u.pcm, TEXT)
+    assert spans is not None
+    assert spans[0][0] == 0.0 and abs(spans[-1][1] - u.pcm.size // 160 * 0.01) < 1e-9
+    n = -(-u.pcm.size // 640)
+    truth = frame_labels(u.phonemes, n)
+    # Frame shapes from the warped template agree with espeak's own times most of the time.
+    from avatarcast.speech.audio_lipsync import shape_in_window
+
+    starts = [s[0] for s in spans]
+    pred = [shape_in_window(starts, spans, f / 25, (f + 1) / 25) for f in range(n)]
+    acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
+    assert acc >= 0.75, acc
