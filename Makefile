@@ -50,8 +50,8 @@ run: setup
 	$(BIN)/avatarcast serve --data-dir $(DATA_DIR)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 typecheck: setup
 	$(BIN)/mypy
