@@ -1,4 +1,4 @@
-"""The `avatarcast` command line: render | voices | serve | keys | projects | usage | say.
+"""The `avatarcast` command line: render | voices | serve | keys | projects | usage | say | watch.
 
 Every command shares the settings flags (`--data-dir`, `--config`, ...). User mistakes print
 one line, `avatarcast: error: ...`, and exit with status 2; no traceback.
@@ -144,6 +144,17 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     sy.add_argument("--key-file", metavar="FILE", help="JSON with appkey and accesstoken")
     sy.add_argument("--voice", help="with --text: a TTS voice for this utterance")
     settings.add_arguments(sy, (*COMMON, "host", "port", "public_url", "appkey", "accesstoken"))
+
+    w = sub.add_parser(
+        "watch",
+        help="record a live session's WebRTC stream (its WHEP URL) into an MP4",
+        description="Connects to a PlayStreamAddr as a WHEP viewer and writes what arrives "
+        "(decoded pictures and sound) to an MP4 file.",
+    )
+    w.add_argument("--url", required=True, help="the session's PlayStreamAddr (WHEP URL)")
+    w.add_argument("--seconds", type=float, default=10.0, help="how long to record")
+    w.add_argument("--out", required=True, metavar="OUT.mp4")
+    settings.add_arguments(w, (*COMMON, "ice_host_addresses", "ice_servers"))
 
 
 class _Progress:
@@ -380,6 +391,24 @@ def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
     )
 
 
+def _cmd_watch(args: argparse.Namespace, cfg: Settings) -> int:
+    import asyncio
+
+    from avatarcast.watch import record
+
+    summary = asyncio.run(
+        record(
+            args.url,
+            args.seconds,
+            Path(args.out),
+            ice_host_addresses=Settings.split(cfg.ice_host_addresses) or None,
+            ice_servers=Settings.split(cfg.ice_servers),
+        )
+    )
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -387,6 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        if cfg.log_level != "debug":
+            # Their INFO lines (every ICE check, every HTTP request) drown ours.
+            for noisy in ("aioice", "aiortc", "httpx", "httpcore"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
         handler = {
             "render": _cmd_render,
             "voices": _cmd_voices,
@@ -395,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "projects": _cmd_projects,
             "usage": _cmd_usage,
             "say": _cmd_say,
+            "watch": _cmd_watch,
         }[args.command]
         return handler(args, cfg)
     except InputError as exc:

@@ -74,6 +74,7 @@ class VideoSample:
     width: int
     height: int
     luma: NDArray[np.uint8]  # Y plane (height x width), or the `crop` box of it
+    yuv: NDArray[np.uint8] | None = None  # the whole yuv420p picture, with `color=True`
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # arrays: compare by identity
@@ -161,6 +162,10 @@ def _luma(frame: av.VideoFrame, crop: Box | None) -> NDArray[np.uint8]:
     return y.copy()  # the decoder reuses its buffers
 
 
+def _yuv(frame: av.VideoFrame) -> NDArray[np.uint8]:
+    return np.asarray(frame.to_ndarray(format="yuv420p"), dtype=np.uint8)
+
+
 def _mono(frame: av.AudioFrame) -> NDArray[np.int16]:
     data = frame.to_ndarray()
     channels = frame.layout.nb_channels
@@ -188,6 +193,7 @@ class WhepViewer:
         ice_host_addresses: Sequence[str] | None = None,
         ice_servers: Sequence[str] = (),
         crop: Box | None = None,
+        color: bool = False,
         max_video_frames: int = 250,
         max_audio_frames: int = 1000,
         timeout_s: float = 10.0,
@@ -196,6 +202,7 @@ class WhepViewer:
         self.ice_host_addresses = list(ice_host_addresses or [])
         self.ice_servers = list(ice_servers)
         self.crop = crop
+        self.color = color  # keep whole pictures (recording), not only the luma
         self.timeout_s = timeout_s
         self.resource_url: str | None = None
         self._video: _Feed[VideoSample] = _Feed(max_video_frames)
@@ -345,6 +352,7 @@ class WhepViewer:
                         frame.width,
                         frame.height,
                         _luma(frame, self.crop),
+                        _yuv(frame) if self.color else None,
                     )
                 )
         except MediaStreamError:

@@ -1,0 +1,66 @@
+"""`avatarcast watch` records what a WHEP viewer receives: pictures and the spoken text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avatarcast.client import Client
+from avatarcast.server import run_server_in_thread
+from avatarcast.sessions.store import Store
+from avatarcast.settings import Settings
+from avatarcast.stream.webrtc import use_host_addresses
+
+
+def test_watch_records_the_live_stream(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", log_level="warning", ice_host_addresses="127.0.0.1"
+    ).validate()
+    store = Store(settings.db_path)
+    appkey, token = store.create_key("watch", 2)
+    store.close()
+    base_url, stop = run_server_in_thread(settings)
+    try:
+        with Client(base_url, appkey, token) as client:
+            sid = client.create_session_by_asset("default", user_id="watcher")["SessionId"]
+            client.wait_ready(sid, timeout_s=30)
+            client.start_session(sid)
+            play_url = client.stat_session(sid)["PlayStreamAddr"]
+            out = tmp_path / "live.mp4"
+
+            def speak_soon() -> None:
+                time.sleep(1.5)  # after the viewer has joined
+                client.command(sid, "SEND_TEXT", {"Text": "Recording the live stream now."})
+
+            talker = threading.Thread(target=speak_soon)
+            talker.start()
+            r = subprocess.run(
+                [sys.executable, "-m", "avatarcast", "watch", "--url", play_url,
+                 "--seconds", "4", "--out", str(out), "--ice-host-addresses", "127.0.0.1"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            talker.join(timeout=10)
+            assert r.returncode == 0, r.stderr
+            client.close_session(sid)
+    finally:
+        stop()
+        use_host_addresses([])
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert 90 <= len(frames) <= 105  # 4 s at 25 fps
+    assert frames[0].shape == (960 * 3 // 2, 540)
+    # The person is there: the face is skin-coloured luma in the middle, not a blank frame.
+    assert 120 < frames[0][400:440, 250:290].mean() < 230
+    # The text was spoken while recording: loud somewhere, silent at the start.
+    rate = 16000
+    env = np.abs(audio[: audio.size - audio.size % 640]).reshape(-1, 640).mean(axis=1)
+    assert env[: int(1.0 * rate / 640)].max() < 0.01
+    assert env.max() > 0.05
