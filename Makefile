@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox
+APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox nginx libnginx-mod-rtmp chromium iproute2
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./avatarcast-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

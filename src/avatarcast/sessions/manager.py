@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from avatarcast.errors import (
     SessionNotReady,
     UnknownAvatarError,
 )
+from avatarcast.sessions import outputs
 from avatarcast.sessions.media import MediaFactory, attach_media, detach_media
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
@@ -41,7 +43,6 @@ from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_PROTOCOLS = ("webrtc",)  # rtmp and trtc arrive with the outputs issue
 STREAM_MAX_INTERVAL_MS = (2000, 6000)
 STREAM_CREATE_TIMEOUT = -111004  # spec section 6: stream creation timed out
 
@@ -96,7 +97,9 @@ class SessionManager:
         """Register a new session (status 3) and bring its media up in the background."""
         if protocol not in PROTOCOLS:
             raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-        if protocol not in SUPPORTED_PROTOCOLS:
+        if alpha and importlib.util.find_spec("avatarcast.render.alpha") is None:
+            raise RequestError("ExtraInfo.AlphaChannelEnable is not supported yet")
+        if not outputs.supported(protocol):
             raise RequestError(f"Protocol {protocol!r} is not supported yet; use 'webrtc'")
         if driver_type not in DRIVER_TYPES:
             raise RequestError(
@@ -159,6 +162,8 @@ class SessionManager:
         return session
 
     def _play_url(self, session: Session) -> str:
+        if session.protocol != "webrtc":
+            return outputs.play_url(session, self.settings)
         # The WHEP module serves exactly this path; the token lets a viewer in without a key.
         return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
 

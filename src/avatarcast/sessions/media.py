@@ -43,6 +43,12 @@ async def build_engine(session: Session, settings: Settings) -> Engine:
         raise  # UnknownAvatarError → 100015, SettingsError → 100001
     except Exception as exc:  # a broken asset must fail the session, not the server
         raise AvatarLoadError(f"cannot load avatar {session.asset_key!r}: {exc}") from exc
+    if session.alpha:
+        # Colour and matte packed side by side in one picture, so every protocol carries
+        # the matte (layout in docs/outputs.md).
+        from avatarcast.render.alpha import pack_alpha
+
+        avatar = pack_alpha(avatar)
     return Engine(
         avatar,
         seed=session_seed(session.id),
@@ -77,8 +83,8 @@ async def attach_media(
     drive = DriveChannel(session, engine, settings, clock, on_activity=on_activity or touch)
     session.drive = drive
     video = VideoOptions(
-        width=settings.video_width,
-        height=settings.video_height,
+        width=engine.avatar.width,  # twice the avatar's width when the matte is packed in
+        height=engine.avatar.height,
         preset=settings.x264_preset,
         bitrate_kbps=settings.video_bitrate_kbps,
         keyframe_interval_s=settings.keyframe_interval_s,
@@ -86,11 +92,21 @@ async def attach_media(
     live = LiveStream(engine, video, clock, on_frame=drive.on_frame)
     session.live = live
     await live.start()
+    from avatarcast.sessions.outputs import make_outputs
+
+    for output in make_outputs(session, settings, live):
+        session.outputs.append(output)
+        await output.start()
 
 
 async def detach_media(session: Session) -> None:
     """Stop whatever media is attached; never raises (closing must always finish)."""
     drive, live = session.drive, session.live
+    for output in session.outputs:
+        try:
+            await output.stop()
+        except Exception:
+            log.exception("session %s: stopping output %s failed", session.id, output.name)
     if drive is not None:
         try:
             await drive.close()

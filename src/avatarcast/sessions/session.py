@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from avatarcast.engine import Engine
     from avatarcast.sessions.drive import DriveChannel
+    from avatarcast.sessions.outputs import Output
     from avatarcast.stream.live import LiveStream
 
 
@@ -58,6 +59,7 @@ class Session:
     engine: Engine | None = None
     live: LiveStream | None = None
     drive: DriveChannel | None = None
+    outputs: list[Output] = field(default_factory=list)  # RTMP push, LiveKit, recorder
 
     @property
     def is_open(self) -> bool:

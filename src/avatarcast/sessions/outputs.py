@@ -1,0 +1,70 @@
+"""Outputs a session streams to besides its WHEP viewers, chosen by `Protocol` and settings.
+
+Every session has a live stream that WebRTC viewers attach to. `Protocol: rtmp` adds an RTMP
+push, `Protocol: trtc` a LiveKit room participant; a recorder can be added to every session
+by a setting. Each output lives in its own module and only consumes the live stream's
+encoded packets, so outputs know nothing of each other, and one that fails is detached
+(and reported) without touching the session or the others.
+
+An output module provides two functions, named in `_MODULES`:
+    make_output(session, settings, live) -> Output
+    play_url(session, settings) -> str        # the PlayStreamAddr for that protocol
+A protocol whose module is not installed yet answers "not supported yet".
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from avatarcast.sessions.session import Session
+    from avatarcast.settings import Settings
+    from avatarcast.stream.live import LiveStream
+
+
+class Output(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """What statsession shows about this output (state, reconnects, last error)."""
+        ...
+
+
+_MODULES: dict[str, str] = {
+    "rtmp": "avatarcast.stream.rtmp",
+    "trtc": "avatarcast.stream.livekit",
+}
+
+
+def supported(protocol: str) -> bool:
+    """WebRTC always; the others once their output module exists."""
+    if protocol == "webrtc":
+        return True
+    module = _MODULES.get(protocol)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def _function(protocol: str, name: str) -> Callable[..., Any]:
+    fn: Callable[..., Any] = getattr(importlib.import_module(_MODULES[protocol]), name)
+    return fn
+
+
+def play_url(session: Session, settings: Settings) -> str:
+    """PlayStreamAddr of a non-WebRTC protocol (the WHEP URL is the manager's)."""
+    url: str = _function(session.protocol, "play_url")(session, settings)
+    return url
+
+
+def make_outputs(session: Session, settings: Settings, live: LiveStream) -> list[Output]:
+    """The outputs this session needs beyond WHEP viewers, not yet started."""
+    outputs: list[Output] = []
+    if session.protocol in _MODULES:
+        outputs.append(_function(session.protocol, "make_output")(session, settings, live))
+    return outputs
