@@ -13,6 +13,7 @@ from avatarcast.speech.lipsync_floor import HopAnalyzer
 from avatarcast.speech.lipsync_model import (
     MODEL_FILE,
     N_FEATURES,
+    dtw_path,
     dtw_transfer,
     load_model,
     utterance_features,
@@ -75,6 +76,29 @@ def test_dtw_spans_time_the_text_on_other_voices() -> None:
     n = -(-u.pcm.size // 640)
     truth = frame_labels(u.phonemes, n)
     # Frame shapes from the warped template agree with espeak's own times most of the time.
+    from avatarcast.speech.audio_lipsync import shape_in_window
+
+    starts = [s[0] for s in spans]
+    pred = [shape_in_window(starts, spans, f / 25, (f + 1) / 25) for f in range(n)]
+    acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
+    assert acc >= 0.75, acc
+
+
+def test_dtw_path_is_monotone_and_ends_at_both_ends() -> None:
+    rng = np.random.default_rng(0)
+    cost = rng.random((30, 12))
+    path = dtw_path(cost)
+    assert path[-1] == 11 and path[0] <= 3
+    assert all(0 <= b - a <= 3 for a, b in itertools.pairwise(path))
+
+
+def test_dtw_spans_match_the_template_rate_to_fast_speech() -> None:
+    # Fast speech (the template is re-rendered at the input's rate before warping).
+    u = get_backend("espeak").synthesize(TEXT, voice="en-us+f3", rate_wpm=230, pitch=60)
+    spans = dtw_spans(u.pcm, TEXT)
+    assert spans is not None
+    n = -(-u.pcm.size // 640)
+    truth = frame_labels(u.phonemes, n)
     from avatarcast.speech.audio_lipsync import shape_in_window
 
     starts = [s[0] for s in spans]

@@ -19,8 +19,9 @@ Per frame:
      phone recognizer, mapped with `shape_of_arpabet` and corrected by the floor's shape.
    - "floor" (or language="floor"): the energy/spectrum rules only.
 3. Known text (offline, `track_from_audio(pcm, text=...)`, English): espeak-ng renders the
-   text (exact phoneme times) and the classifier's per-10 ms probabilities warp that template
-   onto the audio (`dtw_spans`); text_method="align" uses pocketsphinx forced alignment.
+   text (exact phoneme times; re-rendered at the input's speech rate) and the classifier's
+   per-10 ms probabilities of input and template warp that template onto the audio
+   (`dtw_spans`); text_method="align" uses pocketsphinx forced alignment.
 Then smoothing: one-frame flickers (P, Q, P) become P unless Q is a closure (A, which must
 stay visible); openness follows the shape's default scaled by loudness and eases between
 frames; rest (X) and closures (A) are fully closed, so silence never trembles.
@@ -419,26 +420,54 @@ class StreamingLipSync:
         self._set_segments([])
 
 
+_TEMPLATE_RATE_WPM = 175  # espeak's first rendering of known text; then matched to the input
+_TEMPLATE_POSTERIOR = 0.5  # weight of the template's own classifier output vs its labels
+_DTW_LABEL_DELAY = 1  # hops: input hop h takes the template shape matched to hop h - 1
+
+
+def _speech_extent_s(an: HopAnalyzer) -> float:
+    """Seconds from the first to the last voice-active hop (at least one hop)."""
+    active = np.flatnonzero(np.asarray(an.speech, dtype=bool))
+    return (int(active[-1]) - int(active[0]) + 1) * 0.01 if active.size else 0.01
+
+
 def dtw_spans(pcm: NDArray[np.int16], text: str) -> list[tuple[float, float, Shape]] | None:
     """Shapes of known English text, timed on `pcm` by warping espeak's own rendering.
 
-    espeak-ng speaks the text (exact phoneme times); the classifier's per-hop shape
-    probabilities of the input pick the monotone warp (`dtw_transfer`) of that template onto
-    the input; each input hop takes the template shape it is matched to. None if espeak
-    cannot speak the text.
+    espeak-ng speaks the text (en-us, exact phoneme times), a second time at the speech rate
+    that makes its voice-active extent match the input's. The classifier's per-hop shape
+    probabilities p of the input and q of the template (mixed half and half with the
+    template's exact labels) give the cost -log(p·q) of matching input hop i to template hop
+    j; a monotone DTW (`dtw_path`) picks the warp, and each input hop takes the template
+    label it is matched to. None if espeak cannot speak the text.
     """
     from avatarcast.errors import AvatarcastError
-    from avatarcast.speech.lipsync_model import dtw_transfer, hop_log_probs
+    from avatarcast.speech.espeak import RATE_RANGE_WPM
+    from avatarcast.speech.lipsync_model import dtw_path, hop_log_probs
     from avatarcast.speech.tts import get_backend
     from avatarcast.speech.visemes import SHAPES
 
     if pcm.size < HOP * 8:
         return None
+    an = HopAnalyzer()
+    an.add(pcm)
+    model = load_model()
+    tts = get_backend("espeak")
     try:
-        tmpl = get_backend("espeak").synthesize(text, voice="en-us")
+        first = tts.synthesize(text, voice="en-us", rate_wpm=_TEMPLATE_RATE_WPM)
+        t_an = HopAnalyzer()
+        t_an.add(first.pcm)
+        ratio = _speech_extent_s(t_an) / _speech_extent_s(an)
+        lo, hi = RATE_RANGE_WPM
+        rate = int(np.clip(round(_TEMPLATE_RATE_WPM * ratio), lo, min(hi, 400)))
+        tmpl = first
+        if rate != _TEMPLATE_RATE_WPM:
+            tmpl = tts.synthesize(text, voice="en-us", rate_wpm=rate)
+            t_an = HopAnalyzer()
+            t_an.add(tmpl.pcm)
     except AvatarcastError:
         return None
-    m = tmpl.pcm.size // HOP
+    m = min(tmpl.pcm.size // HOP, t_an.n_hops)
     index = {sh: i for i, sh in enumerate(SHAPES)}
     starts = [sp.start_s for sp in tmpl.phonemes]
     segs = [(sp.start_s, sp.end_s, sp.shape) for sp in tmpl.phonemes]
@@ -450,16 +479,16 @@ def dtw_spans(pcm: NDArray[np.int16], text: str) -> list[tuple[float, float, Sha
         ],
         dtype=np.intp,
     )
-    an = HopAnalyzer()
-    an.add(pcm)
-    lp = hop_log_probs(an, load_model())
+    lp = hop_log_probs(an, model)
     n = lp.shape[0]
     if n < 2 or m < 2:
         return None
-    path = dtw_transfer(lp, ref)
+    q = np.exp(hop_log_probs(t_an, model)[:m].astype(np.float64)) * _TEMPLATE_POSTERIOR
+    q[np.arange(m), ref] += 1.0 - _TEMPLATE_POSTERIOR
+    path = dtw_path(-np.log(np.exp(lp.astype(np.float64)) @ q.T + 1e-6))
     out: list[tuple[float, float, Shape]] = []
     for h in range(n):
-        shape = SHAPES[int(ref[path[min(n - 1, max(0, h - 2))]])]
+        shape = SHAPES[int(ref[path[min(n - 1, max(0, h - _DTW_LABEL_DELAY))]])]
         t0, t1 = h * 0.01, (h + 1) * 0.01
         if out and out[-1][2] is shape:
             out[-1] = (out[-1][0], t1, shape)

@@ -178,16 +178,22 @@ def hop_log_probs(an: HopAnalyzer, model: LipSyncModel) -> NDArray[np.float32]:
 
 
 def dtw_transfer(log_probs: NDArray[np.float32], ref_labels: NDArray[np.intp]) -> NDArray[np.intp]:
-    """Warp a reference hop-label sequence onto the input hops.
+    """Warp a reference hop-label sequence onto the input hops (cost = -log p(label)).
 
     log_probs (n, 9): the classifier's log-probabilities per input hop; ref_labels (m,): the
-    shape index at every hop of a template utterance of the same text (espeak's exact times).
-    Monotone alignment with steps (1,0), (1,1), (1,2), (1,3) (input hop i advances by one,
-    the template by 0..3: local speed ratios 0..3), whole sequences matched end to end.
-    Returns the template hop matched to each input hop.
+    shape index at every hop of a template utterance of the same text. See `dtw_path`.
     """
-    n, m = log_probs.shape[0], ref_labels.size
-    cost = -log_probs[:, ref_labels].astype(np.float64)  # (n, m)
+    return dtw_path(-log_probs[:, ref_labels].astype(np.float64))
+
+
+def dtw_path(cost: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Monotone alignment of input hops (rows) to template hops (columns) of a cost matrix.
+
+    Steps (1,0), (1,1), (1,2), (1,3) (input hop i advances by one, the template by 0..3:
+    local speed ratios 0..3), small penalties on stalls and skips, whole sequences matched
+    end to end. Returns the template hop matched to each input hop.
+    """
+    n, m = cost.shape
     big = 1e18
     acc = np.full((n, m), big)
     back = np.zeros((n, m), np.int8)
