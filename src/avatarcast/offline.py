@@ -17,6 +17,7 @@ import numpy as np
 
 from avatarcast import FRAME_RATE_HZ
 from avatarcast.engine import Engine
+from avatarcast.render.alpha import matte_to_luma
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.visemes import MouthPose
 from avatarcast.stream.encoder import VideoOptions
@@ -108,8 +109,8 @@ def render_queued(
 
 
 def _matte_frame(matte: np.ndarray) -> YuvFrame:
-    """The matte as a grey picture: luma = alpha (full range mapped to 16..235), chroma neutral."""
+    """The matte as a grey picture: luma = alpha (limited range), chroma neutral."""
     h, w = matte.shape
     frame = YuvFrame.blank(w, h)
-    frame.data[:h] = (16 + (matte.astype(np.uint16) * 219 + 127) // 255).astype(np.uint8)
+    frame.data[:h] = matte_to_luma(matte)
     return frame
