@@ -43,15 +43,20 @@ run: setup
 	@[ -f $(DATA_DIR)/dev-key.json ] || { umask 077; \
 	  $(BIN)/avatarcast keys create --name dev --data-dir $(DATA_DIR) > $(DATA_DIR)/dev-key.json; }
 	@echo
+	@echo "Demo page:    http://127.0.0.1:8080/  (open it in a browser; it uses the dev key on loopback)"
 	@echo "Demo clip:    $(DATA_DIR)/demo.mp4"
 	@echo "Dev key:      $(DATA_DIR)/dev-key.json  (appkey + accesstoken for the API)"
-	@echo "Try it:       see docs/quickstart.md (create a session, watch it over WHEP, avatarcast say)"
+	@echo "RTMP server:  rtmp://127.0.0.1:1935/live/<SessionId>  (sessions with Protocol rtmp)"
 	@echo
-	$(BIN)/avatarcast serve --data-dir $(DATA_DIR)
+	@# A local RTMP server (Debian nginx + RTMP module, own prefix) for Protocol rtmp; it is
+	@# stopped when the API server stops.
+	@scripts/rtmp-server.sh start $(DATA_DIR); \
+	  trap 'scripts/rtmp-server.sh stop $(DATA_DIR)' EXIT; \
+	  $(BIN)/avatarcast serve --data-dir $(DATA_DIR) --rtmp-ingest-url rtmp://127.0.0.1:1935/live
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks tools
-	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/ruff check src tests benchmarks tools examples
+	$(BIN)/ruff format --check src tests benchmarks tools examples
 
 typecheck: setup
 	$(BIN)/mypy

@@ -85,6 +85,39 @@ class Settings:
     ice_host_addresses: str = field(
         default="", metadata=_help("comma-separated local IPs for WebRTC candidates; empty = all")
     )
+    livekit_url: str = field(
+        default="", metadata=_help("LiveKit server for Protocol trtc (ws:// or wss://)")
+    )
+    livekit_api_key: str = field(default="", metadata=_help("LiveKit API key (mints tokens)"))
+    livekit_api_secret: str = field(
+        default="", metadata=_help("LiveKit API secret (prefer the env variable or a file)")
+    )
+    livekit_viewer_token_ttl_s: int = field(
+        default=21600, metadata=_help("lifetime of the viewer token in PlayStreamAddr, seconds")
+    )
+    rtmp_ingest_url: str = field(
+        default="",
+        metadata=_help(
+            "RTMP ingest the rtmp protocol pushes to, e.g. rtmp://127.0.0.1:1935/live "
+            "(the stream key, the SessionId, is appended); empty = only CssCustomPushUrl"
+        ),
+    )
+    rtmp_play_url_template: str = field(
+        default="",
+        metadata=_help(
+            "PlayStreamAddr of rtmp sessions, e.g. rtmp://cdn.example/live/{stream_key}; "
+            "empty = the push URL"
+        ),
+    )
+    rtmp_reconnect_max_s: float = field(
+        default=10.0, metadata=_help("longest wait between RTMP reconnect attempts, seconds")
+    )
+    record_sessions: bool = field(
+        default=False, metadata=_help("record every session to an MP4 file (audits)")
+    )
+    record_dir: str = field(
+        default="", metadata=_help("where recordings go; empty = DATA_DIR/records")
+    )
 
     def validate(self) -> Settings:
         if not 0 <= self.lookahead_ms <= 200:
@@ -110,12 +143,30 @@ class Settings:
             raise SettingsError("default_max_sessions and max_messages_per_s must be positive")
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be in 1..65535, got {self.port}")
+        if self.rtmp_ingest_url and not self.rtmp_ingest_url.startswith(("rtmp://", "rtmps://")):
+            raise SettingsError(
+                f"rtmp_ingest_url must be an rtmp:// URL, not {self.rtmp_ingest_url}"
+            )
+        if self.rtmp_play_url_template:
+            try:
+                self.rtmp_play_url_template.format(stream_key="k", session_id="s")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise SettingsError(
+                    "rtmp_play_url_template may use only {stream_key} and {session_id}"
+                ) from exc
+        if not 0.5 <= self.rtmp_reconnect_max_s <= 600:
+            raise SettingsError("rtmp_reconnect_max_s must be within 0.5..600")
         return self
 
     @property
     def base_url(self) -> str:
         """Where clients reach this server (PlayStreamAddr, demo URL)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def record_path(self) -> Path:
+        """Directory of session recordings."""
+        return Path(self.record_dir).expanduser() if self.record_dir else self.data_dir / "records"
 
     @property
     def db_path(self) -> Path:

@@ -258,11 +258,18 @@ def test_bad_create_fields(
     assert client.list_sessions() == []
 
 
-@pytest.mark.parametrize("protocol", ["rtmp", "trtc"])
-def test_other_protocols_not_supported_yet(client: Client, protocol: str) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "named"),
+    [("rtmp", "rtmp_ingest_url"), ("trtc", "LiveKit is not configured")],
+)
+def test_unconfigured_outputs_are_refused_clearly(
+    client: Client, protocol: str, named: str
+) -> None:
+    """This server has no RTMP ingest and no LiveKit: the answer says what is missing."""
     err = _code(lambda: client.create_session_by_asset("default", "erin", protocol=protocol))
     assert err.code == 100001
-    assert "not supported yet" in err.message and protocol in err.message
+    assert named in err.message
+    assert client.list_sessions() == []  # nothing half-created, no quota used
 
 
 def test_missing_session_id(client: Client) -> None:

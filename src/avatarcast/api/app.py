@@ -112,6 +112,8 @@ async def stat_session(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
         "IsSessionStarted": s.started,
         "ErrorCode": s.error_code,
         "ErrorMessage": s.error_message,
+        # Ours: the state of each extra output (RTMP push, LiveKit, recorder).
+        "Outputs": [o.status() for o in s.outputs],
     }
 
 
@@ -203,10 +205,11 @@ def _peer_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     Imported here, not at the top: `api.ws` reuses this module's `api_endpoint`.
     """
+    from avatarcast.api.web import web_routes
     from avatarcast.api.whep import whep_routes
     from avatarcast.api.ws import command_routes
 
-    return [*command_routes(ctx), *whep_routes(ctx)]
+    return [*command_routes(ctx), *whep_routes(ctx), *web_routes(ctx)]
 
 
 async def healthz(request: Request) -> Response:

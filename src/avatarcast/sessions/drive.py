@@ -120,6 +120,10 @@ class DriveChannel:
         """
         return self._out.attach(send)
 
+    def notice(self, msg: dict[str, Any]) -> None:
+        """An out-of-band message to the current socket (e.g. an output's state); not replayed."""
+        self._out.post(msg)
+
     def detach(self, send: Sender) -> None:
         """The socket of `send` is gone (a no-op if it was already replaced)."""
         self._out.detach(send)

@@ -89,7 +89,12 @@ async def attach_media(
         bitrate_kbps=settings.video_bitrate_kbps,
         keyframe_interval_s=settings.keyframe_interval_s,
     )
-    live = LiveStream(engine, video, clock, on_frame=drive.on_frame)
+    from avatarcast.stream.sei import sei_for_frames
+
+    # Frames of utterances with VideoSeiInfo carry it as SEI in every H.264 output.
+    live = LiveStream(
+        engine, video, clock, on_frame=drive.on_frame, sei_for=sei_for_frames(drive.sei_info)
+    )
     session.live = live
     await live.start()
     from avatarcast.sessions.outputs import make_outputs

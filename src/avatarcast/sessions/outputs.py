@@ -67,4 +67,8 @@ def make_outputs(session: Session, settings: Settings, live: LiveStream) -> list
     outputs: list[Output] = []
     if session.protocol in _MODULES:
         outputs.append(_function(session.protocol, "make_output")(session, settings, live))
+    if settings.record_sessions:  # always-on audit recording, whatever the protocol
+        from avatarcast.stream.record import make_output as make_recorder
+
+        outputs.append(make_recorder(session, settings, live))
     return outputs

@@ -11,6 +11,10 @@ output (WebRTC viewers today; RTMP, LiveKit, recorders later) subscribes to them
 `on_frame(frame)` is called on the loop: the drive channel sends AudioStart/AudioOver from it,
 so those events leave exactly when the speech's first/last frame is on the stream.
 
+SEI metadata: `sei_for(frame)` (optional, called on the worker thread) may return an SEI NAL
+unit for the frame; it is inserted into the frame's access unit before publishing, so every
+H.264 output carries it (see `avatarcast.stream.sei`).
+
 Timestamps: the stream's timeline is the slot number n. Video pts = n * 3600 (90 kHz) and the
 frame's 40 ms of audio starts at pts n * 640 (16 kHz), so both media carry the same clock and
 receivers keep them in sync. The engine's own frame index counts frames produced; it falls
@@ -44,6 +48,7 @@ from avatarcast.render.frame import YuvFrame
 from avatarcast.stream.clock import Clock, FramePacer
 from avatarcast.stream.encoder import H264Encoder, VideoOptions
 from avatarcast.stream.fanout import FanOut
+from avatarcast.stream.sei import insert_sei
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,23 @@ def encode_h264(
     return tuple(packets)
 
 
+def with_sei(packets: tuple[av.Packet, ...], sei_nal: bytes) -> tuple[av.Packet, ...]:
+    """The frame's packets with `sei_nal` inserted before the first slice of the first one.
+
+    Packets are shared by every output once published, so a new packet replaces the
+    encoder's (same timestamps and key flag) rather than editing it.
+    """
+    if not packets:
+        return packets
+    first = packets[0]
+    out = av.Packet(insert_sei(bytes(first), sei_nal))
+    out.pts, out.dts = first.pts, first.dts
+    if first.time_base is not None:
+        out.time_base = first.time_base
+    out.is_keyframe = first.is_keyframe
+    return (out, *packets[1:])
+
+
 class LiveStream:
     """Runs one session's engine in real time and publishes its encoded media."""
 
@@ -148,6 +170,7 @@ class LiveStream:
         clock: Clock,
         *,
         on_frame: Callable[[EngineFrame], None] | None = None,
+        sei_for: Callable[[EngineFrame], bytes | None] | None = None,
         audio_bitrate_kbps: int = 32,
         max_burst_frames: int = 3,
         min_keyframe_gap_s: float = 0.25,
@@ -157,6 +180,9 @@ class LiveStream:
         self.options = video
         self.clock = clock
         self.on_frame = on_frame
+        # Raw frames for outputs that encode themselves (LiveKit); called after on_frame.
+        self.frame_listeners: list[Callable[[EngineFrame], None]] = []
+        self.sei_for = sei_for
         self.audio_bitrate_kbps = audio_bitrate_kbps
         self.max_burst_frames = max_burst_frames
         self.min_keyframe_gap_frames = max(1, round(min_keyframe_gap_s * video.fps))
@@ -244,6 +270,14 @@ class LiveStream:
         assert self._video_enc is not None and self._audio_enc is not None
         frame = self.engine.next_frame()
         packets = encode_h264(self._video_enc, frame.video, n, keyframe)
+        if self.sei_for is not None:
+            try:
+                sei = self.sei_for(frame)
+            except Exception:  # metadata must never cost a frame
+                log.exception("%s: SEI for frame %d failed", self.name, frame.index)
+                sei = None
+            if sei:
+                packets = with_sei(packets, sei)
         opus = self._audio_enc.encode(frame.audio, n * SAMPLES_PER_FRAME)
         is_key = any(p.is_keyframe for p in packets)
         return frame, VideoPacket(n, packets, is_key), AudioChunk(n, frame.audio, opus)
@@ -286,6 +320,13 @@ class LiveStream:
                         self.on_frame(frame)
                     except Exception:  # a listener's bug must not stop the stream
                         log.exception("%s: on_frame failed at frame %d", self.name, frame.index)
+                for listener in tuple(self.frame_listeners):
+                    try:
+                        listener(frame)
+                    except Exception:  # one output's bug must not stop the others
+                        log.exception(
+                            "%s: a frame listener failed at frame %d", self.name, frame.index
+                        )
                 n += 1
         except asyncio.CancelledError:
             raise

@@ -1,0 +1,176 @@
+"""Write a live stream's already-encoded packets into a container (FLV over RTMP, MP4).
+
+Video is never encoded again: the session's H.264 access units (Annex-B, SPS/PPS repeated on
+every keyframe, SEI included) are copied. The container's codec parameters come from the first
+keyframe: demuxing that one access unit as raw H.264 yields a stream whose extradata holds its
+SPS/PPS, and `add_stream_from_template` copies them. The FLV and MP4 muxers turn Annex-B
+extradata into an avcC record and the packets into length-prefixed NAL units themselves.
+
+Audio is the session's 16 kHz PCM, encoded to AAC once per container (FLV and MP4 take no Opus).
+
+Timestamps: the container's time 0 is the slot of its first keyframe; video pts are
+(slot - first) * 40 ms, so skipped slots stay gaps. Audio slots that never arrived (a reader
+that fell behind loses the oldest audio) are filled with silence, so audio stays in sync.
+
+`SerialWorker` runs the blocking writes on one daemon thread: a network write that hangs can
+never hold up the event loop, and a thread stuck in one cannot keep the process from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+from av.audio.codeccontext import AudioCodecContext
+
+from avatarcast import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from avatarcast.stream.encoder import AacEncoder
+from avatarcast.stream.live import VIDEO_CLOCK_HZ, VIDEO_TIME_BASE, AudioChunk, VideoPacket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_SILENCE_FILL_FRAMES = 250  # 10 s of missing audio filled at most; beyond that, a jump
+
+
+class LiveMuxer:
+    """One open container; `write` gets consecutive slots and starts at the first keyframe."""
+
+    def __init__(
+        self,
+        url: str,
+        fmt: str,
+        headers: bytes,
+        *,
+        fps: int,
+        audio_bitrate_kbps: int,
+    ) -> None:
+        """`headers`: an Annex-B keyframe access unit of the stream (its SPS/PPS are used)."""
+        self.fps = fps
+        self.first_slot: int | None = None  # slot of the container's time 0
+        self.frames = 0
+        # flush_packets: hand each packet to the socket at once; by default FFmpeg fills a
+        # 32 KB buffer first, which held RTMP frames back by ~160 ms.
+        self._container = av.open(url, "w", format=fmt, container_options={"flush_packets": "1"})
+        try:
+            with av.open(io.BytesIO(headers), format="h264") as src:
+                vs = self._container.add_stream_from_template(src.streams.video[0], opaque=True)
+            if fmt != "flv":  # FLV's time base is fixed at 1/1000
+                vs.time_base = VIDEO_TIME_BASE
+            self._vstream = vs
+            astream = self._container.add_stream("aac", rate=SAMPLE_RATE_HZ)
+            assert isinstance(astream.codec_context, AudioCodecContext)
+            self._astream = astream
+            self._aac = AacEncoder(astream.codec_context, audio_bitrate_kbps)
+            # Writes the header now: for RTMP this connects and publishes, so a server that is
+            # down fails here, not on some later frame.
+            self._container.start_encoding()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            raise
+        self._next_audio_slot = 0
+
+    def write(self, vp: VideoPacket, audio: Sequence[AudioChunk]) -> bool:
+        """Mux one slot; False (nothing written) until the first keyframe."""
+        if self.first_slot is None:
+            if not vp.keyframe:
+                return False
+            self.first_slot = self._next_audio_slot = vp.index
+        pts = (vp.index - self.first_slot) * VIDEO_CLOCK_HZ // self.fps
+        for p in vp.packets:
+            # A copy: the live stream's packets are shared and muxing rewrites timestamps.
+            q = av.Packet(bytes(p))
+            q.pts = q.dts = pts
+            q.time_base = VIDEO_TIME_BASE
+            q.is_keyframe = p.is_keyframe
+            q.stream = self._vstream
+            self._container.mux_one(q)
+        self.frames += 1
+        for chunk in audio:
+            self._write_audio(chunk)
+        return True
+
+    def _write_audio(self, chunk: AudioChunk) -> None:
+        if chunk.index < self._next_audio_slot:
+            return  # before this container's start, or already written
+        missing = chunk.index - self._next_audio_slot
+        pcm = chunk.pcm
+        if 0 < missing <= MAX_SILENCE_FILL_FRAMES:
+            pcm = np.concatenate([np.zeros(missing * SAMPLES_PER_FRAME, np.int16), pcm])
+        self._next_audio_slot = chunk.index + 1
+        self._mux_audio(self._aac.encode(pcm))
+
+    def _mux_audio(self, packets: list[av.Packet]) -> None:
+        for p in packets:
+            # The first AAC packet is the encoder's priming (pts < 0): FLV has no edit list to
+            # hide it, and dropping it keeps audio pts 0 = video pts 0 in every container.
+            if p.pts is not None and p.pts < 0:
+                continue
+            p.stream = self._astream
+            self._container.mux_one(p)
+
+    def close(self) -> None:
+        """Flush the audio and write the trailer (MP4: the index; RTMP: unpublish)."""
+        try:
+            self._mux_audio(self._aac.flush())
+        finally:
+            self._container.close()
+
+
+def access_unit(vp: VideoPacket) -> bytes:
+    return b"".join(bytes(p) for p in vp.packets)
+
+
+class SerialWorker:
+    """One daemon thread that runs submitted jobs in order; results come back as futures."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def close(self) -> None:
+        """No more jobs; the thread ends after the queued ones."""
+        self._jobs.put(None)
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task
+                _resolve(fut, None, exc)
+            else:
+                _resolve(fut, result, None)
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    def set_it() -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+        fut.get_loop().call_soon_threadsafe(set_it)

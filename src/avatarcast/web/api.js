@@ -1,0 +1,138 @@
+// The IVH API from the browser: request signing and the session calls.
+//
+// Signature (docs/api.md): every query parameter except `signature`, sorted by name, joined
+// as `k=v&k=v` with raw values; HMAC-SHA256 with the accesstoken; Base64; URL-encoded in the
+// query. The body is not signed.
+
+import { hmacSha256 } from "./sha256.js";
+
+export const SESSION_BASE = "/v2/ivh/sessionmanager/sessionmanagerservice/";
+export const COMMAND_CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel";
+export const Status = Object.freeze({ READY: 1, CLOSED: 2, PREPARING: 3, FAILED: 4 });
+
+const encoder = new TextEncoder();
+
+/** A fresh ReqId: 32 lowercase hex characters. */
+export function newReqId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** "k=v&k=v" of every parameter except `signature`, sorted by name, raw values. */
+export function stringToSign(params) {
+  return Object.keys(params)
+    .filter((k) => k !== "signature")
+    .sort()
+    .map((k) => `${k}=${params[k]}`)
+    .join("&");
+}
+
+function base64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+/** Base64(HMAC-SHA256(accesstoken, stringToSign(params))), with WebCrypto when available. */
+export async function sign(params, accesstoken) {
+  const message = encoder.encode(stringToSign(params));
+  if (globalThis.crypto?.subtle) {
+    const key = await crypto.subtle.importKey(
+      "raw", encoder.encode(accesstoken), { name: "HMAC", hash: "SHA-256" }, false, ["sign"],
+    );
+    return base64(new Uint8Array(await crypto.subtle.sign("HMAC", key, message)));
+  }
+  return signSync(params, accesstoken);
+}
+
+/** The same signature computed synchronously (plain JS; for non-secure contexts, pagehide). */
+export function signSync(params, accesstoken) {
+  return base64(hmacSha256(encoder.encode(accesstoken), encoder.encode(stringToSign(params))));
+}
+
+export class ApiError extends Error {
+  constructor(code, message, requestId = "") {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.requestId = requestId;
+  }
+}
+
+/** Calls the session API as one key. */
+export class ApiClient {
+  constructor(appkey, accesstoken, baseUrl = location.origin) {
+    this.appkey = appkey;
+    this.accesstoken = accesstoken;
+    this.baseUrl = baseUrl.replace(/\/$/, "");
+  }
+
+  #query(extra) {
+    return { appkey: this.appkey, timestamp: String(Math.floor(Date.now() / 1000)), ...extra };
+  }
+
+  static #url(base, path, params, signature) {
+    const query = new URLSearchParams({ ...params, signature });
+    return `${base}${path}?${query}`;
+  }
+
+  /** The signed URL of an API path (extra query parameters are signed too). */
+  async signedUrl(path, extra = {}) {
+    const params = this.#query(extra);
+    return ApiClient.#url(this.baseUrl, path, params, await sign(params, this.accesstoken));
+  }
+
+  /** The same, synchronously: usable where no promise may be awaited (pagehide). */
+  signedUrlSync(path, extra = {}) {
+    const params = this.#query(extra);
+    return ApiClient.#url(this.baseUrl, path, params, signSync(params, this.accesstoken));
+  }
+
+  /** The command channel's WebSocket URL for a session (ws: or wss: like the page). */
+  async channelUrl(sessionId) {
+    const url = await this.signedUrl(COMMAND_CHANNEL_PATH, { requestid: sessionId });
+    return url.replace(/^http/, "ws");
+  }
+
+  /** POST one session call; resolves to its Payload, rejects with ApiError on Code != 0. */
+  async call(name, fields = {}) {
+    const url = await this.signedUrl(SESSION_BASE + name);
+    const body = JSON.stringify({ Header: {}, Payload: { ReqId: newReqId(), ...fields } });
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body,
+    });
+    const answer = await response.json().catch(() => null);
+    if (!response.ok || !answer?.Header) {
+      throw new ApiError(response.status, answer?.error || response.statusText);
+    }
+    const { Code, Message, RequestID } = answer.Header;
+    if (Code !== 0) throw new ApiError(Code, Message, RequestID);
+    return answer.Payload;
+  }
+
+  /**
+   * closesession that survives the page going away. `keepalive` lets the request outlive the
+   * document; sendBeacon cannot set a JSON content type. Signed synchronously because a
+   * `pagehide` handler cannot wait for WebCrypto's promise.
+   */
+  closeOnUnload(sessionId) {
+    const url = this.signedUrlSync(SESSION_BASE + "closesession");
+    const body = JSON.stringify({ Header: {}, Payload: { ReqId: newReqId(), SessionId: sessionId } });
+    fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body,
+      keepalive: true,
+    }).catch(() => {});
+  }
+}
+
+/** The page's configuration: protocols, avatars, and (on loopback only) the dev key. */
+export async function fetchDemoConfig() {
+  const response = await fetch("/v2/demo/config", { cache: "no-store" });
+  if (!response.ok) throw new Error(`demo config: HTTP ${response.status}`);
+  return response.json();
+}
