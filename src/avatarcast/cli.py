@@ -438,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"avatarcast: error ({exc.code}): {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if args.command == "serve":
+            return 0  # Ctrl-C is how a foreground server is stopped; it shut down cleanly
         print("avatarcast: interrupted", file=sys.stderr)
         return 130
 
