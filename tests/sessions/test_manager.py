@@ -97,3 +97,46 @@ def test_quota_counts_open_sessions_only(tmp_path: Path) -> None:
         store.close()
 
     asyncio.run(scenario())
+
+
+def test_live_stream_failure_after_ready_fails_the_session(tmp_path: Path) -> None:
+    """Real media on the real clock; the renderer breaks mid-stream (a bad asset, say)."""
+    from avatarcast.sessions.media import attach_media
+    from avatarcast.stream.clock import MonotonicClock
+
+    async def scenario() -> None:
+        settings = Settings(data_dir=tmp_path, idle_timeout_s=60.0)
+        store = Store(settings.db_path)
+        clock = MonotonicClock()
+        manager = SessionManager(
+            settings,
+            store,
+            clock,
+            lambda: 1_800_000_000.0,
+            lambda s: attach_media(s, settings, clock),
+        )
+        appkey, _ = store.create_key("k", 2)
+        s = await manager.create(
+            appkey, user_id="u", asset_key="default", protocol="webrtc", driver_type=1
+        )
+        for _ in range(200):
+            if s.status is SessionStatus.READY:
+                break
+            await asyncio.sleep(0.05)
+        assert s.status is SessionStatus.READY and s.engine is not None and s.live is not None
+
+        def broken() -> None:
+            raise RuntimeError("renderer exploded")
+
+        s.engine.next_frame = broken  # type: ignore[method-assign,assignment]
+        for _ in range(100):
+            if s.status is SessionStatus.FAILED:
+                break
+            await asyncio.sleep(0.05)
+        assert s.status is SessionStatus.FAILED
+        assert s.error_code == -101000 and "renderer exploded" in s.error_message
+        assert manager.list(appkey) == []  # its quota is free again
+        await manager.close_all()
+        store.close()
+
+    asyncio.run(scenario())

@@ -72,6 +72,7 @@ class SessionManager:
         self._ended_at: dict[str, float] = {}  # session id → clock time it closed or failed
         self._metered_at: dict[str, float] = {}  # session id → clock time usage was booked to
         self._bring_up: dict[str, asyncio.Task[None]] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}  # live stream health, per session
         self._lock = asyncio.Lock()  # create/close decisions (quota, UserId) are atomic
 
     async def _default_media(self, session: Session) -> None:
@@ -182,11 +183,28 @@ class SessionManager:
                 session.status = SessionStatus.READY
                 self._metered_at[session.id] = self.clock.now()
                 log.info("session %s ready", session.id)
+                if session.live is not None:
+                    self._watchers[session.id] = asyncio.create_task(
+                        self._watch(session), name=f"watch-{session.id}"
+                    )
                 return
         finally:
             self._bring_up.pop(session.id, None)
         # Closed while coming up, or failed: release whatever got attached.
         await detach_media(session)
+
+    async def _watch(self, session: Session) -> None:
+        """A live stream that dies after ready fails its session (status 4, statsession says
+        why) and releases its media and quota; it never takes the server or others down."""
+        live = session.live
+        assert live is not None
+        await live.wait_closed()
+        self._watchers.pop(session.id, None)
+        if session.status is SessionStatus.READY and live.error is not None:
+            error = live.error
+            log.error("session %s: live stream failed: %s", session.id, error)
+            self._end(session, SessionStatus.FAILED, wire_code(error), f"stream failed: {error}")
+            await detach_media(session)
 
     def _fail(self, session: Session, code: int, message: str) -> None:
         if session.status is SessionStatus.PREPARING:
@@ -266,6 +284,9 @@ class SessionManager:
         log.info("session %s ended (status %d, code %d) %s", session.id, status, code, message)
 
     async def _teardown(self, session: Session) -> None:
+        watcher = self._watchers.pop(session.id, None)
+        if watcher is not None:
+            watcher.cancel()
         task = self._bring_up.pop(session.id, None)
         if task is not None:
             task.cancel()
