@@ -11,6 +11,8 @@ output reconnects, the stream plays again, and the session never stopped produci
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -26,6 +28,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from avatarcast.api.codes import wire_code
 from avatarcast.client import ApiError, Client
@@ -324,7 +327,20 @@ def test_rtmp_session_plays_back_with_sei_and_survives_a_server_restart(
         print(f"\nRTMP push-to-decode latency: median {median * 1000:.0f} ms, max {worst:.0f} ms")
         assert median < 0.5
 
-        # 2. The server dies mid-stream and comes back on the same port.
+        # 2. The server dies mid-stream and comes back on the same port. A client on the
+        # command channel is told (Type 10 notices), and statsession shows the output's state.
+        notices: list[dict[str, object]] = []
+        ws = ws_connect(c.command_channel_url(sid), open_timeout=5, legacy=True)
+
+        def listen() -> None:
+            with contextlib.suppress(Exception):
+                for raw in ws:
+                    msg = json.loads(raw)
+                    if msg.get("Type") == 10:
+                        notices.append(msg)
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
         before = live.frames_sent
         t_kill = time.monotonic()
         nginx.stop(signal.SIGKILL)
@@ -339,7 +355,16 @@ def test_rtmp_session_plays_back_with_sei_and_survives_a_server_restart(
         elapsed = time.monotonic() - t_kill
         assert live.frames_sent - before >= 25 * elapsed - 10
         assert live.late_frames <= 5
-        assert c.stat_session(sid)["SessionStatus"] == 1
+        stat = c.stat_session(sid)
+        assert stat["SessionStatus"] == 1
+        assert [o["state"] for o in stat["Outputs"]] == ["streaming"]
+        assert stat["Outputs"][0]["reconnects"] >= 1
+        wait_until(lambda: any("resumed" in str(n["Message"]) for n in notices), 5, "notices")
+        ws.close()
+        listener.join(timeout=5)
+        states = [n["State"] for n in notices]
+        assert "reconnecting" in states and states[-1] == "streaming", notices
+        assert all(n["Output"] == "rtmp" and n["SessionId"] == sid for n in notices)
         with Player(play) as again:
             again.wait(25, 15)
         assert {(f.width, f.height) for f in again.video} == {(540, 960)}

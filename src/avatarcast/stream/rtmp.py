@@ -188,7 +188,7 @@ class RtmpOutput:
             if event == "reconnected":
                 text = f"RTMP push to {where} resumed (reconnect {self.reconnects})"
                 log.info("%s", text)
-                self._notice(text)
+                self._notice(text, state="streaming")
             return
         if event == "lost":
             text = f"RTMP push to {where} lost ({self.last_error}); reconnecting"
@@ -197,7 +197,7 @@ class RtmpOutput:
         log.warning("%s", text)
         self._notice(text)
 
-    def _notice(self, text: str) -> None:
+    def _notice(self, text: str, state: str | None = None) -> None:
         drive = self.session.drive if self.session is not None else None
         notice = getattr(drive, "notice", None)
         if not callable(notice) or self.session is None:
@@ -208,7 +208,8 @@ class RtmpOutput:
                     "Type": OUTPUT_NOTICE,
                     "SessionId": self.session.id,
                     "Output": self.name,
-                    "State": self.state,
+                    # The event is newer than `self.state`, which the writer thread sets.
+                    "State": state or self.state,
                     "Reconnects": self.reconnects,
                     "Message": text,
                 }
