@@ -30,7 +30,9 @@ $(STAMP): pyproject.toml requirements.lock
 	  || { echo "avatarcast needs Python 3.11 as $(PYTHON)"; exit 1; }
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	@# --no-deps: the lock is complete, and mediapipe 0.10.21 declares protobuf<5 although its
+	@# face mesh works with the protobuf 6 that livekit needs (see THIRD_PARTY.md).
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

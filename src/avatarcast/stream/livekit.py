@@ -34,13 +34,18 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from livekit import api, rtc
+with warnings.catch_warnings():
+    # livekit's generated code is protobuf-5 gencode; we pin protobuf 6 (see THIRD_PARTY.md),
+    # which runs it fine but warns once per .proto file at import.
+    warnings.filterwarnings("ignore", "Protobuf gencode version", UserWarning)
+    from livekit import api, rtc
 
 from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.engine import EngineFrame, Pcm
