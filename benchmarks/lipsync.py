@@ -17,6 +17,12 @@ Sets:
 - English, human: the LibriVox / "cards" clips of Debian's pocketsphinx-testdata, if
   installed (else skipped with a note). Reference = pocketsphinx forced alignment of the
   transcript: BIASED in favour of this pocketsphinx-based method, and circular for text-known.
+- English, piper (natural voice): the same sentences spoken by piper-tts's en_US-joe-medium
+  at length_scale 0.85 / 1.0 / 1.2 (default noise, seeded), reference = piper's own phoneme
+  alignments → IPA → shape (tools/piper_corpus.py). Piper is a training-only extra
+  (`pip install -e .[train]`): without it the row is skipped with a note. The joe voice is
+  also in the training data (other sentences), so this measures new sentences in a natural
+  voice, not a new speaker.
 - Mandarin, generated: espeak cmn, exact times: the (English-trained) classifier, which is
   the default for every language, and the floor only (language="zh").
 
@@ -290,6 +296,50 @@ def mandarin_generated() -> dict[str, Any]:
     return res
 
 
+def _piper_corpus() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "piper_corpus.py"
+    spec = importlib.util.spec_from_file_location("piper_corpus", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["piper_corpus"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def piper_generated(sentences: Sequence[str]) -> dict[str, Any]:
+    """The TEST sentences in piper's natural joe voice (training-only extra; else skipped)."""
+    pc = _piper_corpus()
+    why = pc.available()
+    if why:
+        return {"skipped": f"{why} (piper is a training-only extra)"}
+    speaker = pc.PiperSpeaker()
+    audio = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en")
+    floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="floor")
+    sc = Scorer()
+    for ls in pc.TEST_LENGTH_SCALES:
+        cond = f"joe@length{ls:g}"
+        for text in sentences:
+            r = speaker.synthesize(text, length_scale=ls)
+            n = -(-r.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+            truth = frame_truth(r.spans, n)
+            sc.audio_s += r.pcm.size / SAMPLE_RATE_HZ
+            a = sc.timed("audio_only", partial(stream, audio, r.pcm))
+            t = sc.timed("text_known", partial(track_from_audio, r.pcm, text=text))
+            f = sc.timed("floor_only", partial(stream, floor, r.pcm))
+            sc.add(cond, "audio_only", a, truth)
+            sc.add(cond, "text_known", t, truth)
+            sc.add(cond, "floor_only", f, truth)
+            sc.add(cond, "vad_baseline", baseline_of(f), truth)
+    res = sc.result()
+    res["reference"] = (
+        "exact piper phoneme alignments (en_US-joe-medium, default noise; IPA -> shape table "
+        "of tools/piper_corpus.py); one speaker, also used for training (other sentences)"
+    )
+    return res
+
+
 def load_times() -> dict[str, float]:
     from avatarcast.speech.lipsync_model import load_model
 
@@ -310,7 +360,7 @@ def load_times() -> dict[str, float]:
 def print_table(res: dict[str, Any]) -> None:
     print(f"lip-sync accuracy (frame shape, {FRAME_RATE_HZ} fps, 9 shapes A-H,X)")
     print(f"sentences: {res['sentences']}; model load CPU s: {res['load_s']}")
-    for key in ("english_generated", "english_human", "mandarin_generated"):
+    for key in ("english_generated", "piper_generated", "english_human", "mandarin_generated"):
         part = res.get(key)
         if part is None:
             continue
@@ -339,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--set", choices=("test", "train"), default="test")
     ap.add_argument("--quick", action="store_true", help="2 voices x 2 rates, English only")
+    ap.add_argument("--only-piper", action="store_true", help="only the piper (joe voice) set")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sentences = TEST_SENTENCES if args.set == "test" else TRAIN_SENTENCES
@@ -349,8 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         "lookahead_ms": LOOKAHEAD_MS,
         "load_s": load_times(),
     }
-    res["english_generated"] = english_generated(sentences, args.quick)
-    if not args.quick:
+    if args.only_piper:
+        res["piper_generated"] = piper_generated(sentences)
+    else:
+        res["english_generated"] = english_generated(sentences, args.quick)
+        res["piper_generated"] = piper_generated(sentences)
+    if not args.quick and not args.only_piper:
         res["english_human"] = english_human()
         res["mandarin_generated"] = mandarin_generated()
     if args.json:

@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/train_lipsync_model.py            # ~4 min on 2 cores (the shipped model)
     .venv/bin/python tools/train_lipsync_model.py --quick    # small run, for checking
+    .venv/bin/python tools/train_lipsync_model.py --with-piper  # + piper's joe voice (train extra)
 
 Data: espeak-ng speaking training sentences with many English voices and variants, rates
 120-220 wpm and pitches 20-80; labels are the reference shapes of `text_lipsync.frame_labels`
@@ -265,7 +266,6 @@ def make_set(
     feats: list[NDArray[np.float32]] = []
     labels: list[NDArray[np.int8]] = []
     audio_s = 0.0
-    index = {s: i for i, s in enumerate(SHAPES)}
     for text in sentences:
         for _ in range(per_sentence):
             voice = voice_list[int(rng.integers(len(voice_list)))]
@@ -278,15 +278,49 @@ def make_set(
             pcm, spans = u.pcm, list(u.phonemes)
             if rng.random() < aug_frac:
                 pcm, spans = augment(rng, pcm, spans)
-            an = HopAnalyzer()
-            an.add(pcm)
-            n_frames = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
-            an.add(np.zeros(n_frames * 640 - pcm.size, np.int16))
-            f = utterance_features(an)[:n_frames]
-            lab = frame_labels(spans, n_frames, FRAME_RATE_HZ)
+            f, lab = featurize(pcm, spans)
             feats.append(f)
-            labels.append(np.array([index[s] for s in lab], np.int8))
+            labels.append(lab)
             audio_s += pcm.size / SAMPLE_RATE_HZ
+    return np.concatenate(feats), np.concatenate(labels), audio_s
+
+
+def featurize(
+    pcm: NDArray[np.int16], spans: list[PhonemeSpan]
+) -> tuple[NDArray[np.float32], NDArray[np.int8]]:
+    """Classifier features and reference labels of one utterance, one row per 25 fps frame."""
+    index = {s: i for i, s in enumerate(SHAPES)}
+    an = HopAnalyzer()
+    an.add(pcm)
+    n_frames = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+    an.add(np.zeros(n_frames * 640 - pcm.size, np.int16))
+    f = utterance_features(an)[:n_frames]
+    lab = frame_labels(spans, n_frames, FRAME_RATE_HZ)
+    return f, np.array([index[s] for s in lab], np.int8)
+
+
+def make_piper_set(
+    sentences: list[str], per_sentence: int, seed: int, aug_frac: float
+) -> tuple[NDArray[np.float32], NDArray[np.int8], float]:
+    """The same, spoken by piper's natural joe voice (tools/piper_corpus.py)."""
+    import piper_corpus
+
+    speaker = piper_corpus.PiperSpeaker(seed)
+    rng = np.random.default_rng(seed)
+    feats: list[NDArray[np.float32]] = []
+    labels: list[NDArray[np.int8]] = []
+    audio_s = 0.0
+    for _text, r in piper_corpus.renderings(speaker, sentences, per_sentence, rng):
+        pcm, spans = r.pcm, list(r.spans)
+        if rng.random() < aug_frac:
+            pcm, spans = augment(rng, pcm, spans)
+        f, lab = featurize(pcm, spans)
+        feats.append(f)
+        labels.append(lab)
+        audio_s += pcm.size / SAMPLE_RATE_HZ
+    if piper_corpus.unknown_tokens():
+        print(f"  piper: IPA tokens without a table entry (shown as B): "
+              f"{piper_corpus.unknown_tokens()}")  # fmt: skip
     return np.concatenate(feats), np.concatenate(labels), audio_s
 
 
@@ -366,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--per-sentence", type=int, default=10)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--with-piper",
+        action="store_true",
+        help="add piper (joe voice) renderings of the training sentences (train extra)",
+    )
+    ap.add_argument("--piper-per-sentence", type=int, default=3)
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     t0 = time.time()
@@ -391,8 +431,30 @@ def main(argv: list[str] | None = None) -> int:
     xv, yv, audio_v = make_set(held, held_voices, 2, SEED + 2, 0.5)
     print(f"data: {x.shape[0]} training frames ({audio / 3600:.2f} h), {xv.shape[0]} held-out "
           f"frames ({audio_v / 60:.1f} min); {time.time() - t0:.0f} s")  # fmt: skip
+    xp_v: NDArray[np.float32] | None = None
+    yp_v: NDArray[np.int8] | None = None
+    if args.with_piper:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import piper_corpus
+
+        why = piper_corpus.available()
+        if why:
+            raise SystemExit(f"--with-piper: {why}")
+        # Same split: held-out sentences are never rendered for training (one voice only,
+        # so the piper held-out split measures new sentences, not a new speaker).
+        xp, yp, audio_p = make_piper_set(train_s, args.piper_per_sentence, SEED + 4, 0.8)
+        xp_v, yp_v, audio_pv = make_piper_set(held, 1, SEED + 5, 0.5)
+        print(f"piper: {xp.shape[0]} training frames ({audio_p / 3600:.2f} h), {xp_v.shape[0]} "
+              f"held-out frames ({audio_pv / 60:.1f} min); {time.time() - t0:.0f} s")  # fmt: skip
+        x = np.concatenate([x, xp])
+        y = np.concatenate([y, yp])
+        xv = np.concatenate([xv, xp_v])
+        yv = np.concatenate([yv, yp_v])
     assert x.shape[1] == N_FEATURES
     model = train(x, y, args.hidden, args.epochs, SEED + 3, xv, yv)
+    if xp_v is not None and yp_v is not None:
+        pp = np.argmax(model.logits(xp_v), axis=1)
+        print(f"piper held-out frame accuracy (raw): {float(np.mean(pp == yp_v)):.3f}")
     pred = np.argmax(model.logits(xv), axis=1)
     acc = float(np.mean(pred == yv))
     speech = yv != SHAPES.index(SHAPES[-1])

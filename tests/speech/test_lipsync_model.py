@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,3 +106,50 @@ def test_dtw_spans_match_the_template_rate_to_fast_speech() -> None:
     pred = [shape_in_window(starts, spans, f / 25, (f + 1) / 25) for f in range(n)]
     acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
     assert acc >= 0.75, acc
+
+
+def _piper_corpus() -> Any:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "piper_corpus.py"
+    spec = importlib.util.spec_from_file_location("piper_corpus", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["piper_corpus"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_piper_alignment_tokens_become_tiling_spans() -> None:
+    # "^ ð ə ␠ k w ˈ ɪ k ␠ b ɹ ˈ a ʊ n ." with made-up sample counts (rate 1000 Hz).
+    pc = _piper_corpus()
+    toks = [("^", 100), ("ð", 40), ("ə", 30), (" ", 20), ("k", 30), ("w", 40), ("ˈ", 10),
+            ("ɪ", 50), ("k", 40), (" ", 40), ("b", 30), ("ɹ", 30), ("ˈ", 20), ("a", 60),
+            ("ʊ", 40), ("n", 50), ("ː", 10), (".", 100), ("$", 30)]  # fmt: skip
+    spans = pc.alignment_spans(toks, 1000)
+    assert spans[0].start_s == 0.0 and abs(spans[-1].end_s - 0.77) < 1e-9
+    assert all(abs(a.end_s - b.start_s) < 1e-12 for a, b in itertools.pairwise(spans))
+    got = [(s.phoneme, s.shape) for s in spans]
+    assert got == [("_", Shape.X), ("ð", Shape.B), ("ə", Shape.C), ("k", Shape.B),
+                   ("w", Shape.F), ("ɪ", Shape.C), ("k", Shape.B), ("b", Shape.A),
+                   ("ɹ", Shape.E), ("aʊ", Shape.D), ("n", Shape.B), ("_", Shape.X)]  # fmt: skip
+    by = {s.phoneme: s for s in spans}
+    # The space is split between its neighbours; stress goes to the vowel, length to "n".
+    assert abs(by["ə"].end_s - 0.18) < 1e-9
+    assert abs(by["ɪ"].duration_s - 0.06) < 1e-9
+    assert abs(by["aʊ"].duration_s - 0.12) < 1e-9
+    assert abs(by["n"].duration_s - 0.06) < 1e-9
+    assert not pc.unknown_tokens()
+
+
+def test_piper_corpus_is_reproducible_when_installed() -> None:
+    pc = _piper_corpus()
+    if pc.available():
+        pytest.skip(pc.available())
+    a = pc.PiperSpeaker().synthesize("Bob bought a map.", length_scale=1.1)
+    b = pc.PiperSpeaker().synthesize("Bob bought a map.", length_scale=1.1)
+    assert np.array_equal(a.pcm, b.pcm) and a.spans == b.spans
+    assert a.spans[-1].end_s == a.pcm.size / 16000
+    assert [s.shape for s in a.spans if s.phoneme == "b"] == [Shape.A] * 3  # Bob bought
