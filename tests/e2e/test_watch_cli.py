@@ -35,14 +35,14 @@ def test_watch_records_the_live_stream(tmp_path: Path) -> None:
             out = tmp_path / "live.mp4"
 
             def speak_soon() -> None:
-                time.sleep(1.5)  # after the viewer has joined
+                time.sleep(2.5)  # after the viewer has joined (process start-up + WHEP)
                 client.command(sid, "SEND_TEXT", {"Text": "Recording the live stream now."})
 
             talker = threading.Thread(target=speak_soon)
             talker.start()
             r = subprocess.run(
                 [sys.executable, "-m", "avatarcast", "watch", "--url", play_url,
-                 "--seconds", "4", "--out", str(out), "--ice-host-addresses", "127.0.0.1"],
+                 "--seconds", "5", "--out", str(out), "--ice-host-addresses", "127.0.0.1"],
                 capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             talker.join(timeout=10)
@@ -55,12 +55,12 @@ def test_watch_records_the_live_stream(tmp_path: Path) -> None:
         frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
     with av.open(str(out)) as c:
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
-    assert 90 <= len(frames) <= 105  # 4 s at 25 fps
+    assert 115 <= len(frames) <= 130  # 5 s at 25 fps
     assert frames[0].shape == (960 * 3 // 2, 540)
     # The person is there: the face is skin-coloured luma in the middle, not a blank frame.
     assert 120 < frames[0][400:440, 250:290].mean() < 230
-    # The text was spoken while recording: loud somewhere, silent at the start.
-    rate = 16000
+    # The text was spoken while recording: the sound has silence (before the text; when the
+    # recording starts depends on process start-up, so no fixed time) and loud speech.
     env = np.abs(audio[: audio.size - audio.size % 640]).reshape(-1, 640).mean(axis=1)
-    assert env[: int(1.0 * rate / 640)].max() < 0.01
+    assert (env < 0.005).sum() >= 10  # at least 0.4 s of silence
     assert env.max() > 0.05
