@@ -1,4 +1,5 @@
-"""The `avatarcast` command line: render | voices | serve | keys | projects | usage | say | watch.
+"""The `avatarcast` command line: render | voices | avatar | serve | keys | projects | usage | say |
+watch.
 
 Every command shares the settings flags (`--data-dir`, `--config`, ...). User mistakes print
 one line, `avatarcast: error: ...`, and exit with status 2; no traceback.
@@ -75,8 +76,40 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("voices", help="list the TTS voices")
     settings.add_arguments(v, (*COMMON, "tts_backend"))
+    _add_avatar_commands(sub)
     _add_server_commands(sub)
     return p
+
+
+def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """avatar build | list | show | delete: custom avatars under <data_dir>/avatars/."""
+    a = sub.add_parser("avatar", help="custom avatars: build one from a photo, list, show, delete")
+    asub = a.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
+    ab = asub.add_parser(
+        "build",
+        help="build an avatar from one photo; prints a JSON summary",
+        description="Checks the photo (one face, large, sharp, lit, upright, facing the "
+        "camera), then builds a 540x960 talking avatar from it. Video input is not built yet.",
+    )
+    ab.add_argument("--photo", required=True, metavar="FILE", help="PNG or JPEG of one person")
+    ab.add_argument("--name", required=True, help="avatar name: lowercase letters, digits, - _")
+    ab.add_argument(
+        "--background",
+        choices=("keep", "green", "white", "remove"),
+        default="keep",
+        help="keep the photo's background, key a green/white one, or remove it (default keep)",
+    )
+    settings.add_arguments(ab, COMMON)
+    al = asub.add_parser("list", help="list avatars as JSON lines")
+    settings.add_arguments(al, COMMON)
+    aw = asub.add_parser("show", help="write a short preview clip of an avatar speaking")
+    aw.add_argument("name")
+    aw.add_argument("--out", required=True, metavar="OUT.mp4")
+    aw.add_argument("--text", default="Hello! This is my new avatar. How do I look today?")
+    settings.add_arguments(aw, (*COMMON, "voice", "tts_backend"))
+    ad = asub.add_parser("delete", help="delete a custom avatar")
+    ad.add_argument("name")
+    settings.add_arguments(ad, COMMON)
 
 
 def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -253,6 +286,63 @@ def _cmd_render(args: argparse.Namespace, cfg: Settings) -> int:
     return 0
 
 
+def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
+    from avatarcast.avatars import asset
+    from avatarcast.avatars.registry import available_avatars, forget_avatar, load_avatar
+
+    if args.avatar_command == "build":
+        from avatarcast.avatars.photo import build_photo_avatar
+
+        tty = sys.stderr.isatty()
+
+        def progress(done: int, total: int, label: str) -> None:
+            if tty:
+                bar = "#" * int(30 * done / max(total, 1))
+                sys.stderr.write(f"\rbuilding [{bar:<30}] {done}/{total} {label:<20}")
+                sys.stderr.flush()
+
+        try:
+            summary = build_photo_avatar(
+                Path(args.photo), args.name, cfg.data_dir, args.background, progress
+            )
+        finally:
+            if tty:
+                sys.stderr.write("\n")
+        print(json.dumps(summary))
+    elif args.avatar_command == "list":
+        for name in available_avatars(cfg.data_dir):
+            row: dict[str, object] = {"name": name, "kind": "builtin"}
+            if name != "default":
+                path = asset.avatars_dir(cfg.data_dir) / name
+                try:
+                    mf = json.loads((path / "manifest.json").read_text("utf-8"))
+                    row.update(kind=mf.get("kind"), size=mf.get("size"))
+                    row.update(background=mf.get("background"), created_unix=mf.get("created_unix"))
+                except (OSError, ValueError) as exc:
+                    row.update(kind="damaged", error=str(exc))
+            print(json.dumps(row))
+    elif args.avatar_command == "show":
+        from avatarcast.engine import Engine
+        from avatarcast.offline import render_queued
+        from avatarcast.speech.tts import get_backend
+        from avatarcast.stream.encoder import VideoOptions
+
+        out = Path(args.out)
+        if out.suffix.lower() != ".mp4":
+            raise InputError(f"--out must end in .mp4: {out}")
+        avatar = load_avatar(args.name, cfg.data_dir, 540, 960)
+        engine = Engine(avatar, seed=0, tts=get_backend(cfg.tts_backend), voice=cfg.voice)
+        engine.say_text(args.text)
+        result = render_queued(engine, out, VideoOptions(width=540, height=960))
+        print(json.dumps({"name": args.name, "video": str(out), "frames": result.frames}))
+    else:
+        if not asset.delete_asset(cfg.data_dir, args.name):
+            raise InputError(f"no custom avatar {args.name!r}")
+        forget_avatar(args.name)
+        print(json.dumps({"name": args.name, "deleted": True}))
+    return 0
+
+
 def _cmd_voices(args: argparse.Namespace, cfg: Settings) -> int:
     from avatarcast.speech.tts import get_backend
 
@@ -423,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {
             "render": _cmd_render,
             "voices": _cmd_voices,
+            "avatar": _cmd_avatar,
             "serve": _cmd_serve,
             "keys": _cmd_keys,
             "projects": _cmd_projects,

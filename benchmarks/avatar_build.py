@@ -1,0 +1,130 @@
+"""Custom avatar speed: build time from a photo, render cost, streaming cost vs the built-in.
+
+    python benchmarks/avatar_build.py --json [--seconds 10] [--rounds 3]
+
+One run, pinned to one core, CPU seconds (see benchmarks/engine.py for why):
+- photo_build_s: wall seconds of `build_photo_avatar` on scikit-image's astronaut photo
+  (checks, framing, 9 shapes × 6 levels of mouth warps, blinks, writing the asset).
+- render_ms_per_frame_{custom,builtin}: `avatar.render()` alone over varied states (mouth
+  shapes/levels, blinks, breathing, head offsets), caches warm as in a running server.
+- stream_cost_ratio: (lip-sync + render + H.264/AAC encode per frame of the custom avatar)
+  / (the same for the built-in avatar), speaking the same text. Goal <= 1.25.
+- video: building from a video is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from avatarcast.avatars.base import Avatar
+from avatarcast.avatars.photo import build_photo_avatar
+from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine import Engine
+from avatarcast.render.frame import FrameState
+from avatarcast.speech.tts import get_backend
+from avatarcast.speech.visemes import SHAPES, MouthPose
+from avatarcast.stream.encoder import VideoOptions
+from engine import SENTENCES, _cpu_timed, _encoders
+
+
+def _states(n: int) -> list[FrameState]:
+    return [
+        FrameState(
+            mouth=MouthPose(SHAPES[i % 9], (i % 7) / 6),
+            blink=1.0 if i % 97 < 4 else 0.0,
+            breath=math.sin(i / 25),
+            head_dx=3 * math.sin(i / 40),
+            head_dy=1.5 * math.sin(i / 55),
+        )
+        for i in range(n)
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print only the JSON object")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best kept")
+    a = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    from skimage import data
+
+    tmp = Path(tempfile.mkdtemp(prefix="avatar-bench-"))
+    photo = tmp / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    builds = []
+    for i in range(a.rounds):
+        t0 = time.perf_counter()
+        build_photo_avatar(photo, f"bench{i}", tmp)
+        builds.append(time.perf_counter() - t0)
+    custom = load_avatar("bench0", tmp, 540, 960)
+    builtin = load_avatar("default", None, 540, 960)
+    avatars: dict[str, Avatar] = {"custom": custom, "builtin": builtin}
+    custom.warm_up()  # type: ignore[attr-defined]
+    builtin.warm_up()  # type: ignore[attr-defined]
+    states = _states(500)
+    tts = get_backend("espeak")
+    opts = VideoOptions(width=540, height=960)
+
+    def render_only(avatar: Avatar) -> int:
+        for st in states:
+            avatar.render(st)
+        return len(states)
+
+    def stream(avatar: Avatar) -> int:
+        venc, aenc = _encoders(opts)
+        eng = Engine(avatar, seed=4, tts=tts)
+        eng.say_text(SENTENCES)
+        i = 0
+        while not eng.idle():
+            fr = eng.next_frame()
+            venc.encode(fr.video, i)
+            aenc.encode(fr.audio)
+            i += 1
+        return i
+
+    for av_ in avatars.values():
+        stream(av_)  # warm the engine's own caches
+    render_ms = dict.fromkeys(avatars, math.inf)
+    stream_ms = dict.fromkeys(avatars, math.inf)
+    for _ in range(a.rounds):
+        for name, av_ in avatars.items():
+            n, cpu = _cpu_timed(partial(render_only, av_))
+            render_ms[name] = min(render_ms[name], 1000 * cpu / n)
+            n, cpu = _cpu_timed(partial(stream, av_))
+            stream_ms[name] = min(stream_ms[name], 1000 * cpu / n)
+    out = {
+        "cores": 1,
+        "rounds": a.rounds,
+        "photo": "skimage astronaut 512x512",
+        "photo_build_s": round(min(builds), 2),
+        "render_ms_per_frame_custom": round(render_ms["custom"], 3),
+        "render_ms_per_frame_builtin": round(render_ms["builtin"], 3),
+        "stream_ms_per_frame_custom": round(stream_ms["custom"], 3),
+        "stream_ms_per_frame_builtin": round(stream_ms["builtin"], 3),
+        "stream_cost_ratio": round(stream_ms["custom"] / stream_ms["builtin"], 3),
+        "goals": {"photo_build_s": 10, "stream_cost_ratio": 1.25},
+        "video": "not built yet",
+    }
+    shutil.rmtree(tmp, ignore_errors=True)
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>30}: {v}")
+
+
+if __name__ == "__main__":
+    main()
