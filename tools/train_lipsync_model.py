@@ -11,6 +11,12 @@ is augmented for robustness to real recordings: random gain, leading/trailing pa
 perturbation (times rescaled), a random tilt/low-pass/high-pass EQ, a short synthetic
 reverb, and additive white/pink/babble-like noise at 5-40 dB SNR.
 
+With --with-piper (the `train` extra), the training sentences are also spoken by piper's
+natural en_US-joe-medium voice (tools/piper_corpus.py: random length_scale / noise, labels
+from piper's phoneme alignments, the same augmentation) and the held-out sentences once each;
+the shipped model is trained this way (see docs/lipsync.md). Without it, the run is the
+espeak-only recipe, unchanged.
+
 Sentences: the benchmark's TRAIN_SENTENCES, sentences of the licence texts under
 /usr/share/common-licenses and template sentences from a word list. The benchmark's
 TEST_SENTENCES are NEVER used (asserted below), nor the human clips. A held-out split (20 %
