@@ -20,6 +20,7 @@ failures (HTTP 4xx/5xx, connection refused) raise httpx errors.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from types import TracebackType
@@ -33,6 +34,7 @@ from avatarcast.api.auth import sign
 SESSION_BASE = "/v2/ivh/sessionmanager/sessionmanagerservice/"
 COMMAND_PATH = "/v2/ivh/interactdriver/interactdriverservice/command"
 CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel"
+CUSTOM_BASE = "/v2/ivh/assetmanager/customservice/"
 
 READY, CLOSED, PREPARING, FAILED = 1, 2, 3, 4  # SessionStatus
 
@@ -248,3 +250,57 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"session {session_id} still preparing after {timeout_s} s")
             time.sleep(poll_s)
+
+    # ---- custom avatars (customservice) -------------------------------------------------------
+    def make_avatar(self, photo_bytes: bytes, name: str, background: str = "keep") -> str:
+        """make: start building avatar `name` from a photo (at most 10 MiB); return the TaskId.
+
+        >>> task = c.make_avatar(Path("me.jpg").read_bytes(), "alice")  # doctest: +SKIP
+        """
+        payload = {
+            "VirtualmanName": name,
+            "Material": base64.b64encode(photo_bytes).decode("ascii"),
+            "Background": background,
+        }
+        task_id: str = self.call(CUSTOM_BASE + "make", payload)["TaskId"]
+        return task_id
+
+    def get_progress(self, task_id: str) -> dict[str, Any]:
+        """getprogress → {Status, StageV2, Progress, FailMessage, FailReason,
+        AssetVirtualmanKey (once built)}."""
+        return self.call(CUSTOM_BASE + "getprogress", {"TaskId": task_id})
+
+    def confirm_avatar(self, task_id: str) -> str:
+        """customerconfirm: register a built avatar; return its AssetVirtualmanKey."""
+        key: str = self.call(CUSTOM_BASE + "customerconfirm", {"TaskId": task_id})[
+            "AssetVirtualmanKey"
+        ]
+        return key
+
+    def wait_built(
+        self, task_id: str, timeout_s: float = 120.0, poll_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll getprogress until the build ends; return the progress at StageV2 CONFIRM.
+
+        Raises AvatarBuildError (with `.progress`) when it fails, TimeoutError after `timeout_s`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            prog = self.get_progress(task_id)
+            if prog["Status"] == "SUCCESS":
+                return prog
+            if prog["Status"] == "FAIL":
+                raise AvatarBuildError(prog)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"avatar task {task_id} still building after {timeout_s} s")
+            time.sleep(poll_s)
+
+
+class AvatarBuildError(Exception):
+    """An avatar build ended in FAIL; `progress` is the last getprogress Payload."""
+
+    def __init__(self, progress: dict[str, Any]) -> None:
+        super().__init__(f"{progress.get('FailReason', '')}: {progress.get('FailMessage', '')}")
+        self.progress = progress
+        self.reason = str(progress.get("FailReason", ""))
+        self.message = str(progress.get("FailMessage", ""))

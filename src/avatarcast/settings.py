@@ -73,6 +73,9 @@ class Settings:
     max_messages_per_s: int = field(
         default=50, metadata=_help("command-channel messages per second before 100012")
     )
+    avatar_build_workers: int = field(
+        default=1, metadata=_help("avatar builds run at once (low-priority processes)")
+    )
     appkey: str = field(default="", metadata=_help("key used by client commands (say)"))
     accesstoken: str = field(
         default="", metadata=_help("secret of that key (prefer the env variable or a file)")
@@ -139,6 +142,8 @@ class Settings:
         for name in ("idle_timeout_s", "ws_idle_timeout_s", "max_audio_buffer_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.avatar_build_workers < 1:
+            raise SettingsError("avatar_build_workers must be at least 1")
         if self.default_max_sessions < 1 or self.max_messages_per_s < 1:
             raise SettingsError("default_max_sessions and max_messages_per_s must be positive")
         if not 0 < self.port < 65536:

@@ -31,6 +31,7 @@ from avatarcast.api.envelope import (
     respond,
     transport_error,
 )
+from avatarcast.avatars.jobs import check_asset_access
 from avatarcast.errors import AvatarcastError
 from avatarcast.sessions.session import Session
 
@@ -92,7 +93,9 @@ async def _create(
 
 
 async def create_session_by_asset(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
-    return await _create(ctx, appkey, f, asset_key=f.text("AssetVirtualmanKey", max_len=128))
+    asset_key = f.text("AssetVirtualmanKey", max_len=128)
+    check_asset_access(ctx.settings.db_path, appkey, asset_key)  # another key's custom avatar
+    return await _create(ctx, appkey, f, asset_key=asset_key)
 
 
 async def create_session(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
@@ -205,11 +208,17 @@ def _peer_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     Imported here, not at the top: `api.ws` reuses this module's `api_endpoint`.
     """
+    from avatarcast.api.customservice import customservice_routes
     from avatarcast.api.web import web_routes
     from avatarcast.api.whep import whep_routes
     from avatarcast.api.ws import command_routes
 
-    return [*command_routes(ctx), *whep_routes(ctx), *web_routes(ctx)]
+    return [
+        *command_routes(ctx),
+        *whep_routes(ctx),
+        *web_routes(ctx),
+        *customservice_routes(ctx),
+    ]
 
 
 async def healthz(request: Request) -> Response:

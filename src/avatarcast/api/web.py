@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from avatarcast.api.context import ApiContext
+from avatarcast.avatars.jobs import asset_owner
 from avatarcast.avatars.registry import available_avatars, load_avatar
 from avatarcast.errors import AvatarcastError
 from avatarcast.sessions import outputs
@@ -163,8 +164,17 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         return FileResponse(WEB_DIR / "index.html", headers=NO_STORE)
 
+    def public_avatars() -> list[str]:
+        # The page has no key before it knows its credentials: it lists only avatars every key
+        # may use (built-in and CLI-built); API-made ones belong to the key that made them.
+        return [
+            n
+            for n in available_avatars(ctx.settings.data_dir)
+            if asset_owner(ctx.settings.db_path, n) is None
+        ]
+
     async def config(request: Request) -> Response:
-        names = available_avatars(ctx.settings.data_dir)
+        names = public_avatars()
         body: dict[str, Any] = {
             "protocols": protocols(ctx),
             "avatars": [
@@ -182,7 +192,7 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     async def thumbnail(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in available_avatars(ctx.settings.data_dir):
+        if name not in public_avatars():
             return Response("no such avatar\n", status_code=404, media_type="text/plain")
         try:
             png = _thumbnail_png(name, ctx.settings.data_dir)
