@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from avatarcast.api.codes import INTERNAL, wire_code
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import (
+    MAX_BODY_BYTES,
     REQ_ID,
     Fields,
     TransportError,
@@ -181,14 +182,16 @@ def _failure(exc: Exception, req_id: str, request_id: str, path: str) -> Respons
     return respond(None, req_id=req_id, request_id=request_id, code=code, message=message)
 
 
-def api_endpoint(ctx: ApiContext, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def api_endpoint(
+    ctx: ApiContext, handler: Handler, body_limit: int = MAX_BODY_BYTES
+) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint for an IVH handler: envelope, auth, ReqId and error codes."""
 
     async def endpoint(request: Request) -> Response:
         request_id = new_request_id()
         req_id = ""
         try:
-            body = await read_json(request)
+            body = await read_json(request, limit=body_limit)
             req_id = _echo_req_id(body)
             appkey = ctx.authenticate(request.query_params)
             payload = payload_of(body)

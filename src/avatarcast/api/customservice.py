@@ -20,22 +20,13 @@ import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from avatarcast.api.app import _echo_req_id, _failure
+from avatarcast.api.app import Handler, api_endpoint
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import (
     MAX_BODY_BYTES,
     Fields,
-    TransportError,
-    new_request_id,
-    payload_of,
-    read_json,
-    req_id_of,
-    respond,
-    transport_error,
 )
 from avatarcast.avatars.jobs import BuildQueue
 from avatarcast.errors import RequestError
@@ -45,7 +36,7 @@ MAX_MATERIAL_BYTES = 10 << 20  # 10 MiB of photo, decoded
 MAX_MAKE_BODY_BYTES = MAX_MATERIAL_BYTES * 4 // 3 + (64 << 10)  # Base64 + the other fields
 
 Payload = dict[str, Any]
-Handler = Callable[[BuildQueue, str, Fields], Awaitable[Payload]]
+QueueHandler = Callable[[BuildQueue, str, Fields], Awaitable[Payload]]
 
 
 def decode_material(value: str) -> bytes:
@@ -80,30 +71,6 @@ async def customer_confirm(queue: BuildQueue, appkey: str, f: Fields) -> Payload
     return job.to_payload()
 
 
-def _endpoint(
-    ctx: ApiContext, queue: BuildQueue, handler: Handler, limit: int
-) -> Callable[[Request], Awaitable[Response]]:
-    """`api.app.api_endpoint` with the body limit of this route."""
-
-    async def endpoint(request: Request) -> Response:
-        request_id = new_request_id()
-        req_id = ""
-        try:
-            body = await read_json(request, limit=limit)
-            req_id = _echo_req_id(body)
-            appkey = ctx.authenticate(request.query_params)
-            payload = payload_of(body)
-            req_id = req_id_of(payload)
-            out = await handler(queue, appkey, Fields(payload))
-            return respond(out, req_id=req_id, request_id=request_id)
-        except TransportError as exc:
-            return transport_error(exc.status_code, exc.detail)
-        except Exception as exc:  # nothing a request does may crash the server
-            return _failure(exc, req_id, request_id, request.url.path)
-
-    return endpoint
-
-
 def customservice_routes(ctx: ApiContext) -> list[BaseRoute]:
     workers = ctx.settings.avatar_build_workers
     queue = BuildQueue(ctx.settings.data_dir, ctx.settings.db_path, workers)
@@ -112,7 +79,14 @@ def customservice_routes(ctx: ApiContext) -> list[BaseRoute]:
         ("getprogress", get_progress, MAX_BODY_BYTES),
         ("customerconfirm", customer_confirm, MAX_BODY_BYTES),
     )
+
+    def bound(handler: QueueHandler) -> Handler:
+        async def call(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
+            return await handler(queue, appkey, f)
+
+        return call
+
     return [
-        Route(CUSTOM_BASE + name, _endpoint(ctx, queue, handler, limit), methods=["POST"])
+        Route(CUSTOM_BASE + name, api_endpoint(ctx, bound(handler), limit), methods=["POST"])
         for name, handler, limit in routes
     ]
