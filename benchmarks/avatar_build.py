@@ -9,7 +9,11 @@ One run, pinned to one core, CPU seconds (see benchmarks/engine.py for why):
   shapes/levels, blinks, breathing, head offsets), caches warm as in a running server.
 - stream_cost_ratio: (lip-sync + render + H.264/AAC encode per frame of the custom avatar)
   / (the same for the built-in avatar), speaking the same text. Goal <= 1.25.
-- video: building from a video is not implemented yet.
+- video_build_s: wall seconds (one core) of `build_video_avatar` on an 8 s, 25 fps,
+  540x960 test video (the astronaut with slight head motion, tests/avatars/video_samples.py;
+  encoding it is not timed). NOT the issue's 60 s 1080p figure: that is
+- video_60s_1080p_build_s: only with --video-60s (adds ~40 s of encoding): the same
+  material, 60 s, 1920x1080 (`video_samples.landscape_1080p`). Goal < 120 s.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.photo import build_photo_avatar
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.avatars.video import build_video_avatar
 from avatarcast.engine import Engine
 from avatarcast.render.frame import FrameState
 from avatarcast.speech.tts import get_backend
@@ -56,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best kept")
+    ap.add_argument("--video-60s", action="store_true", help="also time a 60 s 1080p video")
     a = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -69,6 +76,18 @@ def main() -> None:
         t0 = time.perf_counter()
         build_photo_avatar(photo, f"bench{i}", tmp)
         builds.append(time.perf_counter() - t0)
+    import video_samples  # tests/avatars
+
+    video = video_samples.talking_video(tmp / "astronaut.mp4")
+    t0 = time.perf_counter()
+    build_video_avatar(video, "bench-video", tmp)
+    video_build = time.perf_counter() - t0
+    video_60: float | str = "not measured (run with --video-60s)"
+    if a.video_60s:
+        long = video_samples.write_video(tmp / "v60.mp4", video_samples.landscape_1080p(), 25)
+        t0 = time.perf_counter()
+        build_video_avatar(long, "bench-video60", tmp)
+        video_60 = round(time.perf_counter() - t0, 2)
     custom = load_avatar("bench0", tmp, 540, 960)
     builtin = load_avatar("default", None, 540, 960)
     avatars: dict[str, Avatar] = {"custom": custom, "builtin": builtin}
@@ -115,8 +134,10 @@ def main() -> None:
         "stream_ms_per_frame_custom": round(stream_ms["custom"], 3),
         "stream_ms_per_frame_builtin": round(stream_ms["builtin"], 3),
         "stream_cost_ratio": round(stream_ms["custom"] / stream_ms["builtin"], 3),
-        "goals": {"photo_build_s": 10, "stream_cost_ratio": 1.25},
-        "video": "not built yet",
+        "goals": {"photo_build_s": 10, "stream_cost_ratio": 1.25, "video_60s_1080p_build_s": 120},
+        "video": "8 s 25 fps 540x960 test video (tests/avatars/video_samples.py)",
+        "video_build_s": round(video_build, 2),
+        "video_60s_1080p_build_s": video_60,
     }
     shutil.rmtree(tmp, ignore_errors=True)
     if a.json:

@@ -87,11 +87,17 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     asub = a.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
     ab = asub.add_parser(
         "build",
-        help="build an avatar from one photo; prints a JSON summary",
+        help="build an avatar from one photo or a short video; prints a JSON summary",
         description="Checks the photo (one face, large, sharp, lit, upright, facing the "
-        "camera), then builds a 540x960 talking avatar from it. Video input is not built yet.",
+        "camera), then builds a 540x960 talking avatar from it. With --video: checks the "
+        "video (at least 5 s, 25 fps, one face, lips closed in the first second) and builds "
+        "an idle loop from its closed-mouth frames.",
     )
-    ab.add_argument("--photo", required=True, metavar="FILE", help="PNG or JPEG of one person")
+    src = ab.add_mutually_exclusive_group(required=True)
+    src.add_argument("--photo", metavar="FILE", help="PNG or JPEG of one person")
+    src.add_argument(
+        "--video", metavar="FILE", help="video of one person facing the camera (1-3 min best)"
+    )
     ab.add_argument("--name", required=True, help="avatar name: lowercase letters, digits, - _")
     ab.add_argument(
         "--background",
@@ -302,9 +308,16 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
                 sys.stderr.flush()
 
         try:
-            summary = build_photo_avatar(
-                Path(args.photo), args.name, cfg.data_dir, args.background, progress
-            )
+            if args.video is not None:
+                from avatarcast.avatars.video import build_video_avatar
+
+                if args.background != "keep":
+                    raise InputError("--background applies to --photo only")
+                summary = build_video_avatar(Path(args.video), args.name, cfg.data_dir, progress)
+            else:
+                summary = build_photo_avatar(
+                    Path(args.photo), args.name, cfg.data_dir, args.background, progress
+                )
         finally:
             if tty:
                 sys.stderr.write("\n")

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,11 @@ def write_asset(
     matte: NDArray[np.uint8],
     mouth: NDArray[np.uint8],
     eyes: NDArray[np.uint8],
+    extra: dict[str, NDArray[np.uint8]] | None = None,
 ) -> Path:
-    """Write atomically; raises AvatarNameError if `name` exists (delete it first)."""
+    """Write atomically; raises AvatarNameError if `name` exists (delete it first).
+    `extra` arrays are saved as `<key>.npy` and listed in the manifest's files (a video
+    avatar's "loop")."""
     root = avatars_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / name
@@ -154,6 +157,9 @@ def write_asset(
             raise OSError(f"cannot write {tmp / files['matte']}")
         np.save(tmp / "mouth.npy", np.ascontiguousarray(mouth))
         np.save(tmp / "eyes.npy", np.ascontiguousarray(eyes))
+        for key, arr in (extra or {}).items():
+            files[key] = f"{key}.npy"
+            np.save(tmp / files[key], np.ascontiguousarray(arr))
         full = {"format": FORMAT, "version": VERSION, "name": name, **manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(full, indent=1), "utf-8")
         os.replace(tmp, final)  # the one step that makes the avatar exist
@@ -211,7 +217,8 @@ def load_asset(path: Path) -> PhotoAsset:
             f"avatar asset {path} has format version {manifest.get('version')!r}; this "
             f"avatarcast reads version {VERSION} (rebuild the avatar)"
         )
-    _need(manifest.get("kind") == "photo", path, f"unknown kind {manifest.get('kind')!r}")
+    kind = manifest.get("kind")
+    _need(kind in ("photo", "video"), path, f"unknown kind {kind!r}")
     try:
         w, h = int(manifest["size"]["width"]), int(manifest["size"]["height"])
         m = int(manifest["margin"])
@@ -253,4 +260,40 @@ def load_asset(path: Path) -> PhotoAsset:
     n_mouth = 1 + len(SHAPES) * levels
     _need(mouth.dtype == np.uint8 and mouth.shape == (n_mouth, mh + 1, mw + 1, 3), path, "mouth")
     _need(eyes.dtype == np.uint8 and eyes.shape == (blinks + 1, eh + 1, ew + 1, 3), path, "eyes")
+    if kind == "video":
+        return _load_video(path, manifest, images, matte, mouth, eyes)
     return PhotoAsset(path, manifest, images["canvas"], images["background"], matte, mouth, eyes)
+
+
+@dataclass
+class VideoAsset(PhotoAsset):
+    """A loaded video avatar: a photo asset (sprites warped from the loop's first frame)
+    plus the idle loop, (frames, H + 2m, W + 2m, 3) uint8, memory-mapped."""
+
+    loop: NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
+
+    @property
+    def fps(self) -> float:
+        return float(self.manifest["loop"]["fps"])
+
+
+def _load_video(
+    path: Path,
+    manifest: dict[str, Any],
+    images: dict[str, NDArray[np.uint8]],
+    matte: NDArray[np.uint8],
+    mouth: NDArray[np.uint8],
+    eyes: NDArray[np.uint8],
+) -> VideoAsset:
+    files = manifest["files"]
+    _need("loop" in files and (path / str(files["loop"])).is_file(), path, "missing loop file")
+    try:
+        loop = np.load(path / files["loop"], mmap_mode="r", allow_pickle=False)
+        fps, frames = float(manifest["loop"]["fps"]), int(manifest["loop"]["frames"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AssetError(f"avatar asset {path} is damaged: loop ({exc})") from exc
+    want = (frames, *images["canvas"].shape)
+    _need(loop.dtype == np.uint8 and loop.shape == want and frames >= 2, path, "loop shape")
+    _need(fps > 0, path, "loop fps")
+    canvas, bg = images["canvas"], images["background"]
+    return VideoAsset(path, manifest, canvas, bg, matte, mouth, eyes, loop)

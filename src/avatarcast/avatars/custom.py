@@ -23,13 +23,14 @@ import copy
 import math
 import threading
 from collections.abc import Hashable
-from typing import cast
+from typing import Any, cast
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from avatarcast.avatars.asset import PhotoAsset, mouth_index
+from avatarcast import FRAME_RATE_HZ
+from avatarcast.avatars.asset import PhotoAsset, VideoAsset, mouth_index
 from avatarcast.render.compose import PoseCache, PoseKey, planes
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.speech.visemes import SHAPES, Shape
@@ -39,7 +40,13 @@ BREATH_PX = 1  # whole-picture lift at full breath
 
 
 class CustomAvatar:
-    """An avatar from a loaded `PhotoAsset`. Thread-safe; share one per (name, size)."""
+    """An avatar from a loaded `PhotoAsset`. Thread-safe; share one per (name, size).
+    A `VideoAsset` makes a `VideoAvatar` (its idle loop replaces the synthetic motion)."""
+
+    def __new__(cls, name: str, asset: PhotoAsset, *args: Any, **kwargs: Any) -> CustomAvatar:
+        if cls is CustomAvatar and isinstance(asset, VideoAsset):
+            cls = VideoAvatar
+        return object.__new__(cls)
 
     def __init__(self, name: str, asset: PhotoAsset, width: int, height: int) -> None:
         if (width, height) != (asset.width, asset.height):
@@ -262,3 +269,65 @@ def scale_asset(asset: PhotoAsset, width: int, height: int) -> PhotoAsset:
         sprites["mouth"],
         sprites["eye"],
     )
+
+
+class VideoAvatar(CustomAvatar):
+    """A video avatar: the base frame is the idle loop's current frame (the video's own
+    blinks, breathing and head motion; no synthetic sway), chosen by the frame's index on the
+    session timeline (`FrameState.frame_index`) at the video's frame rate. Speaking pastes
+    the mouth sprites, warped from the loop's first frame, at the fixed mouth box (the build
+    stabilises the face). Renders only at the built size for now.
+
+    Base frames are keyed (loop index, 0, 0) in the PoseCache."""
+
+    def __init__(
+        self,
+        name: str,
+        asset: PhotoAsset,
+        width: int,
+        height: int,
+    ) -> None:
+        if not isinstance(asset, VideoAsset):
+            raise TypeError("VideoAvatar needs a VideoAsset")
+        if (width, height) != (asset.width, asset.height):
+            raise ValueError(
+                f"video avatars render at their built size ({asset.width}x{asset.height}) "
+                f"for now, got {width}x{height}"
+            )
+        self.loop = asset.loop
+        self.fps = asset.fps
+        super().__init__(name, asset, width, height)
+        self.max_shift = 0
+
+    def loop_index(self, frame_index: int) -> int:
+        """The loop frame shown at output frame `frame_index` (the session timeline, not the
+        wall clock: an offline render and a live session show the same picture)."""
+        return int(frame_index * self.fps / FRAME_RATE_HZ) % len(self.loop)
+
+    def pose_key(self, state: FrameState) -> PoseKey:
+        return self.loop_index(state.frame_index), 0, 0
+
+    def render(self, state: FrameState) -> YuvFrame:
+        key = self.pose_key(state)
+        data = self._cache.base(key).copy()
+        level = round(min(max(state.mouth.open, 0.0), 1.0) * self.asset.mouth_levels)
+        if level:  # at rest the loop's own mouth shows
+            y, u, v = planes(data, self.width, self.height)
+            what = (state.mouth.shape, level)
+            self._cache.sprite(what, self._mouth_box, (0, 0, 0)).paste(y, u, v)
+        return YuvFrame(data, self.width, self.height)
+
+    def warm_up(self, shifts: tuple[int, int] = (0, 0)) -> None:
+        for i in range(len(self.loop)):
+            self._cache.base((i, 0, 0))
+        for s in SHAPES:
+            for k in range(1, self.asset.mouth_levels + 1):
+                self._cache.sprite((s, k), self._mouth_box, (0, 0, 0))
+
+    def _draw_base(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
+        m = self._m
+        rgba[..., :3] = self.loop[key[0], m : m + self.height, m : m + self.width]
+        rgba[..., 3] = 255
+
+    def _draw_matte(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
+        rgba[..., 3] = 255

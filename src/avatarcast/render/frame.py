@@ -60,3 +60,4 @@ class FrameState:
     head_dx: float = 0.0  # head offset in output pixels
     head_dy: float = 0.0
     head_tilt_deg: float = 0.0
+    frame_index: int = 0  # position on the session timeline (video avatars pick a loop frame)

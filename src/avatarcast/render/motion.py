@@ -102,6 +102,7 @@ class IdleMotion:
             # the head rises a little as the chest does
             head_dy=SWAY_Y_PX * _waves(self._sway_y, t) - 0.5 * breath,
             head_tilt_deg=TILT_DEG * _waves(self._tilt, t),
+            frame_index=frame_index,
         )
 
 

@@ -1,0 +1,381 @@
+"""Build a streaming avatar from a short video: checks, face tracking, an idle loop, sprites.
+
+    build_video_avatar(video, name, data_dir, progress=None) -> summary
+
+Two decoding passes keep memory bounded for long videos: the first tracks the face on every
+frame (face mesh in video mode, on a copy at most 960 px high) and keeps a small grey
+thumbnail per frame; the second crops only the chosen loop frames at full resolution.
+
+- Checks (`VideoQualityError`, reasons in `REASONS`): the file opens and decodes, lasts at
+  least `MIN_SECONDS`, has at least `MIN_FPS`, its first frame passes the photo checks (one
+  face, large, upright, frontal, lit, sharp), and the mouth is closed in the first second.
+- Tracking: 478 landmarks per frame, smoothed by a centred moving average (`SMOOTH` frames).
+- Idle loop: the longest run of closed-mouth frames; inside it the loop [a, b) whose next
+  frame b is most like its first frame a (mean absolute difference of thumbnails), between
+  `MIN_LOOP_S` and `MAX_LOOP_S`; its last `FADE` frames are cross-faded toward the frames
+  just before a, so playing b-1 → a continues the video's own motion.
+- Framing: every loop frame is cropped around its (smoothed) face at one scale, so the face
+  stays put in the 540x960 canvas and the video keeps the rest of its motion.
+- Mouth: the photo path's warp (`MouthRig`) of the first loop frame, 9 shapes × levels; at
+  run time a speaking frame pastes it over the current loop frame (the face is stabilised by
+  the crop). A mouth bank harvested from the person's own frames is NOT built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from avatarcast import __version__
+from avatarcast.avatars import photo
+from avatarcast.avatars.asset import check_name, mouth_index, write_asset
+from avatarcast.avatars.photo import (
+    BLINK_LEVELS,
+    HEIGHT,
+    MARGIN,
+    MOUTH_LEVELS,
+    WIDTH,
+    AvatarQualityError,
+    ProgressFn,
+    check_photo,
+)
+from avatarcast.avatars.photo_background import mediapipe_quiet
+from avatarcast.avatars.photo_warp import EyeRig, MouthRig
+from avatarcast.errors import InputError
+from avatarcast.speech.visemes import SHAPES, Shape
+
+BUILDER = f"avatarcast {__version__} video/1"
+MIN_SECONDS = 5.0  # for now; the recommendation is 1-3 minutes (docs/avatars.md)
+MIN_FPS = 25.0
+MAX_LIP_GAP = 0.08  # inner-lip gap / mouth width: above it the mouth counts as open
+LOOP_LIP_GAP = 0.06  # loop frames need the mouth at least this closed
+MIN_LOOP_S, MAX_LOOP_S = 2.0, 4.0
+FADE = 6  # frames cross-faded at the loop's seam
+SMOOTH = 5  # frames in the landmark moving average
+TRACK_MAX_H = 960
+THUMB = (48, 48)
+VIDEO_REASONS = {
+    "unsupported_file": "the file is not a video avatarcast can read",
+    "corrupt_file": "the video is damaged or truncated",
+    "too_short": f"the video is too short; record at least {MIN_SECONDS:.0f} s (1-3 min is best)",
+    "low_fps": f"the video has fewer than {MIN_FPS:.0f} frames per second",
+    "mouth_open": "the mouth is open in the first second; start the video with lips closed",
+    "face_lost": "the face was not found in enough frames; keep the face in view",
+    "no_closed_mouth": "no stretch of closed-mouth frames is long enough for the idle loop",
+}
+
+
+class VideoQualityError(AvatarQualityError):
+    """The video cannot make a good avatar; `reason` is one of `VIDEO_REASONS` or
+    `photo.REASONS` (the first frame's face checks)."""
+
+    code = "avatar_video_rejected"
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        text = VIDEO_REASONS.get(reason) or photo.REASONS[reason]
+        InputError.__init__(self, text + (f" ({detail})" if detail else ""))
+        self.reason = reason
+
+
+def _open(path: Path) -> tuple[Any, Any]:
+    try:
+        raw = Path(path).read_bytes()[:64]
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        container = av.open(str(path))
+    except av.error.InvalidDataError as exc:
+        # a known video signature that does not open is damaged, anything else unsupported
+        known = raw[4:8] in (b"ftyp", b"moov", b"mdat", b"free") or raw.startswith(
+            (b"\x1a\x45\xdf\xa3", b"RIFF")
+        )
+        raise VideoQualityError("corrupt_file" if known else "unsupported_file") from exc
+    except av.error.FFmpegError as exc:
+        raise VideoQualityError("corrupt_file", str(exc)) from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoQualityError("unsupported_file", "no video stream")
+    return container, container.streams.video[0]
+
+
+def _frames(path: Path) -> Generator[NDArray[np.uint8], None, None]:
+    container, stream = _open(path)
+    try:
+        for frame in container.decode(stream):
+            yield np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
+    except av.error.FFmpegError as exc:
+        raise VideoQualityError("corrupt_file", str(exc)) from exc
+    finally:
+        container.close()
+
+
+def probe(path: Path) -> tuple[float, float]:
+    """(fps, seconds) from the container; VideoQualityError if unreadable."""
+    container, stream = _open(path)
+    try:
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / 1e6
+        else:
+            seconds = (stream.frames or 0) / fps if fps else 0.0
+    finally:
+        container.close()
+    return fps, seconds
+
+
+def lip_gap(lm: NDArray[np.float64]) -> float:
+    """Inner-lip gap over mouth width: ~0 closed, 0.1-0.4 speaking."""
+    width = max(float(np.linalg.norm(lm[291] - lm[61])), 1.0)
+    return float(np.linalg.norm(lm[14] - lm[13])) / width
+
+
+def track(path: Path, fps: float) -> tuple[NDArray[np.float64], NDArray[np.float32], int]:
+    """The first frame's photo checks, then landmarks per frame (n, 478, 2; NaN where lost)
+    and grey thumbnails. Returns (landmarks, thumbnails, frame count)."""
+    marks: list[NDArray[np.float64]] = []
+    thumbs: list[NDArray[np.float32]] = []
+    frames = _frames(path)
+    first = next(frames, None)
+    frames.close()
+    if first is None:
+        raise VideoQualityError("corrupt_file", "no frame decodes")
+    try:  # before the face mesh opens: mediapipe_quiet's lock is not re-entrant
+        check_photo(first)
+    except AvatarQualityError as exc:
+        raise VideoQualityError(exc.reason, "in the first frame") from exc
+    with (
+        mediapipe_quiet() as mp,
+        mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=2, refine_landmarks=True
+        ) as fm,
+    ):
+        for i, rgb in enumerate(_frames(path)):
+            h, w = rgb.shape[:2]
+            s = min(1.0, TRACK_MAX_H / h)
+            small = rgb if s == 1 else cv2.resize(rgb, (round(w * s), round(h * s)))
+            res = fm.process(np.ascontiguousarray(small))
+            faces = res.multi_face_landmarks or []
+            if len(faces) > 1 and i < fps:
+                raise VideoQualityError("multiple_faces", f"at {i / fps:.2f} s")
+            if faces:
+                pts = np.array([[p.x * w, p.y * h] for p in faces[0].landmark], np.float64)
+            else:
+                pts = np.full((478, 2), np.nan)
+            marks.append(pts)
+            grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+            thumbs.append(cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32))
+    if not marks:
+        raise VideoQualityError("corrupt_file", "no frame decodes")
+    return np.stack(marks), np.stack(thumbs), len(marks)
+
+
+def smooth(lm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Centred moving average over `SMOOTH` frames, ignoring frames where the face was lost."""
+    ok = ~np.isnan(lm[:, 0, 0])
+    vals = np.where(ok[:, None, None], lm, 0.0)
+    k = np.ones(SMOOTH)
+    pad = SMOOTH // 2
+    num = np.apply_along_axis(lambda v: np.convolve(np.pad(v, pad, "edge"), k, "valid"), 0, vals)
+    den = np.convolve(np.pad(ok.astype(float), pad, "edge"), k, "valid")[:, None, None]
+    out = num / np.maximum(den, 1e-9)
+    out[den[:, 0, 0] < 1] = np.nan
+    return np.asarray(out, np.float64)
+
+
+def choose_loop(
+    closed: NDArray[np.bool_], thumbs: NDArray[np.float32], fps: float
+) -> tuple[int, int, float]:
+    """(a, b, cost): loop frames a..b-1 in the longest closed-mouth run, a >= FADE."""
+    runs, start = [], None
+    for i, c in enumerate([*closed.tolist(), False]):
+        if c and start is None:
+            start = i
+        elif not c and start is not None:
+            runs.append((start, i))
+            start = None
+    lo, hi = round(MIN_LOOP_S * fps), round(MAX_LOOP_S * fps)
+    runs = [(s, e) for s, e in runs if e - max(s, FADE) > lo]
+    if not runs:
+        raise VideoQualityError("no_closed_mouth", f"needs {MIN_LOOP_S:.0f} s with lips closed")
+    s, e = max(runs, key=lambda r: r[1] - r[0])
+    flat = thumbs.reshape(len(thumbs), -1)
+    best = (s, s + lo, np.inf)
+    for a in range(max(s, FADE), e - lo):
+        bs = np.arange(a + lo, min(a + hi, e - 1) + 1)  # frame b itself exists (b < e)
+        cost = np.abs(flat[bs] - flat[a]).mean(axis=1)
+        j = int(np.argmin(cost))
+        if cost[j] < best[2]:
+            best = (a, int(bs[j]), float(cost[j]))
+    return best
+
+
+def crop_matrix(lm: NDArray[np.float64], scale: float, size: tuple[int, int]) -> NDArray[Any]:
+    """Source → canvas (540x960 + margin) at `scale`, face centred like the photo path."""
+    cw, ch = WIDTH + 2 * MARGIN, HEIGHT + 2 * MARGIN
+    w, h = size
+    centre = (lm[234] + lm[454]) / 2 * scale
+    eyes = (lm[33] + lm[263]) / 2 * scale
+    ox = float(np.clip(centre[0] - cw / 2, 0, max(w * scale - cw, 0)))
+    oy = float(np.clip(eyes[1] - (MARGIN + 0.38 * HEIGHT), 0, max(h * scale - ch, 0)))
+    return np.array([[scale, 0, -ox], [0, scale, -oy]], np.float64)
+
+
+def build_video_avatar(
+    video: Path, name: str, data_dir: Path, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Check, build and register the video avatar `name`; returns the CLI's summary."""
+    t0 = time.perf_counter()
+    check_name(name)
+    if (Path(data_dir) / "avatars" / name).exists():
+        raise InputError(f"avatar {name!r} already exists; delete it first")
+    total, step = 5 + len(SHAPES), 0
+
+    def tick(label: str) -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total, label)
+
+    fps, seconds = probe(video)
+    if seconds < MIN_SECONDS:
+        raise VideoQualityError("too_short", f"{seconds:.1f} s")
+    if fps < MIN_FPS - 0.01:
+        raise VideoQualityError("low_fps", f"{fps:.1f} fps")
+    tick("tracking the face")
+    raw, thumbs, n = track(video, fps)
+    first = raw[: max(1, round(fps))]
+    gaps = np.array([lip_gap(m) for m in first if not np.isnan(m[0, 0])])
+    if len(gaps) and float(np.median(gaps)) > MAX_LIP_GAP:
+        raise VideoQualityError("mouth_open", f"lip gap {np.median(gaps):.2f} of the width")
+    lost = float(np.isnan(raw[:, 0, 0]).mean())
+    if lost > 0.2:
+        raise VideoQualityError("face_lost", f"missing in {lost:.0%} of frames")
+    lm = smooth(raw)
+    gap_all = np.array([lip_gap(m) if not np.isnan(m[0, 0]) else 1.0 for m in raw])
+    closed = (gap_all < LOOP_LIP_GAP) & ~np.isnan(lm[:, 0, 0])
+    a, b, cost = choose_loop(closed, thumbs, fps)
+    tick("cutting the loop")
+    size = (0, 0)
+    temple = float(np.median(np.linalg.norm(lm[a:b, 454] - lm[a:b, 234], axis=1)))
+    cw, ch = WIDTH + 2 * MARGIN, HEIGHT + 2 * MARGIN
+    crops: dict[int, NDArray[np.uint8]] = {}
+    for i, rgb in enumerate(_frames(video)):
+        if i >= b:
+            break
+        if i < a - FADE:
+            continue
+        size = (rgb.shape[1], rgb.shape[0])
+        scale = max(0.36 * WIDTH / temple, cw / size[0], ch / size[1])
+        mat = crop_matrix(lm[i], scale, size)
+        out = cv2.warpAffine(rgb, mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
+        crops[i] = np.asarray(out, np.uint8)
+    loop = np.stack([crops[i] for i in range(a, b)])
+    for j in range(FADE):  # the tail fades toward the frames just before a
+        wgt = (j + 1) / (FADE + 1)
+        tail = loop[len(loop) - FADE + j].astype(np.float32)
+        loop[len(loop) - FADE + j] = np.round(
+            (1 - wgt) * tail + wgt * crops[a - FADE + j].astype(np.float32)
+        ).astype(np.uint8)
+    tick("rigging the face")
+    key_lm = lm[a] * scale + crop_matrix(lm[a], scale, size)[:, 2]
+    src = loop[0]
+    mouth_rig, eye_rig = MouthRig(key_lm), EyeRig(key_lm)
+    mx, my, mw, mh = mouth_rig.box
+    ex, ey, ew, eh = eye_rig.box
+    if ey + eh > my or min(mx, ex, my, ey) < 1 or max(mx + mw, ex + ew) >= cw or my + mh >= ch:
+        raise VideoQualityError("face_cut_off", "the mouth or eyes reach the frame edge")
+    mouth = np.empty((1 + len(SHAPES) * MOUTH_LEVELS, mh + 1, mw + 1, 3), np.uint8)
+    work = src.copy()
+    for si, shape in enumerate(SHAPES):
+        for k in range(1, MOUTH_LEVELS + 1):
+            work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
+            mouth[mouth_index(si, k, MOUTH_LEVELS)] = work[my - 1 : my + mh, mx - 1 : mx + mw]
+        tick(f"mouth {shape.value}")
+    work = src.copy()
+    work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, Shape.X, 0.0)
+    mouth[0] = work[my - 1 : my + mh, mx - 1 : mx + mw]
+    eyes = np.empty((BLINK_LEVELS + 1, eh + 1, ew + 1, 3), np.uint8)
+    for k in range(BLINK_LEVELS + 1):
+        work = src.copy()
+        work[ey : ey + eh, ex : ex + ew] = eye_rig.warp(src, k / BLINK_LEVELS)
+        eyes[k] = work[ey - 1 : ey + eh, ex - 1 : ex + ew]
+    tick("saving")
+    seam = float(np.abs(_luma(loop[-1]) - _luma(loop[0])).mean())
+    face = key_lm[[10, 152, 234, 454]]
+    neck0 = my + mh + 2
+    neck1 = min(ch, neck0 + max(40, round(0.35 * float(key_lm[152, 1] - key_lm[10, 1]))))
+    manifest: dict[str, Any] = {
+        "kind": "video",
+        "builder": BUILDER,
+        "created_unix": round(time.time(), 3),
+        "source": {
+            "file": Path(video).name,
+            "sha256": _sha256(Path(video)),
+            "width": size[0],
+            "height": size[1],
+            "fps": round(fps, 3),
+            "seconds": round(seconds, 3),
+            "frames": n,
+            "scale": round(scale, 5),
+        },
+        "size": {"width": WIDTH, "height": HEIGHT},
+        "margin": MARGIN,
+        "background": "keep",
+        "mouth_levels": MOUTH_LEVELS,
+        "blink_levels": BLINK_LEVELS,
+        "shapes": [s.value for s in SHAPES],
+        "mouth_box": list(mouth_rig.box),
+        "eye_box": list(eye_rig.box),
+        "neck_rows": [int(neck0), int(neck1)],
+        "face_box": [round(float(v), 1) for v in (*face.min(0), *face.max(0))],
+        "landmarks": np.round(key_lm, 2).tolist(),
+        "loop": {
+            "fps": round(fps, 3),
+            "frames": len(loop),
+            "source_frames": [a, b],
+            "similarity_cost": round(cost, 3),
+            "fade_frames": FADE,
+            "seam_luma_mad": round(seam, 3),
+        },
+        "checks": {
+            "passed": ["file", "duration", "fps", "first_frame_face", "mouth_closed"],
+            "measures": {"lip_gap_first_second": round(float(np.median(gaps)), 4)}
+            if len(gaps)
+            else {},
+        },
+    }
+    matte = np.full(src.shape[:2], 255, np.uint8)
+    write_asset(Path(data_dir), name, manifest, src, src, matte, mouth, eyes, extra={"loop": loop})
+    return {
+        "name": name,
+        "kind": "video",
+        "width": WIDTH,
+        "height": HEIGHT,
+        "loop_frames": len(loop),
+        "loop_seconds": round(len(loop) / fps, 2),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "checks_passed": manifest["checks"]["passed"],
+        "path": str(Path(data_dir) / "avatars" / name),
+    }
+
+
+def _luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
