@@ -240,6 +240,39 @@ def _cut(img: NDArray[np.uint8], box: tuple[int, int, int, int]) -> NDArray[np.u
     return img[y - 1 : y + h, x - 1 : x + w]
 
 
+def file_sha256(path: Path) -> str:
+    """Hash of a source file, read in pieces (videos can be large)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def rig_manifest(
+    lm: NDArray[np.float64], mouth_rig: MouthRig, eye_rig: EyeRig, height: int, background: str
+) -> dict[str, Any]:
+    """The manifest fields every warped-face asset has (photo and video alike)."""
+    _, my, _, mh = mouth_rig.box
+    face = lm[[10, 152, 234, 454]]
+    # head motion fades out over the neck, below everything the sprites cover
+    neck0 = my + mh + 2
+    neck1 = min(height, neck0 + max(40, round(0.35 * float(lm[152, 1] - lm[10, 1]))))
+    return {
+        "size": {"width": WIDTH, "height": HEIGHT},
+        "margin": MARGIN,
+        "background": background,
+        "mouth_levels": MOUTH_LEVELS,
+        "blink_levels": BLINK_LEVELS,
+        "shapes": [s.value for s in SHAPES],
+        "mouth_box": list(mouth_rig.box),
+        "eye_box": list(eye_rig.box),
+        "neck_rows": [int(neck0), int(neck1)],
+        "face_box": [round(float(v), 1) for v in (*face.min(0), *face.max(0))],
+        "landmarks": np.round(lm, 2).tolist(),
+    }
+
+
 def build_photo_avatar(
     photo: Path,
     name: str,
@@ -301,32 +334,18 @@ def build_photo_avatar(
         if k:
             tick("blinks")
     tick("saving")
-    face = lm[[10, 152, 234, 454]]
-    # head motion fades out over the neck, below everything the sprites cover
-    neck0 = my + mh + 2
-    neck1 = min(src.shape[0], neck0 + max(40, round(0.35 * float(lm[152, 1] - lm[10, 1]))))
     manifest: dict[str, Any] = {
         "kind": "photo",
         "builder": BUILDER,
         "created_unix": round(time.time(), 3),
         "source": {
             "file": Path(photo).name,
-            "sha256": hashlib.sha256(Path(photo).read_bytes()).hexdigest(),
+            "sha256": file_sha256(Path(photo)),
             "width": int(rgb.shape[1]),
             "height": int(rgb.shape[0]),
             "scale": round(scale, 5),
         },
-        "size": {"width": WIDTH, "height": HEIGHT},
-        "margin": MARGIN,
-        "background": background,
-        "mouth_levels": MOUTH_LEVELS,
-        "blink_levels": BLINK_LEVELS,
-        "shapes": [s.value for s in SHAPES],
-        "mouth_box": list(mouth_rig.box),
-        "eye_box": list(eye_rig.box),
-        "neck_rows": [int(neck0), int(neck1)],
-        "face_box": [round(float(v), 1) for v in (*face.min(0), *face.max(0))],
-        "landmarks": np.round(lm, 2).tolist(),
+        **rig_manifest(lm, mouth_rig, eye_rig, src.shape[0], background),
         "checks": {"passed": check.passed, "measures": check.measures},
     }
     write_asset(Path(data_dir), name, manifest, canvas, plate, matte, mouth, eyes)

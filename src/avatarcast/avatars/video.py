@@ -23,7 +23,6 @@ thumbnail per frame; the second crops only the chosen loop frames at full resolu
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -311,16 +310,13 @@ def build_video_avatar(
         eyes[k] = work[ey - 1 : ey + eh, ex - 1 : ex + ew]
     tick("saving")
     seam = float(np.abs(_luma(loop[-1]) - _luma(loop[0])).mean())
-    face = key_lm[[10, 152, 234, 454]]
-    neck0 = my + mh + 2
-    neck1 = min(ch, neck0 + max(40, round(0.35 * float(key_lm[152, 1] - key_lm[10, 1]))))
     manifest: dict[str, Any] = {
         "kind": "video",
         "builder": BUILDER,
         "created_unix": round(time.time(), 3),
         "source": {
             "file": Path(video).name,
-            "sha256": _sha256(Path(video)),
+            "sha256": photo.file_sha256(Path(video)),
             "width": size[0],
             "height": size[1],
             "fps": round(fps, 3),
@@ -328,17 +324,7 @@ def build_video_avatar(
             "frames": n,
             "scale": round(scale, 5),
         },
-        "size": {"width": WIDTH, "height": HEIGHT},
-        "margin": MARGIN,
-        "background": "keep",
-        "mouth_levels": MOUTH_LEVELS,
-        "blink_levels": BLINK_LEVELS,
-        "shapes": [s.value for s in SHAPES],
-        "mouth_box": list(mouth_rig.box),
-        "eye_box": list(eye_rig.box),
-        "neck_rows": [int(neck0), int(neck1)],
-        "face_box": [round(float(v), 1) for v in (*face.min(0), *face.max(0))],
-        "landmarks": np.round(key_lm, 2).tolist(),
+        **photo.rig_manifest(key_lm, mouth_rig, eye_rig, ch, "keep"),
         "loop": {
             "fps": round(fps, 3),
             "frames": len(loop),
@@ -371,11 +357,3 @@ def build_video_avatar(
 
 def _luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.float32)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
