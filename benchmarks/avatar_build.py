@@ -37,12 +37,11 @@ from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.photo import build_photo_avatar
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.avatars.video import build_video_avatar
-from avatarcast.engine import Engine
 from avatarcast.render.frame import FrameState
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import SHAPES, MouthPose
 from avatarcast.stream.encoder import VideoOptions
-from engine import SENTENCES, _cpu_timed, _encoders
+from engine import _cpu_timed, stream_text
 
 
 def _states(n: int) -> list[FrameState]:
@@ -103,16 +102,7 @@ def main() -> None:
         return len(states)
 
     def stream(avatar: Avatar) -> int:
-        venc, aenc = _encoders(opts)
-        eng = Engine(avatar, seed=4, tts=tts)
-        eng.say_text(SENTENCES)
-        i = 0
-        while not eng.idle():
-            fr = eng.next_frame()
-            venc.encode(fr.video, i)
-            aenc.encode(fr.audio)
-            i += 1
-        return i
+        return stream_text(avatar, opts, tts)
 
     for av_ in avatars.values():
         stream(av_)  # warm the engine's own caches

@@ -24,10 +24,11 @@ from collections.abc import Callable
 import numpy as np
 
 from avatarcast import SAMPLES_PER_FRAME
+from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine import Engine
 from avatarcast.render.frame import YuvFrame
-from avatarcast.speech.tts import get_backend
+from avatarcast.speech.tts import TtsBackend, get_backend
 from avatarcast.stream.encoder import AacEncoder, H264Encoder, VideoOptions
 
 SENTENCES = (
@@ -50,6 +51,20 @@ def _encoders(opts: VideoOptions) -> tuple[H264Encoder, AacEncoder]:
     actx = av.CodecContext.create("aac", "w")
     assert isinstance(actx, AudioCodecContext)
     return H264Encoder.standalone(opts), AacEncoder(actx)
+
+
+def stream_text(avatar: Avatar, opts: VideoOptions, tts: TtsBackend, seed: int = 4) -> int:
+    """Text-driven speech through lip-sync, render and encode; returns the frame count."""
+    venc, aenc = _encoders(opts)
+    eng = Engine(avatar, seed=seed, tts=tts)
+    eng.say_text(SENTENCES)
+    i = 0
+    while not eng.idle():
+        fr = eng.next_frame()
+        venc.encode(fr.video, i)
+        aenc.encode(fr.audio)
+        i += 1
+    return i
 
 
 def main() -> None:
@@ -121,16 +136,7 @@ def main() -> None:
         return i
 
     def text() -> int:
-        venc, aenc = _encoders(opts)
-        eng = Engine(avatar, seed=4, tts=tts)
-        eng.say_text(SENTENCES)
-        i = 0
-        while not eng.idle():
-            fr = eng.next_frame()
-            venc.encode(fr.video, i)
-            aenc.encode(fr.audio)
-            i += 1
-        return i
+        return stream_text(avatar, opts, tts)
 
     def idle() -> int:
         venc, aenc = _encoders(opts)
