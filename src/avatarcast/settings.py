@@ -76,6 +76,9 @@ class Settings:
     avatar_build_workers: int = field(
         default=1, metadata=_help("avatar builds run at once (low-priority processes)")
     )
+    avatar_upload_max_mb: int = field(
+        default=512, metadata=_help("largest avatar material upload (customservice/upload), MiB")
+    )
     appkey: str = field(default="", metadata=_help("key used by client commands (say)"))
     accesstoken: str = field(
         default="", metadata=_help("secret of that key (prefer the env variable or a file)")
@@ -144,6 +147,8 @@ class Settings:
                 raise SettingsError(f"{name} must be positive")
         if self.avatar_build_workers < 1:
             raise SettingsError("avatar_build_workers must be at least 1")
+        if self.avatar_upload_max_mb < 1:
+            raise SettingsError("avatar_upload_max_mb must be at least 1")
         if self.default_max_sessions < 1 or self.max_messages_per_s < 1:
             raise SettingsError("default_max_sessions and max_messages_per_s must be positive")
         if not 0 < self.port < 65536:

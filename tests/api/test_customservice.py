@@ -2,15 +2,20 @@
 
 The photo is scikit-image's public-domain astronaut; the builds run in the real worker process.
 One session streams the built-in avatar while the astronaut is built, to check that building
-does not slow it down.
+does not slow it down. The video is `tests/avatars/video_samples.talking_video` (the astronaut
+moved and speaking, 8 s), uploaded, built once for the module, listed and deleted.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -18,6 +23,7 @@ import numpy as np
 import pytest
 
 from avatarcast.avatars.jobs import JOBS_DIR, STAGES
+from avatarcast.avatars.jobs import UPLOADS_DIR as JOBS_UPLOADS
 from avatarcast.client import CUSTOM_BASE, ApiError, AvatarBuildError, Client, new_req_id
 from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.media import attach_media
@@ -36,9 +42,9 @@ def _jpeg(rgb: np.ndarray) -> bytes:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
-        self.settings = Settings(data_dir=data_dir)
+        self.settings = Settings(data_dir=data_dir, **settings)
         self.sessions: dict[str, Session] = {}
         self.url, self._stop = run_server_in_thread(self.settings, media_factory=self._media)
         self.store = Store(self.settings.db_path)
@@ -67,6 +73,63 @@ def _code(call: Callable[[], object]) -> int:
     with pytest.raises(ApiError) as info:
         call()
     return info.value.code
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "avatars"  # video_samples, photo_samples
+
+
+@pytest.fixture(scope="module")
+def talking_mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if str(SAMPLES) not in sys.path:
+        sys.path.insert(0, str(SAMPLES))
+    from video_samples import talking_video
+
+    return talking_video(tmp_path_factory.mktemp("video") / "talking.mp4")
+
+
+def _upload_raw(c: Client, data: bytes, query: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST the bytes to `upload` (signed query, raw body); the whole envelope."""
+    resp = httpx.post(
+        c.signed_url(CUSTOM_BASE + "upload", query),
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    out: dict[str, Any] = resp.json()
+    return out
+
+
+def _upload(c: Client, data: bytes) -> str:
+    """upload → MaterialId; ApiError on a coded failure."""
+    req_id = new_req_id()
+    body = _upload_raw(c, data, {"ReqId": req_id})
+    header = body["Header"]
+    if header["Code"]:
+        raise ApiError(header["Code"], header["Message"], header["RequestID"])
+    assert body["Payload"]["ReqId"] == req_id
+    assert body["Payload"]["Size"] == len(data)
+    material_id: str = body["Payload"]["MaterialId"]
+    return material_id
+
+
+def _make(c: Client, name: str, background: str = "keep", **material: str) -> str:
+    payload = {"VirtualmanName": name, "Background": background, **material}
+    task_id: str = c.call(CUSTOM_BASE + "make", payload)["TaskId"]
+    return task_id
+
+
+def _listed(c: Client) -> dict[str, dict[str, Any]]:
+    avatars = c.call(CUSTOM_BASE + "list", {})["Avatars"]
+    return {a["AssetVirtualmanKey"]: a for a in avatars}
+
+
+def _delete(c: Client, key: str) -> None:
+    c.call(CUSTOM_BASE + "delete", {"AssetVirtualmanKey": key})
+
+
+def _uploads(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / JOBS_UPLOADS).glob("*/*"))
 
 
 def _poll(c: Client, task_id: str, timeout_s: float = 45.0) -> tuple[dict[str, object], list[str]]:
@@ -189,3 +252,130 @@ def test_restart_fails_interrupted_builds(tmp_path: Path) -> None:
     assert not queue.job_dir("t1").exists()
     with pytest.raises(TaskNotFound, match="no task"):
         again.get("other-key", "t1")
+
+
+def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> None:
+    owner, other = server.client(), server.client()
+    video = talking_mp4.read_bytes()
+    material = _upload(owner, video)
+    assert [p.name for p in _uploads(server.data_dir)] == [material]
+
+    # another key's make does not find the upload, nor does a video take another background;
+    # neither consumes it
+    assert _code(lambda: _make(other, "talker", MaterialId=material)) == 100001
+    with pytest.raises(ApiError, match="Background must be keep for a video") as info:
+        _make(owner, "talker", "green", MaterialId=material)
+    assert info.value.code == 100001
+
+    t0 = time.monotonic()
+    task = _make(owner, "talker", MaterialId=material)
+    assert _uploads(server.data_dir) == []  # consumed by make
+    assert _code(lambda: _make(owner, "talker2", MaterialId=material)) == 100001
+    prog, seen = _poll(owner, task, timeout_s=120)
+    build_s = time.monotonic() - t0
+    assert prog["Status"] == "SUCCESS", prog
+    assert seen == sorted(seen, key=STAGES.index) and {"PROCESS", "TRAIN"} <= set(seen), seen
+    key = f"talker-{hashlib.sha256(owner.appkey.encode()).hexdigest()[:8]}"
+    assert prog["AssetVirtualmanKey"] == key
+    assert key not in _listed(owner)  # not before customerconfirm
+    assert owner.confirm_avatar(task) == key
+
+    mine = _listed(owner)
+    assert set(mine) >= {key}
+    entry = mine[key]
+    assert (entry["VirtualmanName"], entry["Kind"]) == ("talker", "video")
+    assert abs(entry["CreatedUnix"] - time.time()) < build_s + 60
+    files = [p for p in (server.data_dir / "avatars" / key).rglob("*") if p.is_file()]
+    assert entry["SizeBytes"] == sum(p.stat().st_size for p in files) > 0
+    assert key not in _listed(other)
+
+    # another key can neither stream it nor delete it: the same answer as for no avatar
+    assert _code(lambda: other.create_session_by_asset(key, "thief")) == 100015
+    assert _code(lambda: _delete(other, key)) == 100015
+    assert _code(lambda: _delete(other, "no-such-avatar")) == 100015
+    assert _code(lambda: _delete(owner, "default")) == 100015  # not made through the API
+
+    s = owner.create_session_by_asset(key, "talker-user")
+    assert owner.wait_ready(s["SessionId"], timeout_s=30)["SessionStatus"] == 1
+    with pytest.raises(ApiError, match="close them first") as info:
+        _delete(owner, key)  # a running session streams it
+    assert info.value.code == 100001
+    owner.close_session(s["SessionId"])
+
+    _delete(owner, key)
+    assert key not in _listed(owner)
+    assert not (server.data_dir / "avatars" / key).exists()
+    assert _code(lambda: owner.create_session_by_asset(key, "late")) == 100015
+    assert _code(lambda: _delete(owner, key)) == 100015  # deleting twice: no such avatar
+    owner.close()
+    other.close()
+
+
+def test_make_needs_exactly_one_material(server: Server, talking_mp4: Path) -> None:
+    with server.client() as c:
+        photo = base64.b64encode(_jpeg(np.zeros((8, 8, 3), np.uint8))).decode()
+        material = _upload(c, b"not an image")
+        for fields in ({}, {"Material": photo, "MaterialId": material}):
+            with pytest.raises(ApiError, match="exactly one of Material") as info:
+                _make(c, "x", **fields)
+            assert info.value.code == 100001
+        for bad in ("0" * 32, "../../etc/passwd", material.upper()):
+            assert _code(lambda bad=bad: _make(c, "x", MaterialId=bad)) == 100001
+        # a small video may come inline too; it is sniffed there as well
+        inline = base64.b64encode(talking_mp4.read_bytes()).decode()
+        with pytest.raises(ApiError, match="Background must be keep for a video"):
+            _make(c, "x", "remove", Material=inline)
+        # the refusals left the upload in place; a build of what is not a photo fails cleanly
+        task = _make(c, "junk", MaterialId=material)
+        with pytest.raises(AvatarBuildError) as failed:
+            c.wait_built(task, timeout_s=45, poll_s=0.1)
+        assert failed.value.progress["FailReason"] == "unsupported_file"
+
+
+def test_upload_limits_auth_and_expiry(tmp_path: Path) -> None:
+    srv = Server(tmp_path, avatar_upload_max_mb=1)
+    try:
+        c = srv.client()
+        # over the limit: a coded answer, nothing stored
+        body = _upload_raw(c, b"\0" * ((1 << 20) + 1))
+        assert body["Header"]["Code"] == 100001
+        assert "larger than 1 MiB" in body["Header"]["Message"]
+        assert "avatar_upload_max_mb" in body["Header"]["Message"]
+        assert _uploads(tmp_path) == []
+        # the same without Content-Length (chunked): counted while streaming
+        chunks = iter([b"\0" * (256 << 10)] * 5)
+        resp = httpx.post(c.signed_url(CUSTOM_BASE + "upload"), content=chunks, timeout=30)
+        assert resp.json()["Header"]["Code"] == 100001
+        assert _uploads(tmp_path) == []
+        assert _code(lambda: _upload(c, b"")) == 100001
+        # a wrong signature is refused before anything is stored
+        url = c.signed_url(CUSTOM_BASE + "upload").replace("signature=", "signature=x")
+        resp = httpx.post(url, content=b"abc", timeout=10)
+        assert resp.json()["Header"]["Code"] == 100005
+        assert _uploads(tmp_path) == []
+        # exactly at the limit is fine
+        old = _upload(c, b"\1" * (1 << 20))
+        (path,) = _uploads(tmp_path)
+        assert path.name == old and path.stat().st_size == 1 << 20
+        # an upload unused for over an hour goes at the next upload
+        stale = time.time() - 2 * 3600
+        os.utime(path, (stale, stale))
+        new = _upload(c, b"abc")
+        assert [p.name for p in _uploads(tmp_path)] == [new]
+        assert _code(lambda: _make(c, "x", MaterialId=old)) == 100001
+        c.close()
+    finally:
+        srv.stop()
+
+
+def test_material_kind() -> None:
+    from avatarcast.avatars.jobs import material_kind
+
+    assert material_kind(b"\x00\x00\x00\x18ftypmp42\x00\x00") == "video"
+    assert material_kind(b"\x00\x00\x00\x14ftypqt  \x00\x00") == "video"
+    assert material_kind(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81") == "video"
+    assert material_kind(b"RIFF\x10\x00\x00\x00AVI LIST") == "video"
+    assert material_kind(b"RIFF\x10\x00\x00\x00WEBPVP8 ") == "photo"
+    assert material_kind(b"\x00\x00\x00\x18ftypheic\x00\x00") == "photo"
+    assert material_kind(b"\xff\xd8\xff\xe0\x00\x10JFIF") == "photo"
+    assert material_kind(b"") == "photo"

@@ -4,12 +4,23 @@
     job = queue.submit(appkey, "alice", photo_bytes, "keep")   # → Job (SUBMIT, MAKING)
     queue.get(appkey, job.task_id)                              # → Job (stage, progress, ...)
     queue.confirm(appkey, job.task_id)                          # CONFIRM → END: registered
+    queue.avatars(appkey)                                       # the key's confirmed avatars
+    queue.delete(appkey, asset_key)                             # remove one of them
 
-Stages (`StageV2`, spec section 4) on the photo builder's phases:
+Material is a photo or a video, told apart by its first bytes (`material_kind`: MP4/MOV
+`ftyp` at offset 4, Matroska/WebM, AVI are videos; everything else goes to the photo builder,
+whose checks name unreadable files). It comes inline (`submit(..., bytes, ...)`) or as an
+upload (**ours**): `new_upload` → a file under `<data_dir>/avatar-uploads/<key dir>/`, named
+by its `MaterialId`; `take_upload` finds it only in the uploading key's directory, and `submit`
+moves it into the job (consumed). Uploads not used within `UPLOAD_TTL_S` are removed.
+
+Stages (`StageV2`, spec section 4) on the builders' phases:
 
     SUBMIT   queued, waiting for a worker                       progress 0
-    PROCESS  decoding the photo, quality checks, framing        progress of the builder's steps
-    TRAIN    rigging, mouth shapes, blinks, saving              progress of the builder's steps
+    PROCESS  photo: decoding, quality checks, framing;          progress of the builder's steps
+             video: checks, face tracking
+    TRAIN    photo: rigging, mouth shapes, blinks, saving;      progress of the builder's steps
+             video: cutting the loop, rigging, mouth shapes, saving
     CONFIRM  built, waiting for `customerconfirm`; not listed    100, Status SUCCESS
     END      confirmed: `<data_dir>/avatars/<AssetVirtualmanKey>/`, usable by createsessionbyasset
 
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -44,6 +56,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +69,15 @@ log = logging.getLogger(__name__)
 MAKING, SUCCESS, FAIL = "MAKING", "SUCCESS", "FAIL"
 STAGES = ("SUBMIT", "PROCESS", "TRAIN", "CONFIRM", "END")
 PROCESS_LABELS = ("checking the photo", "framing")  # photo.build_photo_avatar's first steps
+VIDEO_PROCESS_LABELS = ("tracking the face",)  # video.build_video_avatar's first step
 MAX_NAME_LEN = 40  # + "-" + 8 hex stays within the asset name limit (63)
 JOBS_DIR = "avatar-jobs"
+UPLOADS_DIR = "avatar-uploads"
+UPLOAD_TTL_S = 3600.0  # an upload not used by `make` within this is removed
+MAX_PENDING_UPLOADS = 8  # per key, not yet used by `make`
+PHOTO, VIDEO = "photo", "video"
+# ISO-BMFF brands of still images (HEIF/AVIF): `ftyp` but not a video
+_IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS avatar_jobs (
@@ -179,6 +199,14 @@ class JobStore:
             (asset_key, MAKING, SUCCESS),
         )
 
+    def confirmed(self, appkey: str) -> list[Job]:
+        """The key's confirmed jobs (END), newest first."""
+        return self._rows(
+            f"SELECT {_COLUMNS} FROM avatar_jobs WHERE appkey = ? AND stage = 'END' "
+            "ORDER BY updated_unix DESC",
+            (appkey,),
+        )
+
     def owner_of(self, asset_key: str) -> str | None:
         with self._lock:
             row = self._db.execute(
@@ -202,6 +230,35 @@ class JobStore:
             "updated_unix = ? WHERE status = ?",
             (FAIL, message, time.time(), MAKING),
         )
+
+
+class MaterialNotFound(InputError):
+    """No such MaterialId for this key (used, expired, or another key's)."""
+
+    code = "avatar_material_not_found"
+
+
+def material_kind(head: bytes) -> str:
+    """`VIDEO` for an MP4/MOV (`ftyp` box at offset 4), Matroska/WebM or AVI; else `PHOTO`.
+
+    >>> material_kind(b"\\x00\\x00\\x00\\x20ftypisom"), material_kind(b"\\xff\\xd8\\xff\\xe0")
+    ('video', 'photo')
+    """
+    if head[4:8] == b"ftyp":
+        return PHOTO if head[8:12] in _IMAGE_BRANDS else VIDEO
+    if head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:11] == b"AVI"):
+        return VIDEO
+    return PHOTO
+
+
+def file_kind(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return material_kind(fh.read(16))
+
+
+def key_dir_name(appkey: str) -> str:
+    """The directory of a key's uploads: not the key itself (keys never appear in paths)."""
+    return hashlib.sha256(b"upload:" + appkey.encode()).hexdigest()[:32]
 
 
 def asset_key_for(appkey: str, name: str) -> str:
@@ -254,17 +311,23 @@ def _worker_init() -> None:
 
 
 def run_job(
-    db_path: str, task_id: str, photo: str, name: str, work_dir: str, background: str
+    db_path: str, task_id: str, material: str, name: str, work_dir: str, background: str
 ) -> str:
-    """Build one avatar in the worker; record progress/result in the database. Returns status."""
+    """Build one avatar in the worker; record progress/result in the database. Returns status.
+
+    `material` is a photo or a video file (`file_kind`); a video goes to the video builder,
+    whose only background is "keep" (`submit` refuses the others before queueing).
+    """
     from avatarcast.avatars.photo import AvatarQualityError, build_photo_avatar
 
     store = JobStore(db_path)
     last = (-1, "")
+    kind = PHOTO
+    process_labels: tuple[str, ...] = PROCESS_LABELS
 
     def progress(done: int, total: int, label: str) -> None:
         nonlocal last
-        stage = "PROCESS" if label in PROCESS_LABELS else "TRAIN"
+        stage = "PROCESS" if label in process_labels else "TRAIN"
         pct = min(99, int(100 * done / max(total, 1)))
         if (pct, stage) != last:
             last = (pct, stage)
@@ -272,7 +335,16 @@ def run_job(
 
     try:
         store.update(task_id, stage="PROCESS", progress=0)
-        build_photo_avatar(Path(photo), name, Path(work_dir), background, progress)
+        kind = file_kind(Path(material))
+        if kind == VIDEO:
+            from avatarcast.avatars.video import build_video_avatar
+
+            if background != "keep":
+                raise InputError(f"Background {background!r}: a video avatar keeps its background")
+            process_labels = VIDEO_PROCESS_LABELS
+            build_video_avatar(Path(material), name, Path(work_dir), progress=progress)
+        else:
+            build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
         store.update(task_id, status=SUCCESS, stage="CONFIRM", progress=100)
         return SUCCESS
     except AvatarQualityError as exc:
@@ -285,10 +357,10 @@ def run_job(
             task_id,
             status=FAIL,
             fail_reason="internal",
-            fail_message=f"internal error while building (TaskId {task_id})",
+            fail_message=f"internal error while building the {kind} avatar (TaskId {task_id})",
         )
     finally:
-        Path(photo).unlink(missing_ok=True)
+        Path(material).unlink(missing_ok=True)
         store.close()
     return FAIL
 
@@ -314,11 +386,73 @@ class BuildQueue:
             job = self.store.get(work.name)
             if job is None or job.status == FAIL or job.stage == "END":
                 shutil.rmtree(work, ignore_errors=True)
+        self.remove_stale_uploads(max_age_s=UPLOAD_TTL_S)
 
     def job_dir(self, task_id: str) -> Path:
         return self.data_dir / JOBS_DIR / task_id
 
-    def submit(self, appkey: str, name: str, photo: bytes, background: str) -> Job:
+    # ---- uploads (ours) ---------------------------------------------------------------------
+    def uploads_dir(self, appkey: str) -> Path:
+        return self.data_dir / UPLOADS_DIR / key_dir_name(appkey)
+
+    def _uploads(self) -> Iterator[Path]:
+        root = self.data_dir / UPLOADS_DIR
+        if root.is_dir():
+            for key_dir in root.iterdir():
+                if key_dir.is_dir():
+                    yield from key_dir.iterdir()
+
+    def remove_stale_uploads(self, max_age_s: float = UPLOAD_TTL_S) -> int:
+        """Remove uploads (and interrupted `.part` files) older than `max_age_s`."""
+        cutoff, n = time.time() - max_age_s, 0
+        for path in list(self._uploads()):
+            with contextlib.suppress(OSError):  # raced with another upload's clean-up or make
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    n += 1
+        if n:
+            log.info("removed %d unused avatar upload(s)", n)
+        return n
+
+    def new_upload(self, appkey: str) -> tuple[str, Path]:
+        """A fresh MaterialId and the `.part` file to stream it into (renamed by `finish_upload`).
+
+        Removes stale uploads first; InputError when the key already has
+        `MAX_PENDING_UPLOADS` unused uploads.
+        """
+        self.remove_stale_uploads()
+        folder = self.uploads_dir(appkey)
+        folder.mkdir(parents=True, exist_ok=True)
+        if sum(1 for _ in folder.iterdir()) >= MAX_PENDING_UPLOADS:
+            raise InputError(
+                f"this key already has {MAX_PENDING_UPLOADS} uploads not used by make; use them "
+                f"or wait until they expire ({UPLOAD_TTL_S / 60:.0f} min after the upload)"
+            )
+        material_id = uuid.uuid4().hex
+        return material_id, folder / f"{material_id}.part"
+
+    def finish_upload(self, part: Path) -> None:
+        os.replace(part, part.with_suffix(""))
+
+    def take_upload(self, appkey: str, material_id: str) -> Path:
+        """The file of the key's upload `material_id`; MaterialNotFound for any other id."""
+        path = self.uploads_dir(appkey) / material_id
+        if len(material_id) != 32 or not all(c in "0123456789abcdef" for c in material_id):
+            path = self.uploads_dir(appkey) / "-"  # not an id we hand out: never found
+        if not path.is_file():
+            raise MaterialNotFound(
+                f"MaterialId: no upload {material_id!r} (used by make already, expired after "
+                f"{UPLOAD_TTL_S / 60:.0f} min, or never uploaded with this key)"
+            )
+        return path
+
+    # ---- builds -------------------------------------------------------------------------------
+    def submit(self, appkey: str, name: str, material: bytes | Path, background: str) -> Job:
+        """Queue a build of `material`: the bytes, or an upload's file (moved into the job).
+
+        The material's kind (`material_kind`) decides the builder; a video takes only
+        Background "keep". Nothing is consumed when the request is refused.
+        """
         from avatarcast.avatars.asset import NAME_RE, avatars_dir
         from avatarcast.avatars.photo import BACKGROUNDS
 
@@ -329,6 +463,18 @@ class BuildQueue:
             )
         if background not in BACKGROUNDS:
             raise InputError(f"Background must be one of {', '.join(BACKGROUNDS)}")
+        if isinstance(material, Path):
+            try:
+                kind = file_kind(material)
+            except OSError:
+                raise MaterialNotFound("MaterialId: the upload is gone; upload again") from None
+        else:
+            kind = material_kind(material[:16])
+        if kind == VIDEO and background != "keep":
+            raise InputError(
+                f"Background must be keep for a video (the video builder keeps the recorded "
+                f"background), not {background!r}"
+            )
         asset_key = asset_key_for(appkey, name)
         now = time.time()
         job = Job(
@@ -345,8 +491,17 @@ class BuildQueue:
                 )
             work = self.job_dir(job.task_id)
             work.mkdir(parents=True)
-            photo_path = work / "photo"
-            photo_path.write_bytes(photo)
+            material_path = work / kind
+            try:
+                if isinstance(material, Path):
+                    os.replace(material, material_path)  # consumed: the id is spent
+                else:
+                    material_path.write_bytes(material)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+                if isinstance(material, Path):  # taken by a concurrent make of the same id
+                    raise MaterialNotFound("MaterialId: the upload is gone") from None
+                raise
             self.store.insert(job)
             if self._pool is None:
                 # spawn, not fork: the server has threads (event loop, encoders)
@@ -360,13 +515,15 @@ class BuildQueue:
                 run_job,
                 str(self.db_path),
                 job.task_id,
-                str(photo_path),
+                str(material_path),
                 asset_key,
                 str(work),
                 background,
             )
         fut.add_done_callback(lambda f: self._finished(job.task_id, f))
-        log.info("avatar build %s queued for key %s (%s)", job.task_id, appkey, asset_key)
+        log.info(
+            "avatar build %s (%s) queued for key %s (%s)", job.task_id, kind, appkey, asset_key
+        )
         return job
 
     def _finished(self, task_id: str, fut: Future[str]) -> None:
@@ -425,8 +582,76 @@ class BuildQueue:
         log.info("avatar %s confirmed by key %s", job.asset_key, appkey)
         return done
 
+    # ---- the key's avatars (ours) ---------------------------------------------------------
+    def avatars(self, appkey: str) -> list[dict[str, Any]]:
+        """The key's confirmed avatars that still exist, newest first (the `list` Payload)."""
+        from avatarcast.avatars.asset import avatars_dir
+
+        out, seen = [], set()
+        for job in self.store.confirmed(appkey):
+            path = avatars_dir(self.data_dir) / job.asset_key
+            if job.asset_key in seen or not (path / "manifest.json").is_file():
+                continue
+            seen.add(job.asset_key)
+            try:
+                manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                manifest = {}
+            if not isinstance(manifest, dict):
+                manifest = {}
+            created = manifest.get("created_unix")
+            out.append(
+                {
+                    "AssetVirtualmanKey": job.asset_key,
+                    "VirtualmanName": job.name,
+                    "Kind": VIDEO if manifest.get("kind") == VIDEO else PHOTO,
+                    "CreatedUnix": int(created if isinstance(created, int | float) else 0)
+                    or int(job.updated_unix),
+                    "SizeBytes": _tree_size(path),
+                }
+            )
+        return out
+
+    def owns(self, appkey: str, asset_key: str) -> bool:
+        """Whether `asset_key` exists and was made and confirmed by `appkey`."""
+        from avatarcast.avatars.asset import NAME_RE, avatars_dir
+
+        if not NAME_RE.match(asset_key):
+            return False
+        return (
+            self.store.owner_of(asset_key) == appkey
+            and (avatars_dir(self.data_dir) / asset_key / "manifest.json").is_file()
+        )
+
+    def delete(self, appkey: str, asset_key: str) -> None:
+        """Remove the key's avatar `asset_key` (files and shared in-memory instances).
+
+        UnknownAvatarError when it does not exist or belongs to no key or another key (built-in
+        and CLI-built avatars are not deleted over the API). Sessions already streaming it keep
+        the copy they loaded; the caller checks for them first (`customservice.delete`).
+        """
+        from avatarcast.avatars.asset import delete_asset
+        from avatarcast.avatars.registry import forget_avatar
+
+        with self._lock:
+            if not self.owns(appkey, asset_key):
+                raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
+            delete_asset(self.data_dir, asset_key)
+            forget_avatar(asset_key)
+        log.info("avatar %s deleted by key %s", asset_key, appkey)
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of the files under `path` (0 for what vanished meanwhile)."""
+    total = 0
+    for f in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if f.is_file():
+                total += f.stat().st_size
+    return total
