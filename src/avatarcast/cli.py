@@ -90,8 +90,10 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="build an avatar from one photo or a short video; prints a JSON summary",
         description="Checks the photo (one face, large, sharp, lit, upright, facing the "
         "camera), then builds a 540x960 talking avatar from it. With --video: checks the "
-        "video (at least 5 s, 25 fps, one face, lips closed in the first second) and builds "
-        "an idle loop from its closed-mouth frames.",
+        "video (at least 5 s, 25 fps, one face, lips closed in the first second), builds "
+        "an idle loop from its silent closed-mouth frames and a mouth bank from the frames "
+        "where the person speaks (540x960 from an upright video, 960x540 from a wide one, "
+        "or --size).",
     )
     src = ab.add_mutually_exclusive_group(required=True)
     src.add_argument("--photo", metavar="FILE", help="PNG or JPEG of one person")
@@ -104,6 +106,11 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         choices=("keep", "green", "white", "remove"),
         default="keep",
         help="keep the photo's background, key a green/white one, or remove it (default keep)",
+    )
+    ab.add_argument(
+        "--size",
+        metavar="WxH",
+        help="video only: 540x960, 720x1280 (upright) or 960x540, 1280x720 (wide)",
     )
     settings.add_arguments(ab, COMMON)
     al = asub.add_parser("list", help="list avatars as JSON lines")
@@ -257,8 +264,8 @@ def _cmd_render(args: argparse.Namespace, cfg: Settings) -> int:
         n_samples = pcm.size
     total = -(-n_samples // 640)
     video = VideoOptions(
-        width=cfg.video_width,
-        height=cfg.video_height,
+        width=avatar.width,  # a video avatar has its own size
+        height=avatar.height,
         preset=cfg.x264_preset,
         bitrate_kbps=cfg.video_bitrate_kbps,
         keyframe_interval_s=cfg.keyframe_interval_s,
@@ -313,8 +320,12 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
 
                 if args.background != "keep":
                     raise InputError("--background applies to --photo only")
-                summary = build_video_avatar(Path(args.video), args.name, cfg.data_dir, progress)
+                summary = build_video_avatar(
+                    Path(args.video), args.name, cfg.data_dir, progress, _size(args.size)
+                )
             else:
+                if args.size is not None:
+                    raise InputError("--size applies to --video only (photos make 540x960)")
                 summary = build_photo_avatar(
                     Path(args.photo), args.name, cfg.data_dir, args.background, progress
                 )
@@ -346,7 +357,7 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
         avatar = load_avatar(args.name, cfg.data_dir, 540, 960)
         engine = Engine(avatar, seed=0, tts=get_backend(cfg.tts_backend), voice=cfg.voice)
         engine.say_text(args.text)
-        result = render_queued(engine, out, VideoOptions(width=540, height=960))
+        result = render_queued(engine, out, VideoOptions(width=avatar.width, height=avatar.height))
         print(json.dumps({"name": args.name, "video": str(out), "frames": result.frames}))
     else:
         if not asset.delete_asset(cfg.data_dir, args.name):
@@ -354,6 +365,16 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
         forget_avatar(args.name)
         print(json.dumps({"name": args.name, "deleted": True}))
     return 0
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must look like 540x960, got {text!r}") from None
+    return w, h
 
 
 def _cmd_voices(args: argparse.Namespace, cfg: Settings) -> int:

@@ -13,37 +13,133 @@ from avatarcast.avatars.asset import VideoAsset, load_asset
 from avatarcast.avatars.custom import CustomAvatar, VideoAvatar
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.avatars.video import VideoQualityError, build_video_avatar
+from avatarcast.render.compose import yuv420_to_rgb
 from avatarcast.render.frame import FrameState
 from avatarcast.speech.visemes import MouthPose, Shape
 
 LOOP_SEAM_MAX = 3.0  # mean |luma| difference, last loop frame vs first (measured ~1.4)
+SPRITE_BORDER_MAX = 1.0  # mean |luma step| across the sprite box border (weights are 0 there)
+RING_MISMATCH_MAX = 12.0  # mean |luma|, harvested vs key frame where the weight < 25 %
+LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (~0.89)
+Script = list[tuple[Shape, float]]
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return vs.talking_video(tmp_path_factory.mktemp("video") / "astronaut.mp4")
+def video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Script]:
+    return vs.speaking_video(tmp_path_factory.mktemp("video") / "astronaut.mp4")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, video: Path) -> tuple[Path, VideoAvatar]:
+def built(
+    tmp_path_factory: pytest.TempPathFactory, video: tuple[Path, Script]
+) -> tuple[Path, VideoAvatar]:
     data_dir = tmp_path_factory.mktemp("data")
-    summary = build_video_avatar(video, "astro-video", data_dir)
+    summary = build_video_avatar(video[0], "astro-video", data_dir)
     assert summary["kind"] == "video" and summary["loop_seconds"] >= 2.0
     avatar = load_avatar("astro-video", data_dir)
     assert isinstance(avatar, VideoAvatar) and isinstance(avatar, CustomAvatar)
     return data_dir, avatar
 
 
-def test_build_writes_a_video_asset(built: tuple[Path, VideoAvatar]) -> None:
+def manifest_of(data_dir: Path, name: str = "astro-video") -> dict:
+    return json.loads((data_dir / "avatars" / name / "manifest.json").read_text("utf-8"))
+
+
+def test_build_writes_a_video_asset(
+    built: tuple[Path, VideoAvatar], video: tuple[Path, Script]
+) -> None:
     data_dir, _ = built
-    path = data_dir / "avatars" / "astro-video"
-    manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+    manifest = manifest_of(data_dir)
     assert manifest["kind"] == "video" and manifest["size"] == {"width": 540, "height": 960}
-    asset = load_asset(path)
+    asset = load_asset(data_dir / "avatars" / "astro-video")
     assert isinstance(asset, VideoAsset) and asset.loop.shape[0] == manifest["loop"]["frames"]
-    # the loop is cut from closed-mouth frames: the sample speaks from 3 s to 5 s
+    assert asset.mouth_alpha is not None and asset.mouth_offsets.shape == (len(asset.loop), 2)
+    # the loop is cut from silent closed-mouth frames, clear of the speech
+    speaking = [i for i, (_, o) in enumerate(video[1]) if o > 0]
     a, b = manifest["loop"]["source_frames"]
-    assert b <= 75 or a >= 125
+    assert b <= speaking[0] or a > speaking[-1], (a, b, speaking[0], speaking[-1])
+    assert manifest["source"]["sound"] and manifest["source"]["speech_seconds"] > 2.0
+
+
+def test_mouth_bank_is_harvested_and_labelled(
+    built: tuple[Path, VideoAvatar], video: tuple[Path, Script]
+) -> None:
+    bank = manifest_of(built[0])["bank"]
+    assert bank["labels"] == "audio+landmarks"
+    harvested = [s for s in bank["slots"] if s["source"] == "video"]
+    assert len(harvested) >= 25, bank["harvested_slots"]
+    # every shape the sentence says clearly is harvested for its usual openness
+    for shape, level in (("B", 2), ("C", 4), ("D", 6), ("E", 3), ("F", 2), ("G", 1), ("H", 3)):
+        assert any(s["shape"] == shape and s["level"] == level for s in harvested), shape
+    # labels (heard phonemes + landmarks) against the video's script
+    frames = {(s["frame"], s["shape"]) for s in harvested}
+    right = sum(video[1][f][0].value == shape for f, shape in frames)
+    assert right / len(frames) >= LABEL_ACCURACY_MIN, (right, len(frames))
+    assert bank["ring_luma_mad_max"] < RING_MISMATCH_MAX
+
+
+def cavity_tint(avatar: VideoAvatar, pose: MouthPose, frame_index: int = 0) -> float:
+    """Mean (B - R) of the dark opening in the mouth box: > +20 for the video's own (tinted)
+    mouths, below -10 for the warp's (dark red)."""
+    mx, my, mw, mh = avatar._mouth_box
+    boxes = []
+    for p in (pose, MouthPose(Shape.X, 0.0)):
+        f = avatar.render(FrameState(mouth=p, frame_index=frame_index))
+        rgb = yuv420_to_rgb(f.data, f.width, f.height).astype(np.int32)
+        boxes.append(rgb[my : my + mh, mx : mx + mw])
+    box, rest = boxes
+    dark = (box.mean(axis=2) < 60) & (rest.mean(axis=2) > 90)  # opened, not the dark shirt
+    assert dark.sum() > 30, pose  # the mouth is open
+    return float((box[..., 2] - box[..., 0])[dark].mean())
+
+
+def test_speaking_frames_come_from_the_bank(built: tuple[Path, VideoAvatar]) -> None:
+    data_dir, avatar = built
+    slots = {(s["shape"], s["level"]): s["source"] for s in manifest_of(data_dir)["bank"]["slots"]}
+    assert slots[("D", 6)] == "video" and slots[("X", 6)] == "warp"
+    assert cavity_tint(avatar, MouthPose(Shape.D, 1.0)) > 20  # the person's own mouth
+    assert cavity_tint(avatar, MouthPose(Shape.C, 4 / 6)) > 20
+    assert cavity_tint(avatar, MouthPose(Shape.X, 1.0)) < -10  # the warp: dark red
+
+
+def test_mouth_follows_each_loop_frame(built: tuple[Path, VideoAvatar]) -> None:
+    """The sprite lands where the current loop frame's mouth is (whole pixels)."""
+    _, avatar = built
+    shifts = [avatar.mouth_shift(i) for i in range(len(avatar.loop))]
+    far = max(range(len(shifts)), key=lambda i: abs(shifts[i][0]) + abs(shifts[i][1]))
+    assert shifts[0] == (0, 0) and shifts[far] != (0, 0)
+
+    def centre(loop_index: int) -> np.ndarray:
+        index = int(np.ceil(loop_index * 25 / avatar.fps))
+        f = avatar.render(FrameState(mouth=MouthPose(Shape.D, 1.0), frame_index=index))
+        rest = avatar.render(FrameState(frame_index=index))
+        diff = np.abs(f.y.astype(np.int32) - rest.y.astype(np.int32)) > 40
+        ys, xs = np.nonzero(diff)
+        return np.array([xs.mean(), ys.mean()])
+
+    moved = centre(far) - centre(0)
+    assert np.all(np.abs(moved - np.array(shifts[far])) <= 1.0), (moved, shifts[far])
+
+
+def test_sprite_blends_without_a_seam(built: tuple[Path, VideoAvatar]) -> None:
+    _, avatar = built
+    for i in (0, 37, len(avatar.loop) - 1):
+        index = int(np.ceil(i * 25 / avatar.fps))
+        rest = avatar.render(FrameState(frame_index=index)).y.astype(np.int32)
+        dx, dy = avatar.mouth_shift(i)
+        mx, my, mw, mh = avatar._mouth_box
+        ys, xs = slice(my + dy, my + dy + mh), slice(mx + dx, mx + dx + mw)
+        for shape, k in ((Shape.D, 6), (Shape.C, 4), (Shape.F, 2), (Shape.X, 3)):
+            st = FrameState(mouth=MouthPose(shape, k / 6), frame_index=index)
+            img = avatar.render(st).y.astype(np.int32)
+            steps = [
+                np.abs(img[ys, xs.start] - img[ys, xs.start - 1])
+                - np.abs(rest[ys, xs.start] - rest[ys, xs.start - 1]),
+                np.abs(img[ys.stop - 1, xs] - img[ys.stop, xs])
+                - np.abs(rest[ys.stop - 1, xs] - rest[ys.stop, xs]),
+            ]
+            seam = float(np.mean(np.abs(np.concatenate(steps))))
+            assert seam < SPRITE_BORDER_MAX, (i, shape, seam)
 
 
 def test_loop_has_no_jump_at_the_seam(built: tuple[Path, VideoAvatar]) -> None:
@@ -67,6 +163,8 @@ def test_mouth_changes_only_inside_the_mouth_box(built: tuple[Path, VideoAvatar]
     _, avatar = built
     rest = avatar.render(FrameState(frame_index=25)).y.astype(np.int32)
     mx, my, mw, mh = avatar._mouth_box
+    dx, dy = avatar.mouth_shift(avatar.loop_index(25))
+    mx, my = mx + dx, my + dy
     inside = np.zeros(rest.shape, bool)
     inside[my - 1 : my + mh + 1, mx - 1 : mx + mw + 1] = True
     shapes = {}
@@ -100,8 +198,8 @@ def test_low_fps(tmp_path: Path) -> None:
     assert err.value.reason == "low_fps"
 
 
-def test_corrupt_and_unsupported(tmp_path: Path, video: Path) -> None:
-    bad = vs.corrupt_video(tmp_path / "bad.mp4", video)
+def test_corrupt_and_unsupported(tmp_path: Path, video: tuple[Path, Script]) -> None:
+    bad = vs.corrupt_video(tmp_path / "bad.mp4", video[0])
     with pytest.raises(VideoQualityError) as err:
         build_video_avatar(bad, "bad", tmp_path / "data")
     assert err.value.reason == "corrupt_file"

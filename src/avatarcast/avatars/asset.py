@@ -7,6 +7,8 @@ docs/avatars.md, "Custom avatars from a photo").
     matte.png       the person's alpha (grey, same size)
     mouth.npy       (1 + 9 × levels, h+1, w+1, 3) uint8 mouth-box sprites (+1 px margin)
     eyes.npy        (blink levels + 1, h+1, w+1, 3) uint8 eye-box sprites
+    loop.npy        video avatars: (frames, H + 2m, W + 2m, 3) uint8 idle loop
+    mouth_alpha.npy video avatars: (h+1, w+1) uint8 weights the mouth sprites blend with
 
 Building writes into `<name>.partial-<pid>/` and renames it into place at the very end, so a
 failed or interrupted build never leaves a half avatar that the registry would pick up.
@@ -267,10 +269,15 @@ def load_asset(path: Path) -> PhotoAsset:
 
 @dataclass
 class VideoAsset(PhotoAsset):
-    """A loaded video avatar: a photo asset (sprites warped from the loop's first frame)
-    plus the idle loop, (frames, H + 2m, W + 2m, 3) uint8, memory-mapped."""
+    """A loaded video avatar: a photo asset whose mouth sprites are the mouth bank (harvested
+    from the video, or warped from the loop's first frame where the video has no such mouth),
+    plus the idle loop, (frames, H + 2m, W + 2m, 3) uint8, memory-mapped, the weight map the
+    mouth sprites are blended with ((h+1, w+1) uint8; None in avatars built before the bank:
+    opaque) and where each loop frame's mouth sits relative to the first's ((frames, 2))."""
 
     loop: NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
+    mouth_alpha: NDArray[np.uint8] | None = None
+    mouth_offsets: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
 
     @property
     def fps(self) -> float:
@@ -295,5 +302,18 @@ def _load_video(
     want = (frames, *images["canvas"].shape)
     _need(loop.dtype == np.uint8 and loop.shape == want and frames >= 2, path, "loop shape")
     _need(fps > 0, path, "loop fps")
+    alpha = None
+    if "mouth_alpha" in files:
+        try:
+            alpha = np.load(path / files["mouth_alpha"], allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise AssetError(f"avatar asset {path} is damaged: mouth_alpha ({exc})") from exc
+        _need(alpha.dtype == np.uint8 and alpha.shape == mouth.shape[1:3], path, "mouth_alpha")
+    try:
+        offsets = np.asarray(manifest["loop"].get("mouth_offsets", [[0, 0]] * frames), float)
+    except (TypeError, ValueError) as exc:
+        raise AssetError(f"avatar asset {path} is damaged: loop mouth_offsets ({exc})") from exc
+    ok = offsets.shape == (frames, 2) and bool(np.isfinite(offsets).all())
+    _need(ok and float(np.abs(offsets).max(initial=0)) < 64, path, "loop mouth_offsets")
     canvas, bg = images["canvas"], images["background"]
-    return VideoAsset(path, manifest, canvas, bg, matte, mouth, eyes, loop)
+    return VideoAsset(path, manifest, canvas, bg, matte, mouth, eyes, loop, alpha, offsets)

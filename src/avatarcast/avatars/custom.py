@@ -274,9 +274,10 @@ def scale_asset(asset: PhotoAsset, width: int, height: int) -> PhotoAsset:
 class VideoAvatar(CustomAvatar):
     """A video avatar: the base frame is the idle loop's current frame (the video's own
     blinks, breathing and head motion; no synthetic sway), chosen by the frame's index on the
-    session timeline (`FrameState.frame_index`) at the video's frame rate. Speaking pastes
-    the mouth sprites, warped from the loop's first frame, at the fixed mouth box (the build
-    stabilises the face). Renders only at the built size for now.
+    session timeline (`FrameState.frame_index`) at the video's frame rate. Speaking blends a
+    mouth sprite from the mouth bank (see `avatars.mouth_bank`) over the loop frame with the
+    asset's weight map, moved by whole pixels to where that loop frame's mouth sits; at rest
+    the loop's own mouth shows. Renders only at the built size (`load_avatar` asks for it).
 
     Base frames are keyed (loop index, 0, 0) in the PoseCache."""
 
@@ -291,11 +292,13 @@ class VideoAvatar(CustomAvatar):
             raise TypeError("VideoAvatar needs a VideoAsset")
         if (width, height) != (asset.width, asset.height):
             raise ValueError(
-                f"video avatars render at their built size ({asset.width}x{asset.height}) "
-                f"for now, got {width}x{height}"
+                f"video avatars render at their built size ({asset.width}x{asset.height}), "
+                f"got {width}x{height}"
             )
         self.loop = asset.loop
         self.fps = asset.fps
+        self._alpha = asset.mouth_alpha
+        self._offsets = [(round(float(x)), round(float(y))) for x, y in asset.mouth_offsets]
         super().__init__(name, asset, width, height)
         self.max_shift = 0
 
@@ -303,6 +306,10 @@ class VideoAvatar(CustomAvatar):
         """The loop frame shown at output frame `frame_index` (the session timeline, not the
         wall clock: an offline render and a live session show the same picture)."""
         return int(frame_index * self.fps / FRAME_RATE_HZ) % len(self.loop)
+
+    def mouth_shift(self, loop_index: int) -> tuple[int, int]:
+        """Whole pixels the mouth sprite moves by on loop frame `loop_index`."""
+        return self._offsets[loop_index] if self._offsets else (0, 0)
 
     def pose_key(self, state: FrameState) -> PoseKey:
         return self.loop_index(state.frame_index), 0, 0
@@ -313,16 +320,22 @@ class VideoAvatar(CustomAvatar):
         level = round(min(max(state.mouth.open, 0.0), 1.0) * self.asset.mouth_levels)
         if level:  # at rest the loop's own mouth shows
             y, u, v = planes(data, self.width, self.height)
-            what = (state.mouth.shape, level)
-            self._cache.sprite(what, self._mouth_box, (0, 0, 0)).paste(y, u, v)
+            dx, dy = self.mouth_shift(key[0])
+            sprite = self._cache.sprite(
+                (state.mouth.shape, level), self._mouth_box, (dx, dy, 0), self._alpha is not None
+            )
+            sprite.paste(y, u, v)
         return YuvFrame(data, self.width, self.height)
 
     def warm_up(self, shifts: tuple[int, int] = (0, 0)) -> None:
         for i in range(len(self.loop)):
             self._cache.base((i, 0, 0))
-        for s in SHAPES:
-            for k in range(1, self.asset.mouth_levels + 1):
-                self._cache.sprite((s, k), self._mouth_box, (0, 0, 0))
+        for dx, dy in {(x % 2, y % 2) for x, y in self._offsets or [(0, 0)]}:
+            for s in SHAPES:
+                for k in range(1, self.asset.mouth_levels + 1):
+                    self._cache.sprite(
+                        (s, k), self._mouth_box, (dx, dy, 0), self._alpha is not None
+                    )
 
     def _draw_base(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
         m = self._m
@@ -331,3 +344,11 @@ class VideoAvatar(CustomAvatar):
 
     def _draw_matte(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
         rgba[..., 3] = 255
+
+    def _draw_sprite(self, rgba: NDArray[np.uint8], what: Hashable, ox: int, oy: int) -> None:
+        super()._draw_sprite(rgba, what, ox, oy)
+        if self._alpha is not None and what[0] != "eye":  # type: ignore[index]
+            x0, y0 = self._mouth_box[:2]
+            px, py = ox + x0, oy + y0
+            h, w = rgba.shape[:2]
+            rgba[..., 3] = self._alpha[1 - py : 1 - py + h, 1 - px : 1 - px + w]

@@ -250,7 +250,12 @@ def file_sha256(path: Path) -> str:
 
 
 def rig_manifest(
-    lm: NDArray[np.float64], mouth_rig: MouthRig, eye_rig: EyeRig, height: int, background: str
+    lm: NDArray[np.float64],
+    mouth_rig: MouthRig,
+    eye_rig: EyeRig,
+    height: int,
+    background: str,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
 ) -> dict[str, Any]:
     """The manifest fields every warped-face asset has (photo and video alike)."""
     _, my, _, mh = mouth_rig.box
@@ -259,7 +264,7 @@ def rig_manifest(
     neck0 = my + mh + 2
     neck1 = min(height, neck0 + max(40, round(0.35 * float(lm[152, 1] - lm[10, 1]))))
     return {
-        "size": {"width": WIDTH, "height": HEIGHT},
+        "size": {"width": size[0], "height": size[1]},
         "margin": MARGIN,
         "background": background,
         "mouth_levels": MOUTH_LEVELS,

@@ -38,7 +38,8 @@ def available_avatars(data_dir: Path | None = None) -> list[str]:
 def load_avatar(
     name: str, data_dir: Path | None = None, width: int = 540, height: int = 960
 ) -> Avatar:
-    """The shared avatar `name` at `width`×`height`.
+    """The shared avatar `name` at `width`×`height` (a video avatar: at its built size, so
+    callers take the size from the avatar they get).
 
     Raises UnknownAvatarError if no such name, AvatarLoadError if its files are damaged,
     SettingsError for a size it cannot render."""
@@ -51,6 +52,7 @@ def load_avatar(
             raise UnknownAvatarError(f"unknown avatar {name!r}; available: {names}")
         path, stamp = custom
         factory = _custom_loader(name, path)
+        width, height = native_size(path) or (width, height)
     key = (name, width, height, stamp)
     with _lock:  # building takes a moment: make sure only one thread does it
         avatar = _instances.get(key)
@@ -68,6 +70,21 @@ def load_avatar(
                 del _instances[old]
             _instances[key] = avatar
     return avatar
+
+
+def native_size(path: Path) -> tuple[int, int] | None:
+    """The one size a custom avatar renders at (video avatars: their built size), or None if
+    it renders at any size of its aspect (photo avatars) or the manifest is unreadable (the
+    loader then reports what is wrong)."""
+    import json
+
+    try:
+        manifest = json.loads((path / "manifest.json").read_text("utf-8"))
+        if manifest.get("kind") != "video":
+            return None
+        return int(manifest["size"]["width"]), int(manifest["size"]["height"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _custom_path(name: str, data_dir: Path | None) -> tuple[Path, int] | None:

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from avatarcast import __version__
-from avatarcast.avatars import photo
+from avatarcast.avatars import mouth_bank, photo
 from avatarcast.avatars.asset import check_name, mouth_index, write_asset
 from avatarcast.avatars.photo import (
     BLINK_LEVELS,
@@ -49,7 +49,7 @@ from avatarcast.avatars.photo import (
 from avatarcast.avatars.photo_background import mediapipe_quiet
 from avatarcast.avatars.photo_warp import EyeRig, MouthRig
 from avatarcast.errors import InputError
-from avatarcast.speech.visemes import SHAPES, Shape
+from avatarcast.speech.visemes import SHAPES
 
 BUILDER = f"avatarcast {__version__} video/1"
 MIN_SECONDS = 5.0  # for now; the recommendation is 1-3 minutes (docs/avatars.md)
@@ -61,6 +61,9 @@ FADE = 6  # frames cross-faded at the loop's seam
 SMOOTH = 5  # frames in the landmark moving average
 TRACK_MAX_H = 960
 THUMB = (48, 48)
+SIZES = ((540, 960), (720, 1280), (960, 540), (1280, 720))
+SPEECH_PAD = 5  # frames of silence the loop keeps from speech on either side
+MOUTH_ANCHOR = (2, 0, 17, 61, 291)  # nose base, lips: where a loop frame's mouth sits
 VIDEO_REASONS = {
     "unsupported_file": "the file is not a video avatarcast can read",
     "corrupt_file": "the video is damaged or truncated",
@@ -218,26 +221,74 @@ def choose_loop(
     return best
 
 
-def crop_matrix(lm: NDArray[np.float64], scale: float, size: tuple[int, int]) -> NDArray[Any]:
-    """Source → canvas (540x960 + margin) at `scale`, face centred like the photo path."""
-    cw, ch = WIDTH + 2 * MARGIN, HEIGHT + 2 * MARGIN
+def output_size(source: tuple[int, int], size: tuple[int, int] | None) -> tuple[int, int]:
+    """The avatar's picture size: `size` if given (one of `SIZES`, the video's orientation),
+    else 540x960 for an upright video and 960x540 for a wide one."""
+    portrait = source[1] >= source[0]
+    if size is None:
+        return (WIDTH, HEIGHT) if portrait else (HEIGHT, WIDTH)
+    if size not in SIZES:
+        names = ", ".join(f"{w}x{h}" for w, h in SIZES)
+        raise InputError(f"--size must be one of {names}, got {size[0]}x{size[1]}")
+    if (size[1] >= size[0]) != portrait:
+        want = "upright (9:16)" if portrait else "wide (16:9)"
+        raise InputError(
+            f"the video is {source[0]}x{source[1]}: it makes an {want} avatar, "
+            f"not {size[0]}x{size[1]}"
+        )
+    return size
+
+
+def face_width(out: tuple[int, int]) -> float:
+    """Pixels between the temples in the output: as the photo path (36 % of the width) when
+    upright; 30 % of the height when wide (head and shoulders of a presenter)."""
+    w, h = out
+    return 0.36 * w if h >= w else 0.30 * h
+
+
+def crop_matrix(
+    lm: NDArray[np.float64], scale: float, size: tuple[int, int], out: tuple[int, int]
+) -> NDArray[Any]:
+    """Source (`size`) → canvas (`out` + margin) at `scale`: the face centred, the eyes at
+    38 % of the height, like the photo path, never past the source's edges."""
+    cw, ch = out[0] + 2 * MARGIN, out[1] + 2 * MARGIN
     w, h = size
     centre = (lm[234] + lm[454]) / 2 * scale
     eyes = (lm[33] + lm[263]) / 2 * scale
     ox = float(np.clip(centre[0] - cw / 2, 0, max(w * scale - cw, 0)))
-    oy = float(np.clip(eyes[1] - (MARGIN + 0.38 * HEIGHT), 0, max(h * scale - ch, 0)))
+    oy = float(np.clip(eyes[1] - (MARGIN + 0.38 * out[1]), 0, max(h * scale - ch, 0)))
     return np.array([[scale, 0, -ox], [0, scale, -oy]], np.float64)
 
 
+def _to_canvas(lm: NDArray[np.float64], mat: NDArray[Any]) -> NDArray[np.float64]:
+    return np.asarray(lm @ mat[:, :2].T + mat[:, 2], np.float64)
+
+
+def _soundtrack(video: Path) -> NDArray[np.int16]:
+    """The video's sound as 16 kHz mono (empty if it has none or it does not decode)."""
+    from avatarcast.errors import AudioInputError
+    from avatarcast.speech.audio import load_audio
+
+    try:
+        return load_audio(video)
+    except AudioInputError:
+        return np.zeros(0, np.int16)
+
+
 def build_video_avatar(
-    video: Path, name: str, data_dir: Path, progress: ProgressFn | None = None
+    video: Path,
+    name: str,
+    data_dir: Path,
+    progress: ProgressFn | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Check, build and register the video avatar `name`; returns the CLI's summary."""
+    """Check, build and register the video avatar `name`; returns the CLI's summary.
+    `size` (w, h) is the output picture (see `output_size`)."""
     t0 = time.perf_counter()
     check_name(name)
     if (Path(data_dir) / "avatars" / name).exists():
         raise InputError(f"avatar {name!r} already exists; delete it first")
-    total, step = 5 + len(SHAPES), 0
+    total, step = 7, 0
 
     def tick(label: str) -> None:
         nonlocal step
@@ -250,6 +301,8 @@ def build_video_avatar(
         raise VideoQualityError("too_short", f"{seconds:.1f} s")
     if fps < MIN_FPS - 0.01:
         raise VideoQualityError("low_fps", f"{fps:.1f} fps")
+    src_size = _frame_size(video)
+    out = output_size(src_size, size)
     tick("tracking the face")
     raw, thumbs, n = track(video, fps)
     first = raw[: max(1, round(fps))]
@@ -259,50 +312,89 @@ def build_video_avatar(
     lost = float(np.isnan(raw[:, 0, 0]).mean())
     if lost > 0.2:
         raise VideoQualityError("face_lost", f"missing in {lost:.0%} of frames")
+    tick("listening to the sound")
     lm = smooth(raw)
     gap_all = np.array([lip_gap(m) if not np.isnan(m[0, 0]) else 1.0 for m in raw])
     closed = (gap_all < LOOP_LIP_GAP) & ~np.isnan(lm[:, 0, 0])
-    a, b, cost = choose_loop(closed, thumbs, fps)
+    pcm = _soundtrack(video)
+    heard = mouth_bank.audio_shapes(pcm, n, fps) if pcm.size else None
+    speech = np.array([h is not None for h in heard]) if heard is not None else np.zeros(n, bool)
+    if speech.any():  # the loop must be silent too: a closed mouth can still hum or say "m"
+        quiet = ~np.convolve(speech, np.ones(2 * SPEECH_PAD + 1, bool), "same")
+    else:
+        quiet = np.ones(n, bool)
+    a, b, cost = choose_loop(closed & quiet, thumbs, fps)
     tick("cutting the loop")
-    size = (0, 0)
     temple = float(np.median(np.linalg.norm(lm[a:b, 454] - lm[a:b, 234], axis=1)))
-    cw, ch = WIDTH + 2 * MARGIN, HEIGHT + 2 * MARGIN
-    crops: dict[int, NDArray[np.uint8]] = {}
-    for i, rgb in enumerate(_frames(video)):
-        if i >= b:
-            break
-        if i < a - FADE:
-            continue
-        size = (rgb.shape[1], rgb.shape[0])
-        scale = max(0.36 * WIDTH / temple, cw / size[0], ch / size[1])
-        mat = crop_matrix(lm[i], scale, size)
-        out = cv2.warpAffine(rgb, mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
-        crops[i] = np.asarray(out, np.uint8)
-    loop = np.stack([crops[i] for i in range(a, b)])
-    for j in range(FADE):  # the tail fades toward the frames just before a
-        wgt = (j + 1) / (FADE + 1)
-        tail = loop[len(loop) - FADE + j].astype(np.float32)
-        loop[len(loop) - FADE + j] = np.round(
-            (1 - wgt) * tail + wgt * crops[a - FADE + j].astype(np.float32)
-        ).astype(np.uint8)
-    tick("rigging the face")
-    key_lm = lm[a] * scale + crop_matrix(lm[a], scale, size)[:, 2]
-    src = loop[0]
+    cw, ch = out[0] + 2 * MARGIN, out[1] + 2 * MARGIN
+    scale = max(face_width(out) / temple, cw / src_size[0], ch / src_size[1])
+    key_lm = _to_canvas(lm[a], crop_matrix(lm[a], scale, src_size, out))
     mouth_rig, eye_rig = MouthRig(key_lm), EyeRig(key_lm)
     mx, my, mw, mh = mouth_rig.box
     ex, ey, ew, eh = eye_rig.box
     if ey + eh > my or min(mx, ex, my, ey) < 1 or max(mx + mw, ex + ew) >= cw or my + mh >= ch:
         raise VideoQualityError("face_cut_off", "the mouth or eyes reach the frame edge")
+    geo = mouth_bank.mouth_geometry(raw, closed)
+    labels = mouth_bank.label_frames(geo, heard)
+    usable = ~np.isnan(raw[:, 0, 0])
+    plan = mouth_bank.plan_bank(labels, geo, MOUTH_LEVELS, usable)
+    wanted = {c.frame for c in plan.values()}
+    tick("collecting the person's mouths")
+    crops: dict[int, NDArray[np.uint8]] = {}
+    aligned: dict[int, NDArray[np.uint8]] = {}
+    for i, rgb in enumerate(_frames(video)):
+        if a - FADE <= i < b:
+            mat = crop_matrix(lm[i], scale, src_size, out)
+            img = cv2.warpAffine(rgb, mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
+            crops[i] = np.asarray(img, np.uint8)
+        if i in wanted:
+            aligned[i] = mouth_bank.align(rgb, raw[i], key_lm, mouth_rig.box)
+        if i >= b and i >= max(wanted, default=0):
+            break
+    loop = np.stack([crops[i] for i in range(a, b)])
+    weights = [(j + 1) / (FADE + 1) for j in range(FADE)]
+    for j, wgt in enumerate(weights):  # the tail fades toward the frames just before a
+        tail = loop[len(loop) - FADE + j].astype(np.float32)
+        loop[len(loop) - FADE + j] = np.round(
+            (1 - wgt) * tail + wgt * crops[a - FADE + j].astype(np.float32)
+        ).astype(np.uint8)
+    offsets = _mouth_offsets(lm, a, b, scale, src_size, out, key_lm, weights)
+    tick("rigging the face")
+    src = loop[0]
+    key_box = src[my - 1 : my + mh, mx - 1 : mx + mw]
     mouth = np.empty((1 + len(SHAPES) * MOUTH_LEVELS, mh + 1, mw + 1, 3), np.uint8)
+    mouth[0] = key_box
     work = src.copy()
+    warped = []
     for si, shape in enumerate(SHAPES):
         for k in range(1, MOUTH_LEVELS + 1):
+            if (shape, k) in plan:
+                continue
             work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
             mouth[mouth_index(si, k, MOUTH_LEVELS)] = work[my - 1 : my + mh, mx - 1 : mx + mw]
-        tick(f"mouth {shape.value}")
-    work = src.copy()
-    work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, Shape.X, 0.0)
-    mouth[0] = work[my - 1 : my + mh, mx - 1 : mx + mw]
+            warped.append(mouth[mouth_index(si, k, MOUTH_LEVELS)])
+    alpha = mouth_bank.blend_mask(mouth_rig, warped, key_box)
+    slots: list[dict[str, Any]] = []
+    mismatches = []
+    for si, shape in enumerate(SHAPES):
+        for k in range(1, MOUTH_LEVELS + 1):
+            choice = plan.get((shape, k))
+            if choice is None:
+                slots.append({"shape": shape.value, "level": k, "source": "warp"})
+                continue
+            sprite, mismatch = mouth_bank.match(aligned[choice.frame], key_box, alpha)
+            mouth[mouth_index(si, k, MOUTH_LEVELS)] = sprite
+            mismatches.append(mismatch)
+            slots.append(
+                {
+                    "shape": shape.value,
+                    "level": k,
+                    "source": "video",
+                    "frame": choice.frame,
+                    "openness": round(choice.openness, 3),
+                    "ring_luma_mad": round(mismatch, 2),
+                }
+            )
     eyes = np.empty((BLINK_LEVELS + 1, eh + 1, ew + 1, 3), np.uint8)
     for k in range(BLINK_LEVELS + 1):
         work = src.copy()
@@ -310,6 +402,7 @@ def build_video_avatar(
         eyes[k] = work[ey - 1 : ey + eh, ex - 1 : ex + ew]
     tick("saving")
     seam = float(np.abs(_luma(loop[-1]) - _luma(loop[0])).mean())
+    harvested = sum(s["source"] == "video" for s in slots)
     manifest: dict[str, Any] = {
         "kind": "video",
         "builder": BUILDER,
@@ -317,14 +410,16 @@ def build_video_avatar(
         "source": {
             "file": Path(video).name,
             "sha256": photo.file_sha256(Path(video)),
-            "width": size[0],
-            "height": size[1],
+            "width": src_size[0],
+            "height": src_size[1],
             "fps": round(fps, 3),
             "seconds": round(seconds, 3),
             "frames": n,
             "scale": round(scale, 5),
+            "sound": bool(pcm.size),
+            "speech_seconds": round(float(speech.sum()) / fps, 2),
         },
-        **photo.rig_manifest(key_lm, mouth_rig, eye_rig, ch, "keep"),
+        **photo.rig_manifest(key_lm, mouth_rig, eye_rig, ch, "keep", out),
         "loop": {
             "fps": round(fps, 3),
             "frames": len(loop),
@@ -332,6 +427,15 @@ def build_video_avatar(
             "similarity_cost": round(cost, 3),
             "fade_frames": FADE,
             "seam_luma_mad": round(seam, 3),
+            "mouth_offsets": np.round(offsets, 2).tolist(),
+        },
+        "bank": {
+            "labels": "audio+landmarks" if speech.any() else "landmarks",
+            "harvested_slots": harvested,
+            "warped_slots": len(slots) - harvested,
+            "labelled_frames": sum(lab is not None for lab in labels),
+            "ring_luma_mad_max": round(max(mismatches, default=0.0), 2),
+            "slots": slots,
         },
         "checks": {
             "passed": ["file", "duration", "fps", "first_frame_face", "mouth_closed"],
@@ -341,18 +445,57 @@ def build_video_avatar(
         },
     }
     matte = np.full(src.shape[:2], 255, np.uint8)
-    write_asset(Path(data_dir), name, manifest, src, src, matte, mouth, eyes, extra={"loop": loop})
+    extra = {"loop": loop, "mouth_alpha": alpha}
+    write_asset(Path(data_dir), name, manifest, src, src, matte, mouth, eyes, extra=extra)
     return {
         "name": name,
         "kind": "video",
-        "width": WIDTH,
-        "height": HEIGHT,
+        "width": out[0],
+        "height": out[1],
         "loop_frames": len(loop),
         "loop_seconds": round(len(loop) / fps, 2),
+        "mouth_slots_from_video": harvested,
+        "mouth_slots_warped": len(slots) - harvested,
         "seconds": round(time.perf_counter() - t0, 2),
         "checks_passed": manifest["checks"]["passed"],
         "path": str(Path(data_dir) / "avatars" / name),
     }
+
+
+def _mouth_offsets(
+    lm: NDArray[np.float64],
+    a: int,
+    b: int,
+    scale: float,
+    src_size: tuple[int, int],
+    out: tuple[int, int],
+    key_lm: NDArray[np.float64],
+    fade: list[float],
+) -> NDArray[np.float64]:
+    """(loop frames, 2): where each loop frame's mouth sits relative to the key frame's, in
+    canvas pixels (the fade frames mix the two frames they blend)."""
+    anchor = list(MOUTH_ANCHOR)
+
+    def at(i: int) -> NDArray[np.float64]:
+        c = _to_canvas(lm[i], crop_matrix(lm[i], scale, src_size, out))
+        return np.asarray(c[anchor].mean(0) - key_lm[anchor].mean(0), np.float64)
+
+    offs = np.stack([at(i) for i in range(a, b)])
+    for j, wgt in enumerate(fade):
+        k = len(offs) - len(fade) + j
+        offs[k] = (1 - wgt) * offs[k] + wgt * at(a - len(fade) + j)
+    return offs
+
+
+def _frame_size(video: Path) -> tuple[int, int]:
+    container, stream = _open(video)
+    try:
+        w, h = int(stream.codec_context.width), int(stream.codec_context.height)
+    finally:
+        container.close()
+    if w <= 0 or h <= 0:
+        raise VideoQualityError("corrupt_file", "no picture size")
+    return w, h
 
 
 def _luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:

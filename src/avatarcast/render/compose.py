@@ -66,34 +66,65 @@ def yuv420_to_rgb(data: NDArray[np.uint8], width: int, height: int) -> NDArray[n
 
 @dataclass(frozen=True, slots=True)
 class YuvSprite:
-    """A pre-converted opaque rectangle of YUV420 to paste at an even (x, y) of a frame."""
+    """A pre-converted rectangle of YUV420 to paste at an even (x, y) of a frame: opaque
+    (plain copies), or blended by a per-pixel weight when `alpha` is set."""
 
     x: int
     y: int
     y_plane: NDArray[np.uint8]
     u_plane: NDArray[np.uint8]
     v_plane: NDArray[np.uint8]
+    # weights 0..256 for the luma and chroma planes (None: opaque)
+    alpha: tuple[NDArray[np.uint16], NDArray[np.uint16]] | None = None
 
     @classmethod
-    def from_rgb(cls, x: int, y: int, rgb: NDArray[np.uint8]) -> YuvSprite:
+    def from_rgb(cls, x: int, y: int, rgb: NDArray[np.uint8], blend: bool = False) -> YuvSprite:
+        """From RGB(A); with `blend`, the A channel becomes the paste weight (chroma weights
+        are 2×2 means)."""
         if x % 2 or y % 2:
             raise ValueError("sprites must sit on even coordinates (chroma is 2×2 subsampled)")
         h, w = rgb.shape[:2]
         data = rgb_to_yuv420(rgb)
         f = YuvFrame(data, w, h)
-        return cls(x, y, f.y.copy(), f.u.copy(), f.v.copy())
+        alpha = None
+        if blend:
+            a = rgb[..., 3].astype(np.uint16)
+            ay = (a * 256 + 127) // 255
+            a4 = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+            auv = (a4.astype(np.uint32) * 256 + 510) // 1020
+            alpha = (ay.astype(np.uint16), auv.astype(np.uint16))
+        return cls(x, y, f.y.copy(), f.u.copy(), f.v.copy(), alpha)
 
     @property
     def nbytes(self) -> int:
-        return self.y_plane.nbytes + self.u_plane.nbytes + self.v_plane.nbytes
+        extra = 0 if self.alpha is None else self.alpha[0].nbytes + self.alpha[1].nbytes
+        return self.y_plane.nbytes + self.u_plane.nbytes + self.v_plane.nbytes + extra
+
+    def moved(self, x: int, y: int) -> YuvSprite:
+        return YuvSprite(x, y, self.y_plane, self.u_plane, self.v_plane, self.alpha)
 
     def paste(self, y: NDArray[np.uint8], u: NDArray[np.uint8], v: NDArray[np.uint8]) -> None:
-        """Copy into the planes of a frame (plain rectangle copies, no blending)."""
+        """Into the planes of a frame: rectangle copies, or `(frame * (256 - a) + sprite * a)
+        >> 8` per pixel for a blended sprite."""
         h, w = self.y_plane.shape
-        y[self.y : self.y + h, self.x : self.x + w] = self.y_plane
         cy, cx = self.y // 2, self.x // 2
-        u[cy : cy + h // 2, cx : cx + w // 2] = self.u_plane
-        v[cy : cy + h // 2, cx : cx + w // 2] = self.v_plane
+        targets = (
+            (y[self.y : self.y + h, self.x : self.x + w], self.y_plane),
+            (u[cy : cy + h // 2, cx : cx + w // 2], self.u_plane),
+            (v[cy : cy + h // 2, cx : cx + w // 2], self.v_plane),
+        )
+        if self.alpha is None:
+            for dst, src in targets:
+                dst[...] = src
+            return
+        for i, (dst, src) in enumerate(targets):
+            a = self.alpha[min(i, 1)]
+            mixed = dst.astype(np.uint16)
+            mixed *= np.subtract(256, a, dtype=np.uint16)
+            mixed += src * a
+            mixed += 128
+            mixed >>= 8
+            dst[...] = mixed
 
 
 def planes(
@@ -220,7 +251,8 @@ class PoseCache:
 
         return self._mattes.get(key, build)
 
-    def sprite(self, what: Hashable, box: Box, key: PoseKey) -> YuvSprite:
+    def sprite(self, what: Hashable, box: Box, key: PoseKey, blend: bool = False) -> YuvSprite:
+        """With `blend`, the drawn alpha is kept as the paste weight."""
         x0, y0, w, h = box
         fx, fy = x0 + key[0], y0 + key[1]  # where the box lands in the frame
         ax, ay = fx - fx % 2, fy - fy % 2  # aligned down to even
@@ -229,7 +261,6 @@ class PoseCache:
         def build() -> YuvSprite:
             rgba = np.zeros((h, w, 4), np.uint8)
             self._draw_sprite(rgba, what, px - x0, py - y0)
-            return YuvSprite.from_rgb(0, 0, rgba)
+            return YuvSprite.from_rgb(0, 0, rgba, blend)
 
-        s = self._sprites.get((what, px, py), build)
-        return YuvSprite(ax, ay, s.y_plane, s.u_plane, s.v_plane)
+        return self._sprites.get((what, px, py), build).moved(ax, ay)
