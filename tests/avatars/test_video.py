@@ -211,3 +211,86 @@ def test_corrupt_and_unsupported(tmp_path: Path, video: tuple[Path, Script]) -> 
     assert not (tmp_path / "data" / "avatars").exists() or not any(
         (tmp_path / "data" / "avatars").iterdir()
     )
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A silent 1280x720 video built into a 16:9 avatar (labels from the landmarks alone)."""
+    root = tmp_path_factory.mktemp("wide")
+    path = vs.write_video(root / "wide.mp4", vs.wide_frames(8.0, 25), 25)
+    summary = build_video_avatar(path, "wide", root / "data")
+    return root / "data", summary
+
+
+def test_wide_video_makes_a_wide_avatar(wide: tuple[Path, dict]) -> None:
+    data_dir, summary = wide
+    assert (summary["width"], summary["height"]) == (960, 540)
+    # a video avatar renders at its own size whatever size the caller asks for
+    avatar = load_avatar("wide", data_dir, 540, 960)
+    assert (avatar.width, avatar.height) == (960, 540)
+    frame = avatar.render(FrameState(mouth=MouthPose(Shape.D, 1.0), frame_index=3))
+    assert (frame.width, frame.height) == (960, 540)
+    rest = avatar.render(FrameState(frame_index=3))
+    mx, my, mw, mh = avatar._mouth_box
+    assert 300 < mx + mw / 2 < 660 and 200 < my + mh / 2 < 500  # the face is framed
+    diff = np.abs(frame.y.astype(np.int32) - rest.y.astype(np.int32))
+    assert float(diff[my : my + mh, mx : mx + mw].mean()) > 2.0
+
+
+def test_silent_video_labels_by_landmarks(wide: tuple[Path, dict]) -> None:
+    data_dir, _ = wide
+    bank = manifest_of(data_dir, "wide")["bank"]
+    assert bank["labels"] == "landmarks"
+    harvested = {s["shape"] for s in bank["slots"] if s["source"] == "video"}
+    # the sample opens its mouth as C, D and E; without sound G and H cannot be told apart
+    assert harvested & {"C", "D", "E"} and not harvested & {"G", "H", "X"}, harvested
+
+
+def test_size_must_match_the_video(tmp_path: Path, wide: tuple[Path, dict]) -> None:
+    from avatarcast.avatars.video import output_size
+    from avatarcast.errors import InputError
+
+    assert output_size((1920, 1080), None) == (960, 540)
+    assert output_size((1080, 1920), None) == (540, 960)
+    assert output_size((1920, 1080), (1280, 720)) == (1280, 720)
+    with pytest.raises(InputError, match="wide"):
+        output_size((1920, 1080), (540, 960))
+    with pytest.raises(InputError, match="must be one of"):
+        output_size((1920, 1080), (1000, 500))
+
+
+def test_cli_renders_a_video_avatar_at_its_size(tmp_path: Path, wide: tuple[Path, dict]) -> None:
+    import subprocess
+    import sys
+
+    import av
+
+    data_dir, _ = wide
+    out = tmp_path / "hello.mp4"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatarcast",
+            "render",
+            "--avatar",
+            "wide",
+            "--data-dir",
+            str(data_dir),
+            "--text",
+            "Hello, how are you?",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    assert frames[0].shape == (540, 960) and len(frames) > 25
+    avatar = load_avatar("wide", data_dir)
+    mx, my, mw, mh = avatar._mouth_box
+    mouths = np.stack([f[my : my + mh, mx : mx + mw].astype(np.float32) for f in frames])
+    assert float(np.abs(np.diff(mouths, axis=0)).mean(axis=(1, 2)).max()) > 3.0  # it speaks
