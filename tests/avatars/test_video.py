@@ -19,7 +19,7 @@ from avatarcast.speech.visemes import MouthPose, Shape
 
 LOOP_SEAM_MAX = 3.0  # mean |luma| difference, last loop frame vs first (measured ~1.4)
 SPRITE_BORDER_MAX = 1.0  # mean |luma step| across the sprite box border (weights are 0 there)
-RING_MISMATCH_MAX = 12.0  # mean |luma|, harvested vs key frame where the weight < 25 %
+RING_MISMATCH_MAX = 6.0  # mean |luma|, harvested vs key frame on the still ring (~3.7)
 LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (~0.89)
 Script = list[tuple[Shape, float]]
 

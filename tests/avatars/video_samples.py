@@ -1,8 +1,10 @@
 """Test videos made from scikit-image's astronaut portrait, encoded with PyAV (libx264).
 
 `talking_video`: the framed portrait (540x960, the photo path's framing, lips closed) with
-slight head motion (sub-pixel translations of a few pixels), silent/closed-mouth for the
-first second and from 5 s on, "speaking" (photo-warped mouth shapes) from 3 s to 5 s.
+slight head motion (sub-pixel translations of a few pixels) over a still background,
+silent/closed-mouth for the first second and from 5 s on, "speaking" (photo-warped mouth
+shapes) from 3 s to 5 s. `speaking_video`: the same person saying an espeak sentence, with
+sound (see there).
 """
 
 from __future__ import annotations
@@ -35,6 +37,31 @@ def portrait() -> tuple[NDArray[np.uint8], list[NDArray[np.uint8]]]:
         canvas[my : my + mh, mx : mx + mw] = rig.warp(src, shape, k)
         out.append(canvas)
     return out[0], out[1:]
+
+
+_STAGE: dict[str, NDArray[np.float32] | NDArray[np.uint8]] = {}
+
+
+def on_still_background(canvas: NDArray[np.uint8], mat: NDArray[np.float64]) -> NDArray[np.uint8]:
+    """The framed portrait moved by `mat` (canvas → 540x960 frame) over a still background,
+    like a person recorded from a tripod: the person (selfie-segmentation matte) moves, the
+    background (the photo with the person painted out) does not."""
+    if not _STAGE:
+        from avatarcast.avatars.photo_background import fill_background, person_matte
+
+        rest, _ = portrait()
+        matte = person_matte(rest, "keep")
+        _STAGE["matte"] = matte.astype(np.float32) / 255.0
+        still = cv2.warpAffine(
+            fill_background(rest, matte, MARGIN),
+            np.array([[1, 0, -MARGIN], [0, 1, -MARGIN]], np.float64),
+            (W, H),
+        )
+        _STAGE["plate"] = np.asarray(still, np.uint8)
+    fg = cv2.warpAffine(canvas, mat, (W, H), flags=cv2.INTER_LINEAR).astype(np.float32)
+    a = cv2.warpAffine(_STAGE["matte"], mat, (W, H), flags=cv2.INTER_LINEAR)[..., None]
+    out = fg * a + _STAGE["plate"].astype(np.float32) * (1 - a)
+    return np.asarray(np.clip(out + 0.5, 0, 255), np.uint8)
 
 
 def write_video(path: Path, frames: Iterable[NDArray[np.uint8]], fps: int) -> Path:
@@ -75,8 +102,7 @@ def iter_talking_frames(seconds: float = 8.0, fps: int = 25) -> Iterator[NDArray
         dx = 3.0 * np.sin(2 * np.pi * t / 2.0)  # slight head motion, 2 s period
         dy = 1.5 * np.sin(2 * np.pi * t / 3.0)
         mat = np.array([[1, 0, dx - MARGIN], [0, 1, dy - MARGIN]], np.float64)
-        frame = cv2.warpAffine(canvas, mat, (W, H), flags=cv2.INTER_LINEAR)
-        yield np.asarray(frame, np.uint8)
+        yield on_still_background(canvas, mat)
 
 
 def talking_video(path: Path, seconds: float = 8.0, fps: int = 25) -> Path:
@@ -112,24 +138,30 @@ def cavity_marker(
 
 
 def speaking_script(
-    seconds: float = 11.0, fps: int = 25
+    seconds: float = 11.0, fps: int = 25, every_s: float | None = None
 ) -> tuple[NDArray[np.int16], list[tuple[Shape, float]]]:
-    """16 kHz PCM (silence, then `SENTENCE` spoken by espeak-ng from `SPEECH_START_S`) and the
-    mouth of every video frame: espeak's exact phoneme times through the text lip-sync."""
+    """16 kHz PCM (silence, then `SENTENCE` spoken by espeak-ng from `SPEECH_START_S`, again
+    every `every_s` if given) and the mouth of every video frame: espeak's exact phoneme
+    times through the text lip-sync."""
     from avatarcast.speech.text_lipsync import track_from_phonemes
     from avatarcast.speech.tts import get_backend
 
     utt = get_backend("espeak").synthesize(SENTENCE, voice="en-us")
     n = round(seconds * fps)
     pcm = np.zeros(round(seconds * 16000), np.int16)
-    s0 = round(SPEECH_START_S * 16000)
-    pcm[s0 : s0 + utt.pcm.size] = utt.pcm[: pcm.size - s0]
     track = track_from_phonemes(utt.phonemes, -(-utt.pcm.size * fps // 16000), fps)
     script = [(Shape.X, 0.0)] * n
-    f0 = round(SPEECH_START_S * fps)
-    for k, pose in enumerate(track):
-        if f0 + k < n:
-            script[f0 + k] = (pose.shape, pose.open)
+    start = SPEECH_START_S
+    while start < seconds:
+        s0 = round(start * 16000)
+        pcm[s0 : s0 + utt.pcm.size] = utt.pcm[: pcm.size - s0]
+        f0 = round(start * fps)
+        for k, pose in enumerate(track):
+            if f0 + k < n:
+                script[f0 + k] = (pose.shape, pose.open)
+        if every_s is None:
+            break
+        start += every_s
     return pcm, script
 
 
@@ -161,22 +193,23 @@ def iter_speaking_frames(
         mat = cv2.getRotationMatrix2D(centre, 1.5 * np.sin(2 * np.pi * t / 4.0), 1.0)
         mat[0, 2] += 3.0 * np.sin(2 * np.pi * t / 2.0) - MARGIN
         mat[1, 2] += 1.5 * np.sin(2 * np.pi * t / 3.0) - MARGIN
-        frame = cv2.warpAffine(canvas, mat, (W, H), flags=cv2.INTER_LINEAR)
-        yield np.asarray(frame, np.uint8)
+        yield on_still_background(canvas, mat)
 
 
 def write_av(
     path: Path, frames: Iterable[NDArray[np.uint8]], fps: int, pcm: NDArray[np.int16]
 ) -> Path:
     """An MP4 with H.264 video and AAC audio (16 kHz mono PCM in)."""
+    frames = iter(frames)
+    first = next(frames)
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height = W, H
+        vs.width, vs.height = first.shape[1], first.shape[0]
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": "18", "preset": "veryfast"}
         aus = out.add_stream("aac", rate=16000)
         aus.layout = "mono"  # type: ignore[attr-defined]
-        for rgb in frames:
+        for rgb in (first, *frames):
             out.mux(vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(vs.encode())
         step = 1024
@@ -209,3 +242,18 @@ def wide_frames(seconds: float = 8.0, fps: int = 25) -> Iterator[NDArray[np.uint
         out = np.full((720, 1280, 3), 120, np.uint8)
         out[:, 316 : 316 + 648] = big[150:870]
         yield out
+
+
+def speaking_1080p(path: Path, seconds: float = 60.0, fps: int = 25) -> Path:
+    """The benchmark's recording: 1920x1080 with sound, `SENTENCE` every 8 s from 2 s (the
+    speaking portrait enlarged 1.6x, face ~17 % of the width, on a grey frame)."""
+    pcm, script = speaking_script(seconds, fps, every_s=8.0)
+
+    def frames() -> Iterator[NDArray[np.uint8]]:
+        for frame in iter_speaking_frames(script, fps):
+            big = cv2.resize(frame, (864, 1536), interpolation=cv2.INTER_CUBIC)
+            out = np.full((1080, 1920, 3), 110, np.uint8)
+            out[:, 528 : 528 + 864] = big[200:1280]
+            yield out
+
+    return write_av(path, frames(), fps, pcm)

@@ -104,7 +104,8 @@ class CustomAvatar:
             if self._thumb is None:
                 m = self._m
                 rgb = self.asset.canvas[m : m + self.height, m : m + self.width]
-                thumb = cv2.resize(rgb, (180, 320), interpolation=cv2.INTER_AREA)
+                size = (180, 320) if self.height >= self.width else (320, 180)
+                thumb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
                 self._thumb = np.asarray(thumb, np.uint8)
             return self._thumb
 

@@ -18,7 +18,8 @@ shape at about that openness, aligned to the idle loop's key frame:
    nothing fits falls back to the photo warp of the key frame.
 4. **Harvest**: the chosen frame mapped onto the key frame by the similarity transform
    (rotation, scale, shift) of landmarks speech does not move (`STABLE`) (`align`), its
-   colour matched to the key frame in the blend ring (`match`).
+   colour matched to the key frame where no mouth shape moves anything (`still_ring`,
+   `match`).
 
 At run time the sprite is blended over the current loop frame with one weight map per avatar
 (`blend_mask`: 1 over lips, jaw and chin, fading to 0 well inside the box), so the box border
@@ -228,6 +229,14 @@ def blend_mask(
     return np.asarray(np.round(weight * 255), np.uint8)
 
 
+def still_ring(rig: MouthRig, mask: NDArray[np.uint8]) -> NDArray[np.bool_]:
+    """The outer blend ring (weights 5-25 %) above the mouth line: cheeks and nose base, which
+    no mouth shape moves, so harvested and key frame should agree there."""
+    bx, by, bw, bh = rig.box
+    _, gy = rig.frame.grid((bx - 1, by - 1, bw + 1, bh + 1))
+    return np.asarray((mask > 12) & (mask < 64) & (gy < 0), np.bool_)
+
+
 def align(
     frame: NDArray[np.uint8],
     lm: NDArray[np.float64],
@@ -249,11 +258,10 @@ def align(
 
 
 def match(
-    aligned: NDArray[np.uint8], key_box: NDArray[np.uint8], mask: NDArray[np.uint8]
+    aligned: NDArray[np.uint8], key_box: NDArray[np.uint8], ring: NDArray[np.bool_]
 ) -> tuple[NDArray[np.uint8], float]:
-    """`aligned` with the key frame's light and white balance (mean colour in the blend ring,
-    where both show), and the remaining mismatch there (mean |luma|)."""
-    ring = (mask > 12) & (mask < 64)  # the outer blend ring: mostly the key frame shows
+    """`aligned` with the key frame's light and white balance (mean colour difference over
+    `ring`, see `still_ring`), and the remaining mismatch there (mean |luma|)."""
     if not ring.any():
         return aligned, 0.0
     out = aligned.astype(np.float32)

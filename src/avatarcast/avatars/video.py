@@ -14,11 +14,13 @@ thumbnail per frame; the second crops only the chosen loop frames at full resolu
   frame b is most like its first frame a (mean absolute difference of thumbnails), between
   `MIN_LOOP_S` and `MAX_LOOP_S`; its last `FADE` frames are cross-faded toward the frames
   just before a, so playing b-1 → a continues the video's own motion.
-- Framing: every loop frame is cropped around its (smoothed) face at one scale, so the face
-  stays put in the 540x960 canvas and the video keeps the rest of its motion.
-- Mouth: the photo path's warp (`MouthRig`) of the first loop frame, 9 shapes × levels; at
-  run time a speaking frame pastes it over the current loop frame (the face is stabilised by
-  the crop). A mouth bank harvested from the person's own frames is NOT built.
+- Framing: the loop is cropped by one matrix around the face's median place (the background
+  stays still, the head moves in it), at the output size (`output_size`).
+- Mouth: the mouth bank (`avatars.mouth_bank`): the person's own mouths harvested from the
+  frames where they speak, labelled by the heard phonemes and the lips, aligned to the loop's
+  first frame; the photo warp (`MouthRig`) of that frame for slots the video never shows.
+  Per loop frame, where its mouth sits (`loop.mouth_offsets`); the renderer moves the
+  sprite there and blends it with `mouth_alpha`.
 """
 
 from __future__ import annotations
@@ -328,7 +330,11 @@ def build_video_avatar(
     temple = float(np.median(np.linalg.norm(lm[a:b, 454] - lm[a:b, 234], axis=1)))
     cw, ch = out[0] + 2 * MARGIN, out[1] + 2 * MARGIN
     scale = max(face_width(out) / temple, cw / src_size[0], ch / src_size[1])
-    key_lm = _to_canvas(lm[a], crop_matrix(lm[a], scale, src_size, out))
+    # one crop for the whole loop (the face's median place): the background stays still, as
+    # the camera recorded it, and the head moves in it (x264 pays ~25 % more for a whole
+    # moving picture); each loop frame's mouth offset follows the head
+    frame_mat = crop_matrix(np.nanmedian(lm[a - FADE : b], axis=0), scale, src_size, out)
+    key_lm = _to_canvas(lm[a], frame_mat)
     mouth_rig, eye_rig = MouthRig(key_lm), EyeRig(key_lm)
     mx, my, mw, mh = mouth_rig.box
     ex, ey, ew, eh = eye_rig.box
@@ -344,8 +350,7 @@ def build_video_avatar(
     aligned: dict[int, NDArray[np.uint8]] = {}
     for i, rgb in enumerate(_frames(video)):
         if a - FADE <= i < b:
-            mat = crop_matrix(lm[i], scale, src_size, out)
-            img = cv2.warpAffine(rgb, mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
+            img = cv2.warpAffine(rgb, frame_mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
             crops[i] = np.asarray(img, np.uint8)
         if i in wanted:
             aligned[i] = mouth_bank.align(rgb, raw[i], key_lm, mouth_rig.box)
@@ -358,7 +363,7 @@ def build_video_avatar(
         loop[len(loop) - FADE + j] = np.round(
             (1 - wgt) * tail + wgt * crops[a - FADE + j].astype(np.float32)
         ).astype(np.uint8)
-    offsets = _mouth_offsets(lm, a, b, scale, src_size, out, key_lm, weights)
+    offsets = _mouth_offsets(lm, a, b, frame_mat, key_lm, weights)
     tick("rigging the face")
     src = loop[0]
     key_box = src[my - 1 : my + mh, mx - 1 : mx + mw]
@@ -374,6 +379,7 @@ def build_video_avatar(
             mouth[mouth_index(si, k, MOUTH_LEVELS)] = work[my - 1 : my + mh, mx - 1 : mx + mw]
             warped.append(mouth[mouth_index(si, k, MOUTH_LEVELS)])
     alpha = mouth_bank.blend_mask(mouth_rig, warped, key_box)
+    ring = mouth_bank.still_ring(mouth_rig, alpha)
     slots: list[dict[str, Any]] = []
     mismatches = []
     for si, shape in enumerate(SHAPES):
@@ -382,7 +388,7 @@ def build_video_avatar(
             if choice is None:
                 slots.append({"shape": shape.value, "level": k, "source": "warp"})
                 continue
-            sprite, mismatch = mouth_bank.match(aligned[choice.frame], key_box, alpha)
+            sprite, mismatch = mouth_bank.match(aligned[choice.frame], key_box, ring)
             mouth[mouth_index(si, k, MOUTH_LEVELS)] = sprite
             mismatches.append(mismatch)
             slots.append(
@@ -466,9 +472,7 @@ def _mouth_offsets(
     lm: NDArray[np.float64],
     a: int,
     b: int,
-    scale: float,
-    src_size: tuple[int, int],
-    out: tuple[int, int],
+    frame_mat: NDArray[Any],
     key_lm: NDArray[np.float64],
     fade: list[float],
 ) -> NDArray[np.float64]:
@@ -477,7 +481,7 @@ def _mouth_offsets(
     anchor = list(MOUTH_ANCHOR)
 
     def at(i: int) -> NDArray[np.float64]:
-        c = _to_canvas(lm[i], crop_matrix(lm[i], scale, src_size, out))
+        c = _to_canvas(lm[i], frame_mat)
         return np.asarray(c[anchor].mean(0) - key_lm[anchor].mean(0), np.float64)
 
     offs = np.stack([at(i) for i in range(a, b)])
