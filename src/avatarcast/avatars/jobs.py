@@ -301,7 +301,10 @@ def _worker_init() -> None:
         os.nice(19)
     import cv2
 
+    from avatarcast.avatars import video
+
     cv2.setNumThreads(1)
+    video.DECODE_THREADS = 1
     try:
         from threadpoolctl import threadpool_limits
 

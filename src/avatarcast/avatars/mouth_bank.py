@@ -8,11 +8,11 @@ shape at about that openness, aligned to the idle loop's key frame:
    how much narrower the mouth is than at rest, and how far the chin dropped, all in rest
    mouth widths (the face's temple distance cancels zoom).
 2. **Labels** (`label_frames`): where the video has speech, the audio lip-sync engine's shape
-   for the frame (`speech.audio_lipsync.track_from_audio`, the shapes of the recognised
-   phonemes), unless the landmarks contradict it (an open shape on closed lips or the
-   reverse); elsewhere (or without sound) the nearest shape by geometry among those geometry
-   can tell apart (A, B, C, D, E, F). Openness comes from the chin drop relative to the
-   shape's full jaw drop.
+   for the frame (`speech.audio_lipsync.track_from_audio`: the learned audio → shape model
+   behind a voice-activity gate), unless the landmarks contradict it (an open shape on
+   closed lips or the reverse); elsewhere (or without sound) the nearest shape by
+   geometry among those geometry can tell apart (A, B, C, D, E, F). Openness comes from
+   the chin drop relative to the shape's full jaw drop.
 3. **Choice** (`plan_bank`): per slot, the labelled frame nearest in openness (within
    `MAX_LEVEL_GAP`), preferring still frames (least landmark motion, so least blur); a slot
    nothing fits falls back to the photo warp of the key frame.

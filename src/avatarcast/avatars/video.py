@@ -66,6 +66,7 @@ THUMB = (48, 48)
 SIZES = ((540, 960), (720, 1280), (960, 540), (1280, 720))
 SPEECH_PAD = 5  # frames of silence the loop keeps from speech on either side
 MOUTH_ANCHOR = (2, 0, 17, 61, 291)  # nose base, lips: where a loop frame's mouth sits
+DECODE_THREADS = 0  # FFmpeg decoder threads (0: its own choice); build workers set 1
 VIDEO_REASONS = {
     "unsupported_file": "the file is not a video avatarcast can read",
     "corrupt_file": "the video is damaged or truncated",
@@ -112,6 +113,8 @@ def _open(path: Path) -> tuple[Any, Any]:
 
 def _frames(path: Path) -> Generator[NDArray[np.uint8], None, None]:
     container, stream = _open(path)
+    if DECODE_THREADS:
+        stream.thread_count = DECODE_THREADS
     try:
         for frame in container.decode(stream):
             yield np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
@@ -267,14 +270,30 @@ def _to_canvas(lm: NDArray[np.float64], mat: NDArray[Any]) -> NDArray[np.float64
 
 
 def _soundtrack(video: Path) -> NDArray[np.int16]:
-    """The video's sound as 16 kHz mono (empty if it has none or it does not decode)."""
+    """The video's sound as 16 kHz mono on the picture's clock (a track that starts later
+    than the picture is padded, one that starts earlier trimmed); empty if it has none or
+    it does not decode."""
+    from avatarcast import SAMPLE_RATE_HZ
     from avatarcast.errors import AudioInputError
     from avatarcast.speech.audio import load_audio
 
     try:
-        return load_audio(video)
+        pcm = load_audio(video)
     except AudioInputError:
         return np.zeros(0, np.int16)
+    container, stream = _open(video)
+    try:
+        audio = container.streams.audio[0]
+
+        def start(s: Any) -> float:
+            return float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+
+        lead = round((start(audio) - start(stream)) * SAMPLE_RATE_HZ)
+    finally:
+        container.close()
+    if lead > 0:
+        return np.concatenate([np.zeros(lead, np.int16), pcm])
+    return pcm[-lead:]
 
 
 def build_video_avatar(
