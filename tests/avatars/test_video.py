@@ -20,7 +20,7 @@ from avatarcast.speech.visemes import MouthPose, Shape
 LOOP_SEAM_MAX = 3.0  # mean |luma| difference, last loop frame vs first (measured ~1.4)
 SPRITE_BORDER_MAX = 1.0  # mean |luma step| across the sprite box border (weights are 0 there)
 RING_MISMATCH_MAX = 6.0  # mean |luma|, harvested vs key frame on the still ring (~3.7)
-LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (~0.89)
+LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (0.90-0.95)
 Script = list[tuple[Shape, float]]
 
 
@@ -71,9 +71,14 @@ def test_mouth_bank_is_harvested_and_labelled(
     # every shape the sentence says clearly is harvested for its usual openness
     for shape, level in (("B", 2), ("C", 4), ("D", 6), ("E", 3), ("F", 2), ("G", 1), ("H", 3)):
         assert any(s["shape"] == shape and s["level"] == level for s in harvested), shape
-    # labels (heard phonemes + landmarks) against the video's script
+    # labels (heard shapes + landmarks) against the video's script; A (pressed) and X (rest)
+    # are both closed lips, told apart only by context
     frames = {(s["frame"], s["shape"]) for s in harvested}
-    right = sum(video[1][f][0].value == shape for f, shape in frames)
+    closed = {"A", "X"}
+    right = sum(
+        video[1][f][0].value == shape or {video[1][f][0].value, shape} <= closed
+        for f, shape in frames
+    )
     assert right / len(frames) >= LABEL_ACCURACY_MIN, (right, len(frames))
     assert bank["ring_luma_mad_max"] < RING_MISMATCH_MAX
 

@@ -13,9 +13,10 @@ shape at about that openness, aligned to the idle loop's key frame:
    closed lips or the reverse); elsewhere (or without sound) the nearest shape by
    geometry among those geometry can tell apart (A, B, C, D, E, F). Openness comes from
    the chin drop relative to the shape's full jaw drop.
-3. **Choice** (`plan_bank`): per slot, the labelled frame nearest in openness (within
-   `MAX_LEVEL_GAP`), preferring still frames (least landmark motion, so least blur); a slot
-   nothing fits falls back to the photo warp of the key frame.
+3. **Choice** (`plan_bank`): per slot, among frames whose label a neighbour shares, the one
+   nearest in openness (within `MAX_LEVEL_GAP`), preferring still frames (least landmark
+   motion, so least blur) and frames sound and lips agree on; a slot nothing fits falls
+   back to the photo warp of the key frame.
 4. **Harvest**: the chosen frame mapped onto the key frame by the similarity transform
    (rotation, scale, shift) of landmarks speech does not move (`STABLE`) (`align`), its
    colour matched to the key frame where no mouth shape moves anything (`still_ring`,
@@ -42,12 +43,15 @@ from avatarcast.speech.visemes import SHAPES, Shape
 STABLE = (33, 133, 362, 263, 6, 168, 197, 195, 5, 4, 1, 98, 327, 2, 234, 454)
 GEOMETRY_SHAPES = (Shape.A, Shape.B, Shape.C, Shape.D, Shape.E, Shape.F)
 OPEN_SHAPES = frozenset({Shape.C, Shape.D, Shape.E, Shape.H})
+ROUND_SHAPES = frozenset({Shape.E, Shape.F})  # the lips narrow
+ROUND_NARROW = 0.04  # narrowing (in rest mouth widths) that tells rounded lips
 CLOSED_GAP = 0.03  # inner-lip gap (mouth widths) below which the lips count as together
 OPEN_GAP = 0.06  # above it they count as apart
 # The face mesh reads the drawn and real openings ~20 % smaller than the warp's jaw drop
 # (measured on the test video made with the warp); openness divides by it.
 JAW_READ = 0.8
 MAX_LEVEL_GAP = 0.34  # openness a harvested frame may differ from its slot's (2 of 6 levels)
+GUESS_COST = 0.5  # bank choice: a frame labelled by the lips alone ranks 3 levels worse
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,19 @@ def audio_shapes(pcm: NDArray[np.int16], n_frames: int, fps: float) -> list[Shap
     return out
 
 
-def label_frames(
-    geo: Geometry, heard: list[Shape | None] | None
-) -> list[tuple[Shape, float] | None]:
-    """(shape, openness) per frame, or None (face lost, or lips together in silence)."""
-    out: list[tuple[Shape, float] | None] = []
+@dataclass(frozen=True)
+class Label:
+    """A frame's mouth: its shape, openness, and whether the sound and the lips agree on it
+    (False: the lips alone decided, because the sound was silent, absent or contradicted)."""
+
+    shape: Shape
+    openness: float
+    heard: bool
+
+
+def label_frames(geo: Geometry, heard: list[Shape | None] | None) -> list[Label | None]:
+    """A `Label` per frame, or None (face lost, or lips together in silence)."""
+    out: list[Label | None] = []
     for i in range(len(geo.gap)):
         gap, narrow, drop = float(geo.gap[i]), float(geo.narrow[i]), float(geo.drop[i])
         if np.isnan(gap):
@@ -134,14 +146,16 @@ def label_frames(
                 (shape in OPEN_SHAPES and gap < CLOSED_GAP)
                 or (shape in (Shape.A, Shape.X) and gap > OPEN_GAP)
                 or gap > widest  # far more open than the shape ever is
+                or (shape in ROUND_SHAPES) != (narrow > ROUND_NARROW)  # rounded or not
             )
             if not contradicted:
-                out.append((shape, openness_of(shape, drop)))
+                out.append(Label(shape, openness_of(shape, drop), True))
                 continue
         elif gap < CLOSED_GAP and narrow < 0.05:
             out.append(None)  # at rest: the idle loop's own mouth covers it
             continue
-        out.append(_nearest_by_geometry(gap, narrow, drop))
+        guess, openness = _nearest_by_geometry(gap, narrow, drop)
+        out.append(Label(guess, openness, False))
     return out
 
 
@@ -154,27 +168,40 @@ class Choice:
 
 
 def plan_bank(
-    labels: list[tuple[Shape, float] | None],
+    labels: list[Label | None],
     geo: Geometry,
     levels: int,
     usable: NDArray[np.bool_],
 ) -> dict[tuple[Shape, int], Choice]:
-    """(shape, level) → the frame to harvest; slots absent fall back to the warp."""
+    """(shape, level) → the frame to harvest; slots absent fall back to the warp.
+
+    Candidates are frames whose label a neighbouring frame shares (a lone label sits on a
+    transition, where labels are least sure and the lips most blurred); among them, the
+    nearest openness, the stillest lips, and — when the video has speech — frames the sound
+    and the lips agree on."""
     motion = np.nan_to_num(geo.motion, nan=1.0)
+    any_heard = any(lab is not None and lab.heard for lab in labels)
+
+    def steady(i: int) -> bool:
+        near = [labels[j] for j in (i - 1, i + 1) if 0 <= j < len(labels)]
+        me = labels[i]
+        return me is not None and any(n is not None and n.shape is me.shape for n in near)
+
     plan: dict[tuple[Shape, int], Choice] = {}
     for shape in SHAPES:
         cands = [
-            (i, lab[1])
+            (i, lab.openness, 0.0 if lab.heard or not any_heard else GUESS_COST)
             for i, lab in enumerate(labels)
-            if lab is not None and lab[0] is shape and usable[i]
+            if lab is not None and lab.shape is shape and usable[i] and steady(i)
         ]
         if not cands:
             continue
         idx = np.array([c[0] for c in cands])
         opens = np.array([c[1] for c in cands])
+        extra = np.array([c[2] for c in cands])
         for k in range(1, levels + 1):
             miss = np.abs(opens - k / levels)
-            cost = miss + 2.0 * motion[idx]
+            cost = miss + 2.0 * motion[idx] + extra
             j = int(np.argmin(np.where(miss <= MAX_LEVEL_GAP, cost, np.inf)))
             if miss[j] <= MAX_LEVEL_GAP:
                 plan[(shape, k)] = Choice(int(idx[j]), float(opens[j]))
