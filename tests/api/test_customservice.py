@@ -267,8 +267,13 @@ def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> Non
         _make(owner, "talker", "green", MaterialId=material)
     assert info.value.code == 100001
 
+    # Size (ours) is for videos, one of the four sizes
+    for bad in ("big", "1000x500"):
+        assert _code(lambda bad=bad: _make(owner, "talker", MaterialId=material, Size=bad)) == (
+            100001
+        )
     t0 = time.monotonic()
-    task = _make(owner, "talker", MaterialId=material)
+    task = _make(owner, "talker", MaterialId=material, Size="540x960")
     assert _uploads(server.data_dir) == []  # consumed by make
     assert _code(lambda: _make(owner, "talker2", MaterialId=material)) == 100001
     prog, seen = _poll(owner, task, timeout_s=120)
@@ -325,6 +330,8 @@ def test_make_needs_exactly_one_material(server: Server, talking_mp4: Path) -> N
         inline = base64.b64encode(talking_mp4.read_bytes()).decode()
         with pytest.raises(ApiError, match="Background must be keep for a video"):
             _make(c, "x", "remove", Material=inline)
+        with pytest.raises(ApiError, match="Size applies to video material only"):
+            _make(c, "x", Material=photo, Size="540x960")
         # the refusals left the upload in place; a build of what is not a photo fails cleanly
         task = _make(c, "junk", MaterialId=material)
         with pytest.raises(AvatarBuildError) as failed:

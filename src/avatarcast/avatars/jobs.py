@@ -314,7 +314,13 @@ def _worker_init() -> None:
 
 
 def run_job(
-    db_path: str, task_id: str, material: str, name: str, work_dir: str, background: str
+    db_path: str,
+    task_id: str,
+    material: str,
+    name: str,
+    work_dir: str,
+    background: str,
+    size: tuple[int, int] | None = None,
 ) -> str:
     """Build one avatar in the worker; record progress/result in the database. Returns status.
 
@@ -345,7 +351,7 @@ def run_job(
             if background != "keep":
                 raise InputError(f"Background {background!r}: a video avatar keeps its background")
             process_labels = VIDEO_PROCESS_LABELS
-            build_video_avatar(Path(material), name, Path(work_dir), progress=progress)
+            build_video_avatar(Path(material), name, Path(work_dir), progress=progress, size=size)
         else:
             build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
         store.update(task_id, status=SUCCESS, stage="CONFIRM", progress=100)
@@ -450,11 +456,20 @@ class BuildQueue:
         return path
 
     # ---- builds -------------------------------------------------------------------------------
-    def submit(self, appkey: str, name: str, material: bytes | Path, background: str) -> Job:
+    def submit(
+        self,
+        appkey: str,
+        name: str,
+        material: bytes | Path,
+        background: str,
+        size: tuple[int, int] | None = None,
+    ) -> Job:
         """Queue a build of `material`: the bytes, or an upload's file (moved into the job).
 
         The material's kind (`material_kind`) decides the builder; a video takes only
-        Background "keep". Nothing is consumed when the request is refused.
+        Background "keep", and may ask for an output `size` (`video.SIZES`; the build
+        fails if it does not suit the video's orientation). Nothing is consumed when the
+        request is refused.
         """
         from avatarcast.avatars.asset import NAME_RE, avatars_dir
         from avatarcast.avatars.photo import BACKGROUNDS
@@ -478,6 +493,14 @@ class BuildQueue:
                 f"Background must be keep for a video (the video builder keeps the recorded "
                 f"background), not {background!r}"
             )
+        if size is not None:
+            from avatarcast.avatars.video import SIZES
+
+            if kind != VIDEO:
+                raise InputError("Size applies to video material only (a photo makes 540x960)")
+            if size not in SIZES:
+                names = ", ".join(f"{w}x{h}" for w, h in SIZES)
+                raise InputError(f"Size must be one of {names}")
         asset_key = asset_key_for(appkey, name)
         now = time.time()
         job = Job(
@@ -522,6 +545,7 @@ class BuildQueue:
                 asset_key,
                 str(work),
                 background,
+                size,
             )
         fut.add_done_callback(lambda f: self._finished(job.task_id, f))
         log.info(
