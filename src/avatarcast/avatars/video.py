@@ -309,7 +309,7 @@ def build_video_avatar(
     check_name(name)
     if (Path(data_dir) / "avatars" / name).exists():
         raise InputError(f"avatar {name!r} already exists; delete it first")
-    total, step = 7, 0
+    total, step = 6, 0
 
     def tick(label: str) -> None:
         nonlocal step
@@ -368,11 +368,14 @@ def build_video_avatar(
     crops: dict[int, NDArray[np.uint8]] = {}
     aligned: dict[int, NDArray[np.uint8]] = {}
     for i, rgb in enumerate(_frames(video)):
-        if a - FADE <= i < b:
-            img = cv2.warpAffine(rgb, frame_mat, (cw, ch), flags=cv2.INTER_AREA if scale < 1 else 1)
-            crops[i] = np.asarray(img, np.uint8)
-        if i in wanted:
+        if i in wanted:  # before the loop's pre-filter: align filters for its own scale
             aligned[i] = mouth_bank.align(rgb, raw[i], key_lm, mouth_rig.box)
+        if a - FADE <= i < b:
+            if scale < 0.9:  # shrinking: pre-filter (warpAffine samples points, and
+                # aliasing shimmers as the person moves, which x264 pays for)
+                rgb = np.asarray(cv2.GaussianBlur(rgb, (0, 0), 0.45 / scale), np.uint8)
+            img = cv2.warpAffine(rgb, frame_mat, (cw, ch), flags=cv2.INTER_LINEAR)
+            crops[i] = np.asarray(img, np.uint8)
         if i >= b and i >= max(wanted, default=0):
             break
     loop = np.stack([crops[i] for i in range(a, b)])
