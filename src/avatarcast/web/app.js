@@ -276,6 +276,13 @@ function play() {
     return;
   }
   const video = $("video");
+  // the stage takes the stream's shape: 9:16 for most avatars, 16:9 for a wide video avatar
+  // (a transparent stream carries the matte beside the picture: half its width shows)
+  video.onresize = () => {
+    if (!video.videoWidth || !video.videoHeight) return;
+    const width = alpha ? video.videoWidth / 2 : video.videoWidth;
+    $("screen").style.aspectRatio = `${width} / ${video.videoHeight}`;
+  };
   live.player = new WhepPlayer(playUrl, video, (state, detail) => {
     if (state === "stopped") return;
     setState(state);
@@ -341,6 +348,7 @@ async function stopStream({ reason = "closed", remote = false } = {}) {
   $("start").disabled = false;
   $("unmute").hidden = true;
   $("screen").dataset.mode = "idle";
+  $("screen").style.aspectRatio = "";
   if (!remote) {
     try {
       await live.api.call("closesession", { SessionId: session.id });
