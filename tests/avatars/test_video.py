@@ -299,3 +299,22 @@ def test_cli_renders_a_video_avatar_at_its_size(tmp_path: Path, wide: tuple[Path
     mx, my, mw, mh = avatar._mouth_box
     mouths = np.stack([f[my : my + mh, mx : mx + mw].astype(np.float32) for f in frames])
     assert float(np.abs(np.diff(mouths, axis=0)).mean(axis=(1, 2)).max()) > 3.0  # it speaks
+
+
+def test_phone_video_stored_turned_is_built_upright(tmp_path: Path) -> None:
+    """Phones store an upright recording turned by 90 degrees with a display rotation."""
+    import subprocess
+
+    frames = [np.ascontiguousarray(np.rot90(f, -1)) for f in vs.talking_frames(6.0, 25)]
+    turned = vs.write_video(tmp_path / "turned.mp4", frames, 25)
+    rotated = tmp_path / "phone.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(turned), "-c", "copy",
+         "-metadata:s:v:0", "rotate=90", str(rotated)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    summary = build_video_avatar(rotated, "phone", tmp_path / "data")
+    assert (summary["width"], summary["height"]) == (540, 960)  # upright, not 16:9
+    avatar = load_avatar("phone", tmp_path / "data")
+    mx, my, mw, mh = avatar._mouth_box
+    assert 170 < mx + mw / 2 < 370 and 350 < my + mh / 2 < 750  # an upright face

@@ -117,7 +117,11 @@ def _frames(path: Path) -> Generator[NDArray[np.uint8], None, None]:
         stream.thread_count = DECODE_THREADS
     try:
         for frame in container.decode(stream):
-            yield np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
+            rgb = frame.to_ndarray(format="rgb24")
+            # phones store upright video turned, with a display rotation (counter-clockwise
+            # degrees): turn it upright as players do
+            turns = round(float(frame.rotation or 0) / 90) % 4
+            yield np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb, np.uint8)
     except av.error.FFmpegError as exc:
         raise VideoQualityError("corrupt_file", str(exc)) from exc
     finally:
@@ -514,14 +518,15 @@ def _mouth_offsets(
 
 
 def _frame_size(video: Path) -> tuple[int, int]:
-    container, stream = _open(video)
+    """(width, height) of the first frame as shown (after its display rotation)."""
+    frames = _frames(video)
     try:
-        w, h = int(stream.codec_context.width), int(stream.codec_context.height)
+        first = next(frames, None)
     finally:
-        container.close()
-    if w <= 0 or h <= 0:
-        raise VideoQualityError("corrupt_file", "no picture size")
-    return w, h
+        frames.close()
+    if first is None:
+        raise VideoQualityError("corrupt_file", "no frame decodes")
+    return first.shape[1], first.shape[0]
 
 
 def _luma(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
