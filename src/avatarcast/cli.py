@@ -316,12 +316,12 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
 
         try:
             if args.video is not None:
-                from avatarcast.avatars.video import build_video_avatar
+                from avatarcast.avatars.video import build_video_avatar, parse_size
 
                 if args.background != "keep":
                     raise InputError("--background applies to --photo only")
                 summary = build_video_avatar(
-                    Path(args.video), args.name, cfg.data_dir, progress, _size(args.size)
+                    Path(args.video), args.name, cfg.data_dir, progress, parse_size(args.size)
                 )
             else:
                 if args.size is not None:
@@ -365,16 +365,6 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
         forget_avatar(args.name)
         print(json.dumps({"name": args.name, "deleted": True}))
     return 0
-
-
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size must look like 540x960, got {text!r}") from None
-    return w, h
 
 
 def _cmd_voices(args: argparse.Namespace, cfg: Settings) -> int:

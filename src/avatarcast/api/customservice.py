@@ -45,6 +45,7 @@ from avatarcast.api.envelope import (
     respond,
 )
 from avatarcast.avatars.jobs import BuildQueue
+from avatarcast.avatars.video import parse_size
 from avatarcast.errors import AvatarcastError, RequestError
 
 log = logging.getLogger(__name__)
@@ -74,17 +75,6 @@ def decode_material(value: str) -> bytes:
     return raw
 
 
-def parse_size(value: str | None) -> tuple[int, int] | None:
-    """`Size` ("WxH", **ours**, video material only) → (w, h)."""
-    if value is None:
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise RequestError(f"Size must look like 540x960, got {value!r}") from None
-    return w, h
-
-
 async def make(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
     name = f.text("VirtualmanName", max_len=64)
     inline = f.opt_text("Material", max_len=MAX_MAKE_BODY_BYTES)
@@ -94,7 +84,7 @@ async def make(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
             "give exactly one of Material (the bytes in Base64) and MaterialId (from upload)"
         )
     background = f.opt_text("Background", max_len=16) or "keep"
-    size = parse_size(f.opt_text("Size", max_len=16))
+    size = parse_size(f.opt_text("Size", max_len=16))  # ours: "WxH", video only
     material: bytes | Path
     if material_id is not None:
         material = queue.take_upload(appkey, material_id)

@@ -230,6 +230,17 @@ def choose_loop(
     return best
 
 
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """ "WxH" (the CLI's --size, the API's Size) → (w, h); None stays None."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"size must look like 540x960, got {text!r}") from None
+    return w, h
+
+
 def output_size(source: tuple[int, int], size: tuple[int, int] | None) -> tuple[int, int]:
     """The avatar's picture size: `size` if given (one of `SIZES`, the video's orientation),
     else 540x960 for an upright video and 960x540 for a wide one."""
