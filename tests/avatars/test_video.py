@@ -141,7 +141,9 @@ def test_sprite_blends_without_a_seam(built: tuple[Path, VideoAvatar]) -> None:
     rows, cols = np.nonzero(still_ring(rig, avatar._alpha))
     weight = avatar._alpha[rows, cols] / 255.0
     # where each loop frame's mouth is, as the build measured it
-    shifts = [(round(x), round(y)) for x, y in avatar.asset.mouth_offsets]  # type: ignore[attr-defined]
+    asset = avatar.asset
+    assert isinstance(asset, VideoAsset)
+    shifts = [(round(x), round(y)) for x, y in asset.mouth_offsets]
     far = max(range(len(shifts)), key=lambda i: abs(shifts[i][0]) + abs(shifts[i][1]))
     assert shifts[far] != (0, 0)
     for i in (0, far, len(avatar.loop) - 1):
