@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from avatarcast.api.app import create_app
+from avatarcast.api.auth import sign
 from avatarcast.api.web import is_loopback_host, png_bytes
 from avatarcast.server import build_context
 from avatarcast.sessions.store import Store
@@ -143,3 +146,68 @@ def test_png_bytes_round_trip() -> None:
     rows = [raw[i * 10 + 1 : (i + 1) * 10] for i in range(4)]
     assert b"".join(rows) == rgb.tobytes()
     assert all(raw[i * 10] == 0 for i in range(4))
+
+
+# ---- thumbnails of avatars a key made through the API ------------------------------------
+CUSTOM = "/v2/ivh/assetmanager/customservice/"
+
+
+def _signed(appkey: str, token: str) -> dict[str, str]:
+    params = {"appkey": appkey, "timestamp": str(int(time.time()))}
+    return {**params, "signature": sign(params, token)}
+
+
+def _custom(tc: TestClient, key: tuple[str, str], name: str, payload: dict[str, object]):
+    body = {"Payload": {"ReqId": "0" * 32, **payload}}
+    answer = tc.post(CUSTOM + name, params=_signed(*key), json=body).json()
+    assert answer["Header"]["Code"] == 0, answer["Header"]
+    return answer["Payload"]
+
+
+def test_thumbnail_of_an_owned_avatar_needs_its_owners_signature(data_dir: Path) -> None:
+    """The unauthenticated thumbnail route serves shared avatars only; a key's own avatar
+    needs that key's signed query, and anyone else gets the 404 of a name that does not
+    exist (nothing learnt about other keys' avatars)."""
+    import cv2
+    from skimage import data
+
+    tc, ctx = _client(data_dir)
+    owner = ctx.store.create_key("owner", 2)
+    other = ctx.store.create_key("other", 2)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    assert ok
+    material = base64.b64encode(jpeg.tobytes()).decode()
+    task = _custom(tc, owner, "make", {"VirtualmanName": "astro", "Material": material})["TaskId"]
+    deadline = time.monotonic() + 60
+    while (prog := _custom(tc, owner, "getprogress", {"TaskId": task}))["Status"] == "MAKING":
+        assert time.monotonic() < deadline, prog
+        time.sleep(0.2)
+    assert prog["Status"] == "SUCCESS", prog
+    key = _custom(tc, owner, "customerconfirm", {"TaskId": task})["AssetVirtualmanKey"]
+    url = f"/v2/demo/avatars/{key}/thumbnail.png"
+    try:
+        # Not listed for everybody, not served unsigned, nor to another key, nor forged.
+        names = [a["name"] for a in tc.get("/v2/demo/config").json()["avatars"]]
+        assert key not in names
+        assert tc.get(url).status_code == 404
+        assert tc.get(url, params=_signed(*other)).status_code == 404
+        forged = {**_signed(*owner), "signature": _signed(*other)["signature"]}
+        assert tc.get(url, params=forged).status_code == 404
+        stale = {"appkey": owner[0], "timestamp": str(int(time.time()) - 3600)}
+        stale["signature"] = sign(stale, owner[1])
+        assert tc.get(url, params=stale).status_code == 404
+        # The owner's signed query: the avatar's PNG, kept by private caches only.
+        answer = tc.get(url, params=_signed(*owner))
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "image/png"
+        assert answer.headers["cache-control"].startswith("private")
+        png = answer.content
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (180, 320)
+        # A shared avatar needs no signature (a signed query does no harm either).
+        assert tc.get("/v2/demo/avatars/default/thumbnail.png", params=_signed(*other)).is_success
+        # Deleted: gone for its owner too.
+        _custom(tc, owner, "delete", {"AssetVirtualmanKey": key})
+        assert tc.get(url, params=_signed(*owner)).status_code == 404
+    finally:
+        ctx.store.close()

@@ -5,6 +5,13 @@
     GET /v2/demo/config                        → protocols, avatars, and maybe the dev key
     GET /v2/demo/avatars/{name}/thumbnail.png  → the avatar's picker thumbnail
 
+Thumbnails: an avatar every key may use (built-in, CLI-built) is served to anyone, as the
+page lists them before it knows a key. An avatar made through the customservice API belongs
+to the key that made it: its thumbnail is served only with that key's signed query
+(`?appkey=…&timestamp=…&signature=…`, signed like every API call; the page signs the `<img>`
+URL in the browser). Unsigned, badly signed or another key's requests get the same 404 as a
+name that does not exist, so nobody learns which avatars other keys have.
+
 Security of `/v2/demo/config`: the development key (`<data_dir>/dev-key.json`, written by
 `make run`) is handed out only when all of these hold, so the page "just works" for the person
 sitting at the machine and for nobody else:
@@ -153,8 +160,23 @@ def png_bytes(rgb: NDArray[np.uint8]) -> bytes:
     )
 
 
+def _asset_stamp(name: str, data_dir: Path) -> int:
+    """The manifest's mtime (0 for built-ins): a deleted and re-made avatar of the same name
+    gets a new thumbnail, not the cached one."""
+    from avatarcast.avatars.asset import avatars_dir
+
+    try:
+        return (avatars_dir(data_dir) / name / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def thumbnail_png(name: str, data_dir: Path) -> bytes:
+    return _thumbnail_png(name, data_dir, _asset_stamp(name, data_dir))
+
+
 @lru_cache(maxsize=32)
-def _thumbnail_png(name: str, data_dir: Path) -> bytes:
+def _thumbnail_png(name: str, data_dir: Path, stamp: int) -> bytes:
     rgb = np.ascontiguousarray(load_avatar(name, data_dir).thumbnail()[:, :, :3], np.uint8)
     return png_bytes(rgb)
 
@@ -190,15 +212,30 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
             body["credentials"] = read_dev_key(ctx)
         return JSONResponse(body, headers=NO_STORE)
 
+    def owner_signed(request: Request, name: str) -> bool:
+        """Whether the request's signed query is that of the key that made `name`."""
+        owner = asset_owner(ctx.settings.db_path, name)
+        if owner is None or "signature" not in request.query_params:
+            return False
+        try:
+            appkey = ctx.authenticate(request.query_params)
+        except AvatarcastError:
+            return False
+        return appkey == owner and name in available_avatars(ctx.settings.data_dir)
+
     async def thumbnail(request: Request) -> Response:
         name = request.path_params["name"]
-        if name not in public_avatars():
+        if name in public_avatars():
+            cache = "max-age=300"
+        elif owner_signed(request, name):
+            cache = "private, max-age=300"  # one key's: never kept by a shared cache
+        else:  # unknown, or another key's: the same answer, so nothing is learnt
             return Response("no such avatar\n", status_code=404, media_type="text/plain")
         try:
-            png = _thumbnail_png(name, ctx.settings.data_dir)
+            png = thumbnail_png(name, ctx.settings.data_dir)
         except AvatarcastError as exc:
             return Response(f"{exc.message}\n", status_code=500, media_type="text/plain")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+        return Response(png, media_type="image/png", headers={"Cache-Control": cache})
 
     return [
         Route("/", index, methods=["GET"]),
