@@ -272,12 +272,25 @@ def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> Non
         assert _code(lambda bad=bad: _make(owner, "talker", MaterialId=material, Size=bad)) == (
             100001
         )
+    # a session streams the built-in avatar while the video builds
+    watcher = owner.create_session_by_asset("default", "video-watcher")["SessionId"]
+    owner.wait_ready(watcher, timeout_s=20)
+    live = server.sessions["video-watcher"].live
+    assert live is not None
+    time.sleep(0.5)
+    frames0, late0 = live.frames_sent, live.late_frames
     t0 = time.monotonic()
     task = _make(owner, "talker", MaterialId=material, Size="540x960")
     assert _uploads(server.data_dir) == []  # consumed by make
     assert _code(lambda: _make(owner, "talker2", MaterialId=material)) == 100001
     prog, seen = _poll(owner, task, timeout_s=120)
     build_s = time.monotonic() - t0
+    rate = (live.frames_sent - frames0) / build_s
+    print(f"video build {build_s:.1f} s; the session meanwhile {rate:.2f} fps, "
+          f"{live.late_frames - late0} late frames")  # fmt: skip
+    assert rate > 21.0, f"{rate:.1f} fps during the video build"
+    assert live.late_frames - late0 <= 10
+    owner.close_session(watcher)
     assert prog["Status"] == "SUCCESS", prog
     assert seen == sorted(seen, key=STAGES.index) and {"PROCESS", "TRAIN"} <= set(seen), seen
     key = f"talker-{hashlib.sha256(owner.appkey.encode()).hexdigest()[:8]}"
