@@ -74,7 +74,8 @@ def test_index_and_static_files_are_served(loopback: TestClient) -> None:
     index = loopback.get("/")
     assert index.status_code == 200
     assert '<script type="module" src="/web/app.js">' in index.text
-    for name in ("app.js", "api.js", "whep.js", "channel.js", "audio.js", "style.css"):
+    scripts = ("app.js", "api.js", "builder.js", "whep.js", "channel.js", "audio.js")
+    for name in (*scripts, "style.css"):
         answer = loopback.get(f"/web/{name}")
         assert answer.status_code == 200, name
     assert "javascript" in loopback.get("/web/app.js").headers["content-type"]

@@ -7,6 +7,7 @@
 import { hmacSha256 } from "./sha256.js";
 
 export const SESSION_BASE = "/v2/ivh/sessionmanager/sessionmanagerservice/";
+export const CUSTOM_BASE = "/v2/ivh/assetmanager/customservice/";
 export const COMMAND_CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel";
 export const Status = Object.freeze({ READY: 1, CLOSED: 2, PREPARING: 3, FAILED: 4 });
 
@@ -97,7 +98,17 @@ export class ApiClient {
 
   /** POST one session call; resolves to its Payload, rejects with ApiError on Code != 0. */
   async call(name, fields = {}) {
-    const url = await this.signedUrl(SESSION_BASE + name);
+    return this.post(SESSION_BASE + name, fields);
+  }
+
+  /** POST one customservice call (the avatar builder: make, getprogress, list, ...). */
+  async custom(name, fields = {}) {
+    return this.post(CUSTOM_BASE + name, fields);
+  }
+
+  /** POST `fields` (plus a fresh ReqId) to an API path; its Payload, or ApiError. */
+  async post(path, fields = {}) {
+    const url = await this.signedUrl(path);
     const body = JSON.stringify({ Header: {}, Payload: { ReqId: newReqId(), ...fields } });
     const response = await fetch(url, {
       method: "POST",
@@ -105,12 +116,34 @@ export class ApiClient {
       body,
     });
     const answer = await response.json().catch(() => null);
-    if (!response.ok || !answer?.Header) {
-      throw new ApiError(response.status, answer?.error || response.statusText);
-    }
-    const { Code, Message, RequestID } = answer.Header;
-    if (Code !== 0) throw new ApiError(Code, Message, RequestID);
-    return answer.Payload;
+    return payloadOf(response.status, response.statusText, answer);
+  }
+
+  /**
+   * customservice `upload`: the file's raw bytes as the body (application/octet-stream),
+   * the query signed like every call (the body is not signed). XMLHttpRequest rather than
+   * fetch because only it reports upload progress: `onProgress(sentBytes, totalBytes)`.
+   * Resolves to the Payload ({MaterialId, Size}); rejects with ApiError.
+   */
+  async upload(file, onProgress = () => {}) {
+    const url = await this.signedUrl(CUSTOM_BASE + "upload");
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("Content-Type", "application/octet-stream");
+      xhr.responseType = "json";
+      xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+      xhr.onload = () => {
+        try {
+          resolve(payloadOf(xhr.status, xhr.statusText, xhr.response));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      xhr.onerror = () => reject(new ApiError(0, "the upload failed (network error)"));
+      xhr.onabort = () => reject(new ApiError(0, "the upload was aborted"));
+      xhr.send(file);
+    });
   }
 
   /**
@@ -128,6 +161,16 @@ export class ApiClient {
       keepalive: true,
     }).catch(() => {});
   }
+}
+
+/** An answer's Payload; ApiError for an HTTP error or a Header.Code other than 0. */
+function payloadOf(status, statusText, answer) {
+  if (status < 200 || status >= 300 || !answer?.Header) {
+    throw new ApiError(status, answer?.error || statusText || "no answer");
+  }
+  const { Code, Message, RequestID } = answer.Header;
+  if (Code !== 0) throw new ApiError(Code, Message, RequestID);
+  return answer.Payload;
 }
 
 /** The page's configuration: protocols, avatars, and (on loopback only) the dev key. */

@@ -1,4 +1,4 @@
-// The demo page: pick an avatar, start a stream, watch it, make it speak.
+// The demo page: pick an avatar (or build one), start a stream, watch it, make it speak.
 //
 // The flow is the one every integrator of the API follows (docs/api.md):
 //   createsessionbyasset → poll statsession until 1 → startsession → watch PlayStreamAddr
@@ -7,6 +7,7 @@
 import { ApiClient, ApiError, Status, fetchDemoConfig } from "./api.js";
 import { Microphone, Utterance, decodeTo16kMono, sendClip } from "./audio.js";
 import { loadCompositor } from "./backdrop.js";
+import { deleteAvatar, errorText, initBuilder, ownedAvatars } from "./builder.js";
 import { CommandChannel } from "./channel.js";
 import { WhepPlayer } from "./whep.js";
 import { FINAL_TYPES, STATUS_WORDS, plainReason } from "./words.js";
@@ -33,6 +34,8 @@ const live = {
   labels: new Map(), // ReqId → what sent it ("text", "microphone", file name)
 };
 let config = null;
+let owned = []; // the key's own avatars (customservice list), after the shared ones
+let builder = null;
 let compositorFactory = null;
 let backdrop = BACKDROPS[0];
 
@@ -74,22 +77,79 @@ function setDriving(enabled) {
 }
 
 // ---- setup: credentials, avatars, protocols, backdrops ------------------------------------
-function renderAvatars() {
+/**
+ * The picker: avatars every key may use (config), then this key's own (`owned`, with a
+ * Delete button). `select` names the one to check; else the checked one stays checked.
+ */
+function renderAvatars(select) {
   const box = $("avatars");
+  const current = select ?? document.querySelector('input[name="avatar"]:checked')?.value;
+  const all = [...config.avatars, ...owned];
+  const keep = all.some((a) => a.name === current);
   box.replaceChildren();
-  config.avatars.forEach((avatar, i) => {
+  all.forEach((avatar, i) => {
     const label = document.createElement("label");
     label.className = "avatar";
     label.innerHTML = `<input type="radio" name="avatar"><img alt=""><span></span>`;
     const input = label.querySelector("input");
     input.value = avatar.name;
-    input.checked = avatar.name === config.default_avatar || (!config.default_avatar && i === 0);
+    input.checked = keep
+      ? avatar.name === current
+      : avatar.name === config.default_avatar || (!config.default_avatar && i === 0);
+    input.disabled = Boolean(live.session); // a running stream's avatar is fixed
     label.querySelector("img").src = avatar.thumbnail;
-    label.querySelector("span").textContent = avatar.name;
+    label.querySelector("span").textContent = avatar.label || avatar.name;
+    label.title = avatar.name;
     input.addEventListener("change", () => ($("placeholder-thumb").src = avatar.thumbnail));
     if (input.checked) $("placeholder-thumb").src = avatar.thumbnail;
+    if (avatar.owned) label.append(deleteButton(avatar));
     box.append(label);
   });
+}
+
+/** Delete in two clicks ("Delete" → "Sure?" within 4 s): no dialog, no accidents. */
+function deleteButton(avatar) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "delete";
+  button.textContent = "Delete";
+  button.title = `Delete ${avatar.name} (the files on the server)`;
+  let disarm = null;
+  button.addEventListener("click", async (event) => {
+    event.preventDefault(); // not a click on the radio around it
+    if (button.dataset.armed !== "true") {
+      button.dataset.armed = "true";
+      button.textContent = "Sure?";
+      disarm = setTimeout(() => {
+        button.dataset.armed = "false";
+        button.textContent = "Delete";
+      }, 4000);
+      return;
+    }
+    clearTimeout(disarm);
+    button.disabled = true;
+    $("setup-error").textContent = "";
+    try {
+      await deleteAvatar(live.api, avatar.name);
+      log(`avatar ${avatar.name} deleted`);
+    } catch (err) {
+      showError(err); // e.g. 100001: … used by 1 open session(s) …; close them first
+    }
+    await refreshOwned();
+  });
+  return button;
+}
+
+/** This key's own avatars into the picker (after sign-in, a build, a delete). */
+async function refreshOwned(select) {
+  if (!live.api) return;
+  try {
+    owned = await ownedAvatars(live.api);
+  } catch (err) {
+    owned = [];
+    log(`cannot list your avatars: ${errorText(err)}`, "error");
+  }
+  renderAvatars(select);
 }
 
 function renderProtocols() {
@@ -157,7 +217,9 @@ function useCredentials(appkey, accesstoken, note) {
   live.api = new ApiClient(appkey, accesstoken);
   $("credential-note").textContent = note;
   $("start").disabled = false;
+  builder?.enable();
   refreshSessions();
+  refreshOwned();
 }
 
 function setupCredentials() {
@@ -467,6 +529,11 @@ async function refreshSessions() {
 
 // ---- wiring --------------------------------------------------------------------------------
 function wire() {
+  builder = initBuilder({
+    getApi: () => live.api,
+    log,
+    onBuilt: (assetKey) => refreshOwned(assetKey),
+  });
   $("start").addEventListener("click", startStream);
   $("stop").addEventListener("click", () => stopStream({ reason: "closed" }));
   $("text-form").addEventListener("submit", sendText);
