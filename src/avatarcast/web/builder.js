@@ -189,7 +189,7 @@ export function initBuilder({ getApi, log, onBuilt }) {
     $("build-result").hidden = true;
     try {
       const TaskId = await submit(api, file, name, fields);
-      log(`build ${name}: task ${TaskId.slice(0, 8)} submitted`);
+      log(`build ${name}: task ${TaskId} submitted`);
       showStage("SUBMIT", 0, STAGE_WORDS.SUBMIT[kindIndex]);
       const done = await poll(api, TaskId, name, kindIndex);
       if (done.Status === "FAIL") {

@@ -51,6 +51,22 @@ def grey_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_image(tmp_path_factory.mktemp("photos") / "grey.png", blank)
 
 
+@pytest.fixture(scope="module")
+def upright_mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 s of grey, upright, 25 fps: the size check comes before any face is looked for."""
+    import av
+
+    path = tmp_path_factory.mktemp("videos") / "upright.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 180, 320, "yuv420p"
+        frame = np.full((320, 180, 3), 128, np.uint8)
+        for _ in range(150):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
 def _build(demo: PageUnderTest, photo: Path, name: str) -> None:
     page = demo.page
     page.set_input_files("#build-file", str(photo))
@@ -182,4 +198,20 @@ def test_a_photo_without_a_face_is_refused_in_plain_words(
     assert values == ["default"]
     assert page.is_enabled("#build")
     shot(demo, artifacts, "09-build-refused")
+    assert_no_console_errors(demo)
+
+
+def test_a_video_with_a_size_of_the_other_orientation_is_refused(
+    demo: PageUnderTest, upright_mp4: Path
+) -> None:
+    page = demo.page
+    # A video: the size choice shows, the background choice (photos only) does not.
+    page.set_input_files("#build-file", str(upright_mp4))
+    assert page.is_visible("#build-size") and page.is_hidden("#build-background")
+    page.select_option("#build-size", "1280x720")
+    _build(demo, upright_mp4, "wide")
+    page.wait_for_selector("#build-progress[data-result=failed]", timeout=BUILD_TIMEOUT_MS)
+    error = str(page.text_content("#build-error"))
+    assert error.startswith("wide was not built: the video is 180x320"), error
+    assert "upright (9:16) avatar, not 1280x720" in error, error
     assert_no_console_errors(demo)
