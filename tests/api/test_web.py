@@ -90,6 +90,7 @@ def test_config_on_loopback_hands_over_the_dev_key(loopback: TestClient, data_di
     assert config["avatars"] == [
         {"name": "default", "thumbnail": "/v2/demo/avatars/default/thumbnail.png"}
     ]
+    assert config["avatar_upload_max_mb"] == 512  # the builder panel checks a file's size
     assert "access-control-allow-origin" not in loopback.get("/v2/demo/config").headers
 
 

@@ -204,6 +204,8 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
             ],
             "default_avatar": ctx.settings.avatar if ctx.settings.avatar in names else "",
             "idle_timeout_s": ctx.settings.idle_timeout_s,
+            # The builder panel refuses a larger file before uploading it (the server would too).
+            "avatar_upload_max_mb": ctx.settings.avatar_upload_max_mb,
             "credentials": None,
             # The colour|matte compositor of the transparent-background work, when shipped.
             "alpha_helper": "/web/alpha.js" if (WEB_DIR / "alpha.js").is_file() else None,

@@ -533,6 +533,7 @@ function wire() {
     getApi: () => live.api,
     log,
     onBuilt: (assetKey) => refreshOwned(assetKey),
+    uploadLimitMb: () => config?.avatar_upload_max_mb ?? null,
   });
   $("start").addEventListener("click", startStream);
   $("stop").addEventListener("click", () => stopStream({ reason: "closed" }));

@@ -66,9 +66,10 @@ export async function deleteAvatar(api, assetKey) {
 
 /**
  * Wires the panel. `getApi()` is the signed client (null before credentials), `log(text,
- * kind)` the page's activity log, `onBuilt(assetKey)` runs once an avatar is confirmed.
+ * kind)` the page's activity log, `onBuilt(assetKey)` runs once an avatar is confirmed,
+ * `uploadLimitMb()` is the server's upload limit (MiB; none known: null).
  */
-export function initBuilder({ getApi, log, onBuilt }) {
+export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }) {
   let running = false;
   // An upload that a refused `make` left unused (bad name, name in use): a retry with the
   // same file reuses it instead of uploading again (the server keeps it for an hour).
@@ -177,6 +178,10 @@ export function initBuilder({ getApi, log, onBuilt }) {
     if (!file) return fail("pick a photo (PNG, JPEG) or a video (MP4, MOV, WebM) first");
     if (!NAME_RE.test(name) || name === "default") {
       return fail("the name must be 1–40 lowercase letters, digits, - or _, starting with a letter or digit (not \"default\")");
+    }
+    const limit = uploadLimitMb();
+    if (limit && file.size > limit * 2 ** 20) {
+      return fail(`${file.name} is ${mb(file.size)} MB; this server takes files up to ${limit} MiB`);
     }
     const video = isVideo(file);
     const kindIndex = video ? 1 : 0;
