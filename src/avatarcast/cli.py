@@ -112,6 +112,12 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="WxH",
         help="video only: 540x960, 720x1280 (upright) or 960x540, 1280x720 (wide)",
     )
+    ab.add_argument(
+        "--transcript",
+        metavar="FILE",
+        help="video only: a UTF-8 text file of what the person says (English); times the "
+        "mouth labels on the words",
+    )
     settings.add_arguments(ab, COMMON)
     al = asub.add_parser("list", help="list avatars as JSON lines")
     settings.add_arguments(al, COMMON)
@@ -320,12 +326,23 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
 
                 if args.background != "keep":
                     raise InputError("--background applies to --photo only")
+                transcript = None
+                if args.transcript is not None:
+                    try:
+                        transcript = Path(args.transcript).read_text("utf-8")
+                    except (OSError, UnicodeDecodeError) as exc:
+                        raise InputError(f"cannot read --transcript: {exc}") from None
                 summary = build_video_avatar(
-                    Path(args.video), args.name, cfg.data_dir, progress, parse_size(args.size)
+                    Path(args.video),
+                    args.name,
+                    cfg.data_dir,
+                    progress,
+                    parse_size(args.size),
+                    transcript,
                 )
             else:
-                if args.size is not None:
-                    raise InputError("--size applies to --video only (photos make 540x960)")
+                if args.size is not None or args.transcript is not None:
+                    raise InputError("--size and --transcript apply to --video only")
                 summary = build_photo_avatar(
                     Path(args.photo), args.name, cfg.data_dir, args.background, progress
                 )

@@ -280,7 +280,7 @@ def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> Non
     time.sleep(0.5)
     frames0, late0 = live.frames_sent, live.late_frames
     t0 = time.monotonic()
-    task = _make(owner, "talker", MaterialId=material, Size="540x960")
+    task = _make(owner, "talker", MaterialId=material, Size="540x960", Transcript="Hello there.")
     assert _uploads(server.data_dir) == []  # consumed by make
     assert _code(lambda: _make(owner, "talker2", MaterialId=material)) == 100001
     prog, seen = _poll(owner, task, timeout_s=120)
@@ -345,6 +345,8 @@ def test_make_needs_exactly_one_material(server: Server, talking_mp4: Path) -> N
             _make(c, "x", "remove", Material=inline)
         with pytest.raises(ApiError, match="Size applies to video material only"):
             _make(c, "x", Material=photo, Size="540x960")
+        with pytest.raises(ApiError, match="Transcript applies to video material only"):
+            _make(c, "x", Material=photo, Transcript="Hello.")
         # the refusals left the upload in place; a build of what is not a photo fails cleanly
         task = _make(c, "junk", MaterialId=material)
         with pytest.raises(AvatarBuildError) as failed:

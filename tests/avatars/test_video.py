@@ -15,6 +15,7 @@ from avatarcast.avatars.mouth_bank import still_ring
 from avatarcast.avatars.photo_warp import MouthRig
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.avatars.video import VideoQualityError, build_video_avatar
+from avatarcast.errors import InputError
 from avatarcast.render.compose import yuv420_to_rgb
 from avatarcast.render.frame import FrameState
 from avatarcast.speech.visemes import MouthPose, Shape
@@ -25,6 +26,7 @@ RUNTIME_RING_MAX = 4.0  # mean |luma|, sprite vs the loop frame under the still 
 # 6.9 when the loop frame's mouth offset is ignored)
 RING_MISMATCH_MAX = 6.0  # mean |luma|, harvested vs key frame on the still ring (~3.7)
 LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (0.90-0.95)
+LABEL_ACCURACY_WITH_TEXT_MIN = 0.9  # the same with the transcript (0.95-1.0)
 Script = list[tuple[Shape, float]]
 
 
@@ -75,16 +77,35 @@ def test_mouth_bank_is_harvested_and_labelled(
     # every shape the sentence says clearly is harvested for its usual openness
     for shape, level in (("B", 2), ("C", 4), ("D", 6), ("E", 3), ("F", 2), ("G", 1), ("H", 3)):
         assert any(s["shape"] == shape and s["level"] == level for s in harvested), shape
-    # labels (heard shapes + landmarks) against the video's script; A (pressed) and X (rest)
-    # are both closed lips, told apart only by context
-    frames = {(s["frame"], s["shape"]) for s in harvested}
+    # labels (heard shapes + landmarks) against the video's script
+    right, total = bank_accuracy(bank, video[1])
+    assert right / total >= LABEL_ACCURACY_MIN, (right, total)
+    assert bank["ring_luma_mad_max"] < RING_MISMATCH_MAX
+
+
+def bank_accuracy(bank: dict, script: Script) -> tuple[int, int]:
+    """(right, total) over the distinct frames harvested into the bank; A (pressed) and X
+    (rest) are both closed lips, told apart only by context."""
+    frames = {(s["frame"], s["shape"]) for s in bank["slots"] if s["source"] == "video"}
     closed = {"A", "X"}
     right = sum(
-        video[1][f][0].value == shape or {video[1][f][0].value, shape} <= closed
-        for f, shape in frames
+        script[f][0].value == shape or {script[f][0].value, shape} <= closed for f, shape in frames
     )
-    assert right / len(frames) >= LABEL_ACCURACY_MIN, (right, len(frames))
-    assert bank["ring_luma_mad_max"] < RING_MISMATCH_MAX
+    return right, len(frames)
+
+
+def test_transcript_times_the_labels(
+    tmp_path: Path, video: tuple[Path, Script], built: tuple[Path, VideoAvatar]
+) -> None:
+    """Knowing the words (English text timed on the audio) labels better than the sound
+    alone (0.95-1.0 of the harvested frames on the test videos, vs 0.9-0.95)."""
+    build_video_avatar(video[0], "with-text", tmp_path, transcript=vs.SENTENCE)
+    bank = manifest_of(tmp_path, "with-text")["bank"]
+    assert bank["labels"] == "audio+text+landmarks"
+    right, total = bank_accuracy(bank, video[1])
+    assert total >= 15 and right / total >= LABEL_ACCURACY_WITH_TEXT_MIN, (right, total)
+    with pytest.raises(InputError, match="transcript is longer"):
+        build_video_avatar(video[0], "long", tmp_path, transcript="word " * 5000)
 
 
 def cavity_tint(avatar: VideoAvatar, pose: MouthPose, frame_index: int = 0) -> float:
@@ -164,6 +185,23 @@ def test_sprite_blends_without_a_seam(built: tuple[Path, VideoAvatar]) -> None:
                 np.roll(box, -1, 0), -1, 1
             )
             assert float(np.abs(img - rest)[border].max()) <= SPRITE_BORDER_MAX
+
+
+def test_loop_has_no_jump_at_the_seam(built: tuple[Path, VideoAvatar]) -> None:
+    _, avatar = built
+    n = len(avatar.loop)
+    per_loop_frame = 25 / avatar.fps  # output frames per loop frame
+
+    def at(i: int) -> np.ndarray:
+        index = int(np.ceil(i * per_loop_frame))
+        assert avatar.loop_index(index) == i % n
+        return avatar.render(FrameState(frame_index=index)).y.astype(np.float32)
+
+    frames = [at(n - 1), at(n), at(n + 1)]  # the seam: last loop frame, then the first
+    seam = float(np.abs(frames[0] - frames[1]).mean())
+    step = float(np.abs(frames[2] - frames[1]).mean())  # an ordinary frame step
+    assert seam < LOOP_SEAM_MAX, seam
+    assert seam < 3 * step + 0.5, (seam, step)
 
 
 def test_mouth_changes_only_inside_the_mouth_box(built: tuple[Path, VideoAvatar]) -> None:
@@ -255,7 +293,6 @@ def test_silent_video_labels_by_landmarks(wide: tuple[Path, dict]) -> None:
 
 def test_size_must_match_the_video(tmp_path: Path, wide: tuple[Path, dict]) -> None:
     from avatarcast.avatars.video import output_size
-    from avatarcast.errors import InputError
 
     assert output_size((1920, 1080), None) == (960, 540)
     assert output_size((1080, 1920), None) == (540, 960)

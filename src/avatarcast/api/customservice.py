@@ -45,7 +45,7 @@ from avatarcast.api.envelope import (
     respond,
 )
 from avatarcast.avatars.jobs import BuildQueue
-from avatarcast.avatars.video import parse_size
+from avatarcast.avatars.video import MAX_TRANSCRIPT_CHARS, parse_size
 from avatarcast.errors import AvatarcastError, RequestError
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,16 @@ async def make(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
         )
     background = f.opt_text("Background", max_len=16) or "keep"
     size = parse_size(f.opt_text("Size", max_len=16))  # ours: "WxH", video only
+    transcript = f.opt_text("Transcript", max_len=MAX_TRANSCRIPT_CHARS)  # ours, video only
     material: bytes | Path
     if material_id is not None:
         material = queue.take_upload(appkey, material_id)
     else:
         assert inline is not None
         material = decode_material(inline)
-    job = await asyncio.to_thread(queue.submit, appkey, name, material, background, size)
+    job = await asyncio.to_thread(
+        queue.submit, appkey, name, material, background, size, transcript
+    )
     return {"TaskId": job.task_id}
 
 

@@ -321,6 +321,7 @@ def run_job(
     work_dir: str,
     background: str,
     size: tuple[int, int] | None = None,
+    transcript: str | None = None,
 ) -> str:
     """Build one avatar in the worker; record progress/result in the database. Returns status.
 
@@ -351,7 +352,14 @@ def run_job(
             if background != "keep":
                 raise InputError(f"Background {background!r}: a video avatar keeps its background")
             process_labels = VIDEO_PROCESS_LABELS
-            build_video_avatar(Path(material), name, Path(work_dir), progress=progress, size=size)
+            build_video_avatar(
+                Path(material),
+                name,
+                Path(work_dir),
+                progress=progress,
+                size=size,
+                transcript=transcript,
+            )
         else:
             build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
         store.update(task_id, status=SUCCESS, stage="CONFIRM", progress=100)
@@ -463,13 +471,14 @@ class BuildQueue:
         material: bytes | Path,
         background: str,
         size: tuple[int, int] | None = None,
+        transcript: str | None = None,
     ) -> Job:
         """Queue a build of `material`: the bytes, or an upload's file (moved into the job).
 
         The material's kind (`material_kind`) decides the builder; a video takes only
         Background "keep", and may ask for an output `size` (`video.SIZES`; the build
-        fails if it does not suit the video's orientation). Nothing is consumed when the
-        request is refused.
+        fails if it does not suit the video's orientation) and bring the `transcript` of
+        what is said. Nothing is consumed when the request is refused.
         """
         from avatarcast.avatars.asset import NAME_RE, avatars_dir
         from avatarcast.avatars.photo import BACKGROUNDS
@@ -501,6 +510,8 @@ class BuildQueue:
             if size not in SIZES:
                 names = ", ".join(f"{w}x{h}" for w, h in SIZES)
                 raise InputError(f"Size must be one of {names}")
+        if transcript and kind != VIDEO:
+            raise InputError("Transcript applies to video material only")
         asset_key = asset_key_for(appkey, name)
         now = time.time()
         job = Job(
@@ -546,6 +557,7 @@ class BuildQueue:
                 str(work),
                 background,
                 size,
+                transcript or None,
             )
         fut.add_done_callback(lambda f: self._finished(job.task_id, f))
         log.info(

@@ -67,6 +67,7 @@ SIZES = ((540, 960), (720, 1280), (960, 540), (1280, 720))
 SPEECH_PAD = 5  # frames of silence the loop keeps from speech on either side
 MOUTH_ANCHOR = (2, 0, 17, 61, 291)  # nose base, lips: where a loop frame's mouth sits
 DECODE_THREADS = 0  # FFmpeg decoder threads (0: its own choice); build workers set 1
+MAX_TRANSCRIPT_CHARS = 20_000  # ~20 minutes of speech
 VIDEO_REASONS = {
     "unsupported_file": "the file is not a video avatarcast can read",
     "corrupt_file": "the video is damaged or truncated",
@@ -317,9 +318,11 @@ def build_video_avatar(
     data_dir: Path,
     progress: ProgressFn | None = None,
     size: tuple[int, int] | None = None,
+    transcript: str | None = None,
 ) -> dict[str, Any]:
     """Check, build and register the video avatar `name`; returns the CLI's summary.
-    `size` (w, h) is the output picture (see `output_size`)."""
+    `size` (w, h) is the output picture (see `output_size`); `transcript`, the English text
+    the person says in the video, if known, times the mouth labels better."""
     t0 = time.perf_counter()
     check_name(name)
     if (Path(data_dir) / "avatars" / name).exists():
@@ -353,7 +356,9 @@ def build_video_avatar(
     gap_all = np.array([lip_gap(m) if not np.isnan(m[0, 0]) else 1.0 for m in raw])
     closed = (gap_all < LOOP_LIP_GAP) & ~np.isnan(lm[:, 0, 0])
     pcm = _soundtrack(video)
-    heard = mouth_bank.audio_shapes(pcm, n, fps) if pcm.size else None
+    if transcript is not None and len(transcript) > MAX_TRANSCRIPT_CHARS:
+        raise InputError(f"the transcript is longer than {MAX_TRANSCRIPT_CHARS} characters")
+    heard = mouth_bank.audio_shapes(pcm, n, fps, transcript) if pcm.size else None
     speech = np.array([h is not None for h in heard]) if heard is not None else np.zeros(n, bool)
     if speech.any():  # the loop must be silent too: a closed mouth can still hum or say "m"
         quiet = ~np.convolve(speech, np.ones(2 * SPEECH_PAD + 1, bool), "same")
@@ -473,7 +478,9 @@ def build_video_avatar(
             "mouth_offsets": np.round(offsets, 2).tolist(),
         },
         "bank": {
-            "labels": "audio+landmarks" if speech.any() else "landmarks",
+            "labels": ("audio+text+landmarks" if transcript else "audio+landmarks")
+            if speech.any()
+            else "landmarks",
             "harvested_slots": harvested,
             "warped_slots": len(slots) - harvested,
             "labelled_frames": sum(lab is not None for lab in labels),
