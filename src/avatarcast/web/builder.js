@@ -1,6 +1,7 @@
 // "Build your own avatar": the customservice flow of docs/api.md, from the browser.
 //
-//   upload (the file's raw bytes) → make (MaterialId, VirtualmanName, Background, Size)
+//   upload (the file's raw bytes) → make (MaterialId, VirtualmanName, Background, Size,
+//   Transcript)
 //   → poll getprogress (SUBMIT → PROCESS → TRAIN → CONFIRM) → customerconfirm
 //
 // and the key's own avatars for the picker (`list`, `delete`). An avatar made through the
@@ -88,6 +89,7 @@ export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }
     const video = isVideo(fileInput.files[0]);
     $("build-background-field").hidden = video;
     $("build-size-field").hidden = !video;
+    $("build-transcript-field").hidden = !video;
   }
 
   function fail(text) {
@@ -187,6 +189,8 @@ export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }
     const kindIndex = video ? 1 : 0;
     const fields = { VirtualmanName: name, Background: video ? "keep" : $("build-background").value };
     if (video && $("build-size").value) fields.Size = $("build-size").value;
+    const transcript = $("build-transcript").value.trim();
+    if (video && transcript) fields.Transcript = transcript;
 
     setRunning(true);
     $("build-progress").hidden = false;
