@@ -357,3 +357,18 @@ def test_phone_video_stored_turned_is_built_upright(tmp_path: Path) -> None:
     avatar = load_avatar("phone", tmp_path / "data")
     mx, my, mw, mh = avatar._mouth_box
     assert 170 < mx + mw / 2 < 370 and 350 < my + mh / 2 < 750  # an upright face
+
+
+def test_720p_loop_stays_cached(tmp_path: Path, video: tuple[Path, Script]) -> None:
+    """Every loop frame stays converted (a 720x1280 loop is ~130 MB of YUV): rendering the
+    loop a second time converts nothing (before the fix each frame cost ~10 ms)."""
+    build_video_avatar(video[0], "tall", tmp_path, size=(720, 1280))
+    avatar = load_avatar("tall", tmp_path)
+    assert isinstance(avatar, VideoAvatar) and (avatar.width, avatar.height) == (720, 1280)
+    per_loop = 25 / avatar.fps
+    for _ in range(2):
+        for i in range(len(avatar.loop)):
+            avatar.render(FrameState(frame_index=int(np.ceil(i * per_loop))))
+    frame_bytes = 720 * 1280 * 3 // 2
+    assert avatar.cache_bytes >= len(avatar.loop) * frame_bytes
+    assert len(avatar._cache._bases) == len(avatar.loop)

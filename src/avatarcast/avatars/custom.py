@@ -71,10 +71,14 @@ class CustomAvatar:
             self._draw_base,
             self._draw_matte,
             self._draw_sprite,
-            max_bytes=(100 << 20, 48 << 20, 32 << 20),
+            max_bytes=(self._base_cache_bytes(width, height), 48 << 20, 32 << 20),
         )
         self._thumb: NDArray[np.uint8] | None = None
         self._thumb_lock = threading.Lock()
+
+    def _base_cache_bytes(self, width: int, height: int) -> int:
+        """Budget of cached whole frames (the poses idle motion visits fit easily)."""
+        return 100 << 20
 
     def pose_key(self, state: FrameState) -> PoseKey:
         """(dx, dy, lift) in whole pixels: the head moves by (dx, dy), the person by lift."""
@@ -302,6 +306,14 @@ class VideoAvatar(CustomAvatar):
         self._offsets = [(round(float(x)), round(float(y))) for x, y in asset.mouth_offsets]
         super().__init__(name, asset, width, height)
         self.max_shift = 0
+
+    def _base_cache_bytes(self, width: int, height: int) -> int:
+        # every loop frame stays converted: a loop that does not fit would convert a frame
+        # per frame (~10 ms at 720x1280 instead of ~0.1)
+        return len(self.loop) * (width * height * 3 // 2) + (4 << 20)
+
+    def alpha(self, state: FrameState) -> NDArray[np.uint8]:
+        return self._cache.matte((0, 0, 0))  # opaque: one matte for every loop frame
 
     def loop_index(self, frame_index: int) -> int:
         """The loop frame shown at output frame `frame_index` (the session timeline, not the
