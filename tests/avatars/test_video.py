@@ -372,3 +372,24 @@ def test_720p_loop_stays_cached(tmp_path: Path, video: tuple[Path, Script]) -> N
     frame_bytes = 720 * 1280 * 3 // 2
     assert avatar.cache_bytes >= len(avatar.loop) * frame_bytes
     assert len(avatar._cache._bases) == len(avatar.loop)
+
+
+def test_damaged_video_asset_is_a_clear_error(
+    tmp_path: Path, built: tuple[Path, VideoAvatar]
+) -> None:
+    import shutil
+
+    from avatarcast.avatars.asset import AssetError
+
+    src = built[0] / "avatars" / "astro-video"
+    for damage, words in (("alpha", "mouth_alpha"), ("offsets", "mouth_offsets")):
+        copy = tmp_path / damage
+        shutil.copytree(src, copy)
+        if damage == "alpha":
+            np.save(copy / "mouth_alpha.npy", np.zeros((3, 3), np.uint8))
+        else:
+            manifest = json.loads((copy / "manifest.json").read_text("utf-8"))
+            manifest["loop"]["mouth_offsets"] = [[0, 0]] * 3  # not one per loop frame
+            (copy / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+        with pytest.raises(AssetError, match=words):
+            load_asset(copy)
