@@ -105,7 +105,7 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--background",
         choices=("keep", "green", "white", "remove"),
         default="keep",
-        help="keep the photo's background, key a green/white one, or remove it (default keep)",
+        help="keep the background, key a green/white screen, or remove it (default keep)",
     )
     ab.add_argument(
         "--size",
@@ -324,8 +324,6 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
             if args.video is not None:
                 from avatarcast.avatars.video import build_video_avatar, parse_size
 
-                if args.background != "keep":
-                    raise InputError("--background applies to --photo only")
                 transcript = None
                 if args.transcript is not None:
                     try:
@@ -339,6 +337,7 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
                     progress,
                     parse_size(args.size),
                     transcript,
+                    args.background,
                 )
             else:
                 if args.size is not None or args.transcript is not None:

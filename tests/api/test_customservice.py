@@ -260,11 +260,11 @@ def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> Non
     material = _upload(owner, video)
     assert [p.name for p in _uploads(server.data_dir)] == [material]
 
-    # another key's make does not find the upload, nor does a video take another background;
-    # neither consumes it
+    # another key's make does not find the upload, nor does a bad Background; neither
+    # consumes it
     assert _code(lambda: _make(other, "talker", MaterialId=material)) == 100001
-    with pytest.raises(ApiError, match="Background must be keep for a video") as info:
-        _make(owner, "talker", "green", MaterialId=material)
+    with pytest.raises(ApiError, match="Background must be one of") as info:
+        _make(owner, "talker", "purple", MaterialId=material)
     assert info.value.code == 100001
 
     # Size (ours) is for videos, one of the four sizes
@@ -341,8 +341,8 @@ def test_make_needs_exactly_one_material(server: Server, talking_mp4: Path) -> N
             assert _code(lambda bad=bad: _make(c, "x", MaterialId=bad)) == 100001
         # a small video may come inline too; it is sniffed there as well
         inline = base64.b64encode(talking_mp4.read_bytes()).decode()
-        with pytest.raises(ApiError, match="Background must be keep for a video"):
-            _make(c, "x", "remove", Material=inline)
+        with pytest.raises(ApiError, match="Size must be one of"):
+            _make(c, "x", "remove", Material=inline, Size="1000x500")
         with pytest.raises(ApiError, match="Size applies to video material only"):
             _make(c, "x", Material=photo, Size="540x960")
         with pytest.raises(ApiError, match="Transcript applies to video material only"):

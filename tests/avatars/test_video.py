@@ -393,3 +393,27 @@ def test_damaged_video_asset_is_a_clear_error(
             (copy / "manifest.json").write_text(json.dumps(manifest), "utf-8")
         with pytest.raises(AssetError, match=words):
             load_asset(copy)
+
+
+def test_green_screen_video_is_keyed_frame_by_frame(tmp_path: Path) -> None:
+    """Shot on a green screen: the loop shows the person over the neutral plate, the matte
+    follows the person's motion frame by frame, and no green comes back with the mouths."""
+    video, _ = vs.speaking_video(tmp_path / "green.mp4", backdrop=vs.GREEN_SCREEN)
+    summary = build_video_avatar(video, "keyed", tmp_path / "data", background="green")
+    assert summary["background"] == "green" and summary["mouth_slots_from_video"] >= 20
+    avatar = load_avatar("keyed", tmp_path / "data")
+    mattes = []
+    for index in (0, 25):
+        state = FrameState(mouth=MouthPose(Shape.D, 1.0), frame_index=index)
+        frame = avatar.render(state)
+        rgb = yuv420_to_rgb(frame.data, frame.width, frame.height)
+        matte = avatar.alpha(state)
+        assert matte[5, 5] == 0 and matte[5, -6] == 0  # the screen is gone
+        assert matte[400, 270] == 255 and matte[900, 270] == 255  # face and body are kept
+        assert np.abs(rgb[5, 5].astype(int) - (232, 234, 238)).max() <= 3  # neutral plate
+        mx, my, mw, mh = avatar._mouth_box
+        box = rgb[my : my + mh, mx : mx + mw].astype(int)
+        green = (box[..., 1] > box[..., 0] + 40) & (box[..., 1] > box[..., 2] + 40)
+        assert int(green.sum()) == 0  # the harvested mouths were keyed too
+        mattes.append(matte.astype(int))
+    assert float(np.abs(mattes[0] - mattes[1]).mean()) > 1.0  # the silhouette moves

@@ -42,10 +42,15 @@ def portrait() -> tuple[NDArray[np.uint8], list[NDArray[np.uint8]]]:
 _STAGE: dict[str, NDArray[np.float32] | NDArray[np.uint8]] = {}
 
 
-def on_still_background(canvas: NDArray[np.uint8], mat: NDArray[np.float64]) -> NDArray[np.uint8]:
+def on_still_background(
+    canvas: NDArray[np.uint8],
+    mat: NDArray[np.float64],
+    backdrop: tuple[int, int, int] | None = None,
+) -> NDArray[np.uint8]:
     """The framed portrait moved by `mat` (canvas → 540x960 frame) over a still background,
     like a person recorded from a tripod: the person (selfie-segmentation matte) moves, the
-    background (the photo with the person painted out) does not."""
+    background (the photo with the person painted out, or a `backdrop` colour: a green
+    screen) does not."""
     if not _STAGE:
         from avatarcast.avatars.photo_background import fill_background, person_matte
 
@@ -60,7 +65,8 @@ def on_still_background(canvas: NDArray[np.uint8], mat: NDArray[np.float64]) -> 
         _STAGE["plate"] = np.asarray(still, np.uint8)
     fg = cv2.warpAffine(canvas, mat, (W, H), flags=cv2.INTER_LINEAR).astype(np.float32)
     a = cv2.warpAffine(_STAGE["matte"], mat, (W, H), flags=cv2.INTER_LINEAR)[..., None]
-    out = fg * a + _STAGE["plate"].astype(np.float32) * (1 - a)
+    plate = _STAGE["plate"] if backdrop is None else np.full((H, W, 3), backdrop, np.uint8)
+    out = fg * a + plate.astype(np.float32) * (1 - a)
     return np.asarray(np.clip(out + 0.5, 0, 255), np.uint8)
 
 
@@ -166,7 +172,9 @@ def speaking_script(
 
 
 def iter_speaking_frames(
-    script: list[tuple[Shape, float]], fps: int = 25
+    script: list[tuple[Shape, float]],
+    fps: int = 25,
+    backdrop: tuple[int, int, int] | None = None,
 ) -> Iterator[NDArray[np.uint8]]:
     """The framed portrait speaking `script` (mouth warped per frame, opening tinted by
     `cavity_marker`), with head motion: translations of a few pixels and a slow tilt of
@@ -193,7 +201,7 @@ def iter_speaking_frames(
         mat = cv2.getRotationMatrix2D(centre, 1.5 * np.sin(2 * np.pi * t / 4.0), 1.0)
         mat[0, 2] += 3.0 * np.sin(2 * np.pi * t / 2.0) - MARGIN
         mat[1, 2] += 1.5 * np.sin(2 * np.pi * t / 3.0) - MARGIN
-        yield on_still_background(canvas, mat)
+        yield on_still_background(canvas, mat, backdrop)
 
 
 def write_av(
@@ -223,15 +231,21 @@ def write_av(
     return path
 
 
+GREEN_SCREEN = (40, 180, 70)
+
+
 def speaking_video(
-    path: Path, seconds: float = 11.0, fps: int = 25
+    path: Path,
+    seconds: float = 11.0,
+    fps: int = 25,
+    backdrop: tuple[int, int, int] | None = None,
 ) -> tuple[Path, list[tuple[Shape, float]]]:
     """Silent with lips closed for 2 s, `SENTENCE` (about 4 s), then silent to the end: the
     customer's recording the docs ask for, with sound. Returns the file and the mouth of
     every frame (espeak's timings vary by a few ms between calls: use this script, not a
-    new `speaking_script`)."""
+    new `speaking_script`). `backdrop`: a colour behind the person (`GREEN_SCREEN`)."""
     pcm, script = speaking_script(seconds, fps)
-    return write_av(path, iter_speaking_frames(script, fps), fps, pcm), script
+    return write_av(path, iter_speaking_frames(script, fps, backdrop), fps, pcm), script
 
 
 def wide_frames(seconds: float = 8.0, fps: int = 25) -> Iterator[NDArray[np.uint8]]:

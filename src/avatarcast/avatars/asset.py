@@ -9,6 +9,7 @@ docs/avatars.md, "Custom avatars from a photo").
     eyes.npy        (blink levels + 1, h+1, w+1, 3) uint8 eye-box sprites
     loop.npy        video avatars: (frames, H + 2m, W + 2m, 3) uint8 idle loop
     mouth_alpha.npy video avatars: (h+1, w+1) uint8 weights the mouth sprites blend with
+    loop_matte.npy  video avatars with a keyed/removed background: (frames, H+2m, W+2m)
 
 Building writes into `<name>.partial-<pid>/` and renames it into place at the very end, so a
 failed or interrupted build never leaves a half avatar that the registry would pick up.
@@ -273,11 +274,13 @@ class VideoAsset(PhotoAsset):
     from the video, or warped from the loop's first frame where the video has no such mouth),
     plus the idle loop, (frames, H + 2m, W + 2m, 3) uint8, memory-mapped, the weight map the
     mouth sprites are blended with ((h+1, w+1) uint8; None in avatars built before the bank:
-    opaque) and where each loop frame's mouth sits relative to the first's ((frames, 2))."""
+    opaque), where each loop frame's mouth sits relative to the first's ((frames, 2)) and,
+    for a keyed or removed background, the person's matte per loop frame."""
 
     loop: NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
     mouth_alpha: NDArray[np.uint8] | None = None
     mouth_offsets: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    loop_matte: NDArray[np.uint8] | None = None  # (frames, H + 2m, W + 2m); None: opaque
 
     @property
     def fps(self) -> float:
@@ -315,5 +318,15 @@ def _load_video(
         raise AssetError(f"avatar asset {path} is damaged: loop mouth_offsets ({exc})") from exc
     ok = offsets.shape == (frames, 2) and bool(np.isfinite(offsets).all())
     _need(ok and float(np.abs(offsets).max(initial=0)) < 64, path, "loop mouth_offsets")
+    loop_matte = None
+    if "loop_matte" in files:
+        try:
+            loop_matte = np.load(path / files["loop_matte"], mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise AssetError(f"avatar asset {path} is damaged: loop_matte ({exc})") from exc
+        ok = loop_matte.dtype == np.uint8 and loop_matte.shape == loop.shape[:3]
+        _need(ok, path, "loop_matte")
     canvas, bg = images["canvas"], images["background"]
-    return VideoAsset(path, manifest, canvas, bg, matte, mouth, eyes, loop, alpha, offsets)
+    return VideoAsset(
+        path, manifest, canvas, bg, matte, mouth, eyes, loop, alpha, offsets, loop_matte
+    )

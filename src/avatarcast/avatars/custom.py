@@ -71,7 +71,11 @@ class CustomAvatar:
             self._draw_base,
             self._draw_matte,
             self._draw_sprite,
-            max_bytes=(self._base_cache_bytes(width, height), 48 << 20, 32 << 20),
+            max_bytes=(
+                self._base_cache_bytes(width, height),
+                self._matte_cache_bytes(width, height),
+                32 << 20,
+            ),
         )
         self._thumb: NDArray[np.uint8] | None = None
         self._thumb_lock = threading.Lock()
@@ -79,6 +83,9 @@ class CustomAvatar:
     def _base_cache_bytes(self, width: int, height: int) -> int:
         """Budget of cached whole frames (the poses idle motion visits fit easily)."""
         return 100 << 20
+
+    def _matte_cache_bytes(self, width: int, height: int) -> int:
+        return 48 << 20
 
     def pose_key(self, state: FrameState) -> PoseKey:
         """(dx, dy, lift) in whole pixels: the head moves by (dx, dy), the person by lift."""
@@ -283,6 +290,8 @@ class VideoAvatar(CustomAvatar):
     mouth sprite from the mouth bank (see `avatars.mouth_bank`) over the loop frame with the
     asset's weight map, moved by whole pixels to where that loop frame's mouth sits; at rest
     the loop's own mouth shows. Renders only at the built size (`load_avatar` asks for it).
+    With a keyed or removed background the loop frames show the person over the neutral
+    plate and `alpha()` is that loop frame's matte; otherwise opaque.
 
     Base frames are keyed (loop index, 0, 0) in the PoseCache."""
 
@@ -303,6 +312,7 @@ class VideoAvatar(CustomAvatar):
         self.loop = asset.loop
         self.fps = asset.fps
         self._alpha = asset.mouth_alpha
+        self._loop_matte = asset.loop_matte
         self._offsets = [(round(float(x)), round(float(y))) for x, y in asset.mouth_offsets]
         super().__init__(name, asset, width, height)
         self.max_shift = 0
@@ -312,8 +322,13 @@ class VideoAvatar(CustomAvatar):
         # per frame (~10 ms at 720x1280 instead of ~0.1)
         return len(self.loop) * (width * height * 3 // 2) + (4 << 20)
 
+    def _matte_cache_bytes(self, width: int, height: int) -> int:
+        return len(self.loop) * width * height + (4 << 20)
+
     def alpha(self, state: FrameState) -> NDArray[np.uint8]:
-        return self._cache.matte((0, 0, 0))  # opaque: one matte for every loop frame
+        if self._loop_matte is None:
+            return self._cache.matte((0, 0, 0))  # opaque: one matte for every loop frame
+        return self._cache.matte(self.pose_key(state))
 
     def loop_index(self, frame_index: int) -> int:
         """The loop frame shown at output frame `frame_index` (the session timeline, not the
@@ -356,7 +371,11 @@ class VideoAvatar(CustomAvatar):
         rgba[..., 3] = 255
 
     def _draw_matte(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
-        rgba[..., 3] = 255
+        if self._loop_matte is None:
+            rgba[..., 3] = 255
+        else:
+            m = self._m
+            rgba[..., 3] = self._loop_matte[key[0], m : m + self.height, m : m + self.width]
 
     def _draw_sprite(self, rgba: NDArray[np.uint8], what: Hashable, ox: int, oy: int) -> None:
         super()._draw_sprite(rgba, what, ox, oy)

@@ -325,8 +325,8 @@ def run_job(
 ) -> str:
     """Build one avatar in the worker; record progress/result in the database. Returns status.
 
-    `material` is a photo or a video file (`file_kind`); a video goes to the video builder,
-    whose only background is "keep" (`submit` refuses the others before queueing).
+    `material` is a photo or a video file (`file_kind`); a video goes to the video builder
+    (with `size` and `transcript` if given).
     """
     from avatarcast.avatars.photo import AvatarQualityError, build_photo_avatar
 
@@ -349,8 +349,6 @@ def run_job(
         if kind == VIDEO:
             from avatarcast.avatars.video import build_video_avatar
 
-            if background != "keep":
-                raise InputError(f"Background {background!r}: a video avatar keeps its background")
             process_labels = VIDEO_PROCESS_LABELS
             build_video_avatar(
                 Path(material),
@@ -359,6 +357,7 @@ def run_job(
                 progress=progress,
                 size=size,
                 transcript=transcript,
+                background=background,
             )
         else:
             build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
@@ -475,10 +474,10 @@ class BuildQueue:
     ) -> Job:
         """Queue a build of `material`: the bytes, or an upload's file (moved into the job).
 
-        The material's kind (`material_kind`) decides the builder; a video takes only
-        Background "keep", and may ask for an output `size` (`video.SIZES`; the build
-        fails if it does not suit the video's orientation) and bring the `transcript` of
-        what is said. Nothing is consumed when the request is refused.
+        The material's kind (`material_kind`) decides the builder; a video may ask for an
+        output `size` (`video.SIZES`; the build fails if it does not suit the video's
+        orientation) and bring the `transcript` of what is said. Nothing is consumed when
+        the request is refused.
         """
         from avatarcast.avatars.asset import NAME_RE, avatars_dir
         from avatarcast.avatars.photo import BACKGROUNDS
@@ -497,11 +496,6 @@ class BuildQueue:
                 raise MaterialNotFound("MaterialId: the upload is gone; upload again") from None
         else:
             kind = material_kind(material[:16])
-        if kind == VIDEO and background != "keep":
-            raise InputError(
-                f"Background must be keep for a video (the video builder keeps the recorded "
-                f"background), not {background!r}"
-            )
         if size is not None:
             from avatarcast.avatars.video import SIZES
 

@@ -48,7 +48,7 @@ from avatarcast.avatars.photo import (
     ProgressFn,
     check_photo,
 )
-from avatarcast.avatars.photo_background import mediapipe_quiet
+from avatarcast.avatars.photo_background import apply_background, mediapipe_quiet, person_matte
 from avatarcast.avatars.photo_warp import EyeRig, MouthRig
 from avatarcast.errors import InputError
 from avatarcast.speech.visemes import SHAPES
@@ -319,12 +319,17 @@ def build_video_avatar(
     progress: ProgressFn | None = None,
     size: tuple[int, int] | None = None,
     transcript: str | None = None,
+    background: str = "keep",
 ) -> dict[str, Any]:
     """Check, build and register the video avatar `name`; returns the CLI's summary.
     `size` (w, h) is the output picture (see `output_size`); `transcript`, the English text
-    the person says in the video, if known, times the mouth labels better."""
+    the person says in the video, if known, times the mouth labels better; `background`
+    as for a photo (`photo.BACKGROUNDS`): kept, or keyed from a green or white screen, or
+    removed by person segmentation, frame by frame (the matte feeds transparent output)."""
     t0 = time.perf_counter()
     check_name(name)
+    if background not in photo.BACKGROUNDS:
+        raise InputError(f"--background must be one of {', '.join(photo.BACKGROUNDS)}")
     if (Path(data_dir) / "avatars" / name).exists():
         raise InputError(f"avatar {name!r} already exists; delete it first")
     total, step = 6, 0
@@ -390,6 +395,11 @@ def build_video_avatar(
     for i, rgb in enumerate(_frames(video)):
         if i in wanted:  # before the loop's pre-filter: align filters for its own scale
             aligned[i] = mouth_bank.align(rgb, raw[i], key_lm, mouth_rig.box)
+            if background != "keep":  # the person over the neutral plate, like the loop
+                patch_matte = mouth_bank.align(
+                    person_matte(rgb, background), raw[i], key_lm, mouth_rig.box
+                )
+                apply_background(aligned[i], patch_matte, background)
         if a - FADE <= i < b:
             if scale < 0.9:  # shrinking: pre-filter (warpAffine samples points, and
                 # aliasing shimmers as the person moves, which x264 pays for)
@@ -406,6 +416,11 @@ def build_video_avatar(
             (1 - wgt) * tail + wgt * crops[a - FADE + j].astype(np.float32)
         ).astype(np.uint8)
     offsets = _mouth_offsets(lm, a, b, frame_mat, key_lm, weights)
+    mattes = loop_mattes(loop, background)
+    plate = loop[0].copy()
+    if background != "keep":
+        for frame, matte in zip(loop, mattes, strict=True):
+            plate = apply_background(frame, matte, background)  # in place; the grey plate
     tick("rigging the face")
     src = loop[0]
     key_box = src[my - 1 : my + mh, mx - 1 : mx + mw]
@@ -467,7 +482,7 @@ def build_video_avatar(
             "sound": bool(pcm.size),
             "speech_seconds": round(float(speech.sum()) / fps, 2),
         },
-        **photo.rig_manifest(key_lm, mouth_rig, eye_rig, ch, "keep", out),
+        **photo.rig_manifest(key_lm, mouth_rig, eye_rig, ch, background, out),
         "loop": {
             "fps": round(fps, 3),
             "frames": len(loop),
@@ -494,14 +509,16 @@ def build_video_avatar(
             else {},
         },
     }
-    matte = np.full(src.shape[:2], 255, np.uint8)
     extra = {"loop": loop, "mouth_alpha": alpha}
-    write_asset(Path(data_dir), name, manifest, src, src, matte, mouth, eyes, extra=extra)
+    if background != "keep":
+        extra["loop_matte"] = mattes
+    write_asset(Path(data_dir), name, manifest, src, plate, mattes[0], mouth, eyes, extra=extra)
     return {
         "name": name,
         "kind": "video",
         "width": out[0],
         "height": out[1],
+        "background": background,
         "loop_frames": len(loop),
         "loop_seconds": round(len(loop) / fps, 2),
         "mouth_slots_from_video": harvested,
@@ -510,6 +527,17 @@ def build_video_avatar(
         "checks_passed": manifest["checks"]["passed"],
         "path": str(Path(data_dir) / "avatars" / name),
     }
+
+
+def loop_mattes(loop: NDArray[np.uint8], background: str) -> NDArray[np.uint8]:
+    """(frames, H, W) person mattes of the loop frames (all 255 for `keep`): keyed or
+    segmented per frame, then averaged with both neighbours (cyclically, as the loop plays)
+    so the silhouette does not flicker."""
+    if background == "keep":
+        return np.full(loop.shape[:3], 255, np.uint8)
+    raw = np.stack([person_matte(frame, background) for frame in loop]).astype(np.float32)
+    smooth = (np.roll(raw, 1, axis=0) + 2 * raw + np.roll(raw, -1, axis=0)) / 4
+    return np.asarray(np.round(smooth), np.uint8)
 
 
 def _mouth_offsets(

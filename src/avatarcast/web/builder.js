@@ -87,7 +87,6 @@ export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }
 
   function showKind() {
     const video = isVideo(fileInput.files[0]);
-    $("build-background-field").hidden = video;
     $("build-size-field").hidden = !video;
     $("build-transcript-field").hidden = !video;
   }
@@ -187,7 +186,7 @@ export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }
     }
     const video = isVideo(file);
     const kindIndex = video ? 1 : 0;
-    const fields = { VirtualmanName: name, Background: video ? "keep" : $("build-background").value };
+    const fields = { VirtualmanName: name, Background: $("build-background").value };
     if (video && $("build-size").value) fields.Size = $("build-size").value;
     const transcript = $("build-transcript").value.trim();
     if (video && transcript) fields.Transcript = transcript;

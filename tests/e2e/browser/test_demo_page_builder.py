@@ -106,6 +106,7 @@ def test_build_a_photo_avatar_stream_it_and_delete_it(
     page.set_input_files("#build-file", str(astronaut_jpg))
     assert page.input_value("#build-name") == "astronaut"  # suggested from the file name
     assert page.is_visible("#build-background") and page.is_hidden("#build-size")
+    assert page.is_hidden("#build-transcript")
     page.select_option("#build-background", "keep")
 
     _build(demo, astronaut_jpg, "astro")
@@ -205,9 +206,10 @@ def test_a_video_with_a_size_of_the_other_orientation_is_refused(
     demo: PageUnderTest, upright_mp4: Path
 ) -> None:
     page = demo.page
-    # A video: the size choice shows, the background choice (photos only) does not.
+    # A video: the size and background choices show (the transcript field too).
     page.set_input_files("#build-file", str(upright_mp4))
-    assert page.is_visible("#build-size") and page.is_hidden("#build-background")
+    assert page.is_visible("#build-size") and page.is_visible("#build-background")
+    assert page.is_visible("#build-transcript")
     page.select_option("#build-size", "1280x720")
     _build(demo, upright_mp4, "wide")
     page.wait_for_selector("#build-progress[data-result=failed]", timeout=BUILD_TIMEOUT_MS)
