@@ -399,7 +399,9 @@ async function stopStream({ reason = "closed", remote = false } = {}) {
   live.session = null;
   clearInterval(live.watchTimer);
   live.clip?.abort();
-  live.player?.stop();
+  // the WHEP resource goes before the session (a DELETE after closesession would 404);
+  // a stuck DELETE does not hold the close up for more than a second
+  const left = Promise.race([live.player?.stop(), new Promise((ok) => setTimeout(ok, 1000))]);
   live.channel?.close();
   live.mic?.close();
   if (live.compositor) stopCompositor(live.compositor);
@@ -412,6 +414,7 @@ async function stopStream({ reason = "closed", remote = false } = {}) {
   $("screen").dataset.mode = "idle";
   $("screen").style.aspectRatio = "";
   if (!remote) {
+    await left;
     try {
       await live.api.call("closesession", { SessionId: session.id });
     } catch (err) {

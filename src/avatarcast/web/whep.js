@@ -119,17 +119,23 @@ export class WhepPlayer {
     const { pc, resource } = this;
     this.pc = null;
     this.resource = null;
-    if (resource) fetch(resource, { method: "DELETE", keepalive: true }).catch(() => {});
+    const deleted = resource
+      ? fetch(resource, { method: "DELETE", keepalive: true }).then(() => {}, () => {})
+      : Promise.resolve();
     if (pc) pc.close();
+    return deleted;
   }
 
+  /** Leave; resolves once the server has the DELETE (close the session only after it, or
+   * the DELETE finds no resource and the browser logs a 404). */
   stop() {
-    if (this.stopped) return;
+    if (this.stopped) return Promise.resolve();
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.video.removeEventListener("playing", this.#onPlaying);
-    this.#teardown();
+    const deleted = this.#teardown();
     this.video.srcObject = null;
     this.#setState("stopped");
+    return deleted;
   }
 }

@@ -163,7 +163,13 @@ def demo(browser: Any, server: Server) -> Iterator[PageUnderTest]:
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    # "Failed to load resource" names no URL in its text: the location does
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(f"{m.text} [{m.location.get('url', '')}]") if m.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     page.goto(server.base_url + "/")
     page.wait_for_selector("body[data-ready=true]")
