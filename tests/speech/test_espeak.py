@@ -183,4 +183,7 @@ def test_threads_share_the_library(tts: EspeakBackend) -> None:
         got = results[i]
         assert got.voice == want.voice
         assert [s.phoneme for s in got.phonemes] == [s.phoneme for s in want.phonemes]
-        assert abs(got.pcm.size - want.pcm.size) < 0.005 * SAMPLE_RATE_HZ
+        # espeak-ng's own output length varies a little between calls of the same text
+        # (serially too: up to ~1 ms typically, 13 ms seen once in CI); shared-library
+        # corruption would change the phonemes or the length by far more
+        assert abs(got.pcm.size - want.pcm.size) < 0.03 * SAMPLE_RATE_HZ
