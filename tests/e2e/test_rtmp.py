@@ -300,7 +300,7 @@ def test_rtmp_session_plays_back_with_sei_and_survives_a_server_restart(
         assert 0.036 < span < 0.044, f"frames arrive every {span * 1000:.1f} ms"
         keys = [f.pts_ms for f in frames if f.keyframe]
         assert len(keys) >= 2 and max(np.diff(keys)) <= 2000, f"keyframes at {keys}"
-        assert player.audio_rate == 16000 and len(player.audio) > 50
+        assert player.audio_rate == 48000 and len(player.audio) > 50
 
         # SEI: exactly the utterance's frames, AudioStart on the first, AudioOver on the last.
         with_sei = [i for i, f in enumerate(frames) if f.sei]

@@ -81,15 +81,24 @@ class H264Encoder:
 
 
 class AacEncoder:
-    """AAC-LC, mono, at the timeline rate; any number of samples in, 1024-sample packets out."""
+    """AAC-LC, mono; 16 kHz timeline PCM in (any number of samples), 1024-sample packets out
+    at `rate_hz` (resampled first when it is not the timeline rate)."""
 
-    def __init__(self, ctx: AudioCodecContext, bitrate_kbps: int = 64) -> None:
-        ctx.sample_rate = SAMPLE_RATE_HZ
+    def __init__(
+        self, ctx: AudioCodecContext, bitrate_kbps: int = 64, rate_hz: int = SAMPLE_RATE_HZ
+    ) -> None:
+        ctx.sample_rate = rate_hz
         ctx.layout = "mono"
         ctx.format = "fltp"
         ctx.bit_rate = bitrate_kbps * 1000
-        ctx.time_base = Fraction(1, SAMPLE_RATE_HZ)
+        ctx.time_base = Fraction(1, rate_hz)
         self.ctx = ctx
+        self.rate_hz = rate_hz
+        self._resampler = (
+            None
+            if rate_hz == SAMPLE_RATE_HZ
+            else av.AudioResampler(format="fltp", layout="mono", rate=rate_hz)
+        )
         self._next_pts = 0
 
     def encode(self, pcm: NDArray[np.int16]) -> list[av.Packet]:
@@ -98,16 +107,24 @@ class AacEncoder:
         data = (pcm.astype(np.float32) / 32768.0).reshape(1, -1)
         af = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
         af.sample_rate = SAMPLE_RATE_HZ
-        af.pts = self._next_pts
-        af.time_base = Fraction(1, SAMPLE_RATE_HZ)
-        self._next_pts += pcm.size
-        try:
-            return list(self.ctx.encode(af))
-        except av.error.FFmpegError as exc:
-            raise EncoderError(f"AAC encoding failed: {exc}") from exc
+        frames = [af] if self._resampler is None else self._resampler.resample(af)
+        return self._encode(frames)
 
     def flush(self) -> list[av.Packet]:
-        return list(self.ctx.encode(None))
+        tail = [] if self._resampler is None else self._resampler.resample(None)
+        return self._encode(tail) + list(self.ctx.encode(None))
+
+    def _encode(self, frames: list[av.AudioFrame]) -> list[av.Packet]:
+        out: list[av.Packet] = []
+        try:
+            for f in frames:
+                f.pts = self._next_pts
+                f.time_base = Fraction(1, self.rate_hz)
+                self._next_pts += f.samples
+                out += self.ctx.encode(f)
+        except av.error.FFmpegError as exc:
+            raise EncoderError(f"AAC encoding failed: {exc}") from exc
+        return out
 
 
 def silence(n_samples: int = SAMPLES_PER_FRAME) -> NDArray[np.int16]:

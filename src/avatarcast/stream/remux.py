@@ -6,7 +6,8 @@ keyframe: demuxing that one access unit as raw H.264 yields a stream whose extra
 SPS/PPS, and `add_stream_from_template` copies them. The FLV and MP4 muxers turn Annex-B
 extradata into an avcC record and the packets into length-prefixed NAL units themselves.
 
-Audio is the session's 16 kHz PCM, encoded to AAC once per container (FLV and MP4 take no Opus).
+Audio is the session's 16 kHz PCM, resampled to 48 kHz and encoded to AAC once per container
+(FLV and MP4 take no Opus; why 48 kHz: `AAC_RATE_HZ`).
 
 Timestamps: the container's time 0 is the slot of its first keyframe; video pts are
 (slot - first) * 40 ms, so skipped slots stay gaps. Audio slots that never arrived (a reader
@@ -31,7 +32,7 @@ import av
 import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
-from avatarcast import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
+from avatarcast import SAMPLES_PER_FRAME
 from avatarcast.stream.encoder import AacEncoder
 from avatarcast.stream.live import VIDEO_CLOCK_HZ, VIDEO_TIME_BASE, AudioChunk, VideoPacket
 
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_SILENCE_FILL_FRAMES = 250  # 10 s of missing audio filled at most; beyond that, a jump
+# AAC at 48 kHz, not the timeline's 16 kHz: FFmpeg's muxers interleave audio and video by
+# timestamp, so every video packet waits for the audio packet after it. AAC packets hold 1024
+# samples and the encoder lags about two: 64 ms packets at 16 kHz held RTMP video back ~200
+# ms (push to read back via nginx), 21 ms packets at 48 kHz ~40 ms.
+AAC_RATE_HZ = 48_000
 
 
 class LiveMuxer:
@@ -66,10 +72,10 @@ class LiveMuxer:
             if fmt != "flv":  # FLV's time base is fixed at 1/1000
                 vs.time_base = VIDEO_TIME_BASE
             self._vstream = vs
-            astream = self._container.add_stream("aac", rate=SAMPLE_RATE_HZ)
+            astream = self._container.add_stream("aac", rate=AAC_RATE_HZ)
             assert isinstance(astream.codec_context, AudioCodecContext)
             self._astream = astream
-            self._aac = AacEncoder(astream.codec_context, audio_bitrate_kbps)
+            self._aac = AacEncoder(astream.codec_context, audio_bitrate_kbps, AAC_RATE_HZ)
             # Writes the header now: for RTMP this connects and publishes, so a server that is
             # down fails here, not on some later frame.
             self._container.start_encoding()
