@@ -82,6 +82,20 @@ def log_lines(demo: PageUnderTest) -> list[str]:
     return lines
 
 
+def frames_in_2s(demo: PageUnderTest) -> list[float]:
+    """[frames the video element presented in 2 s, seconds its currentTime advanced]."""
+    frames: list[float] = demo.page.evaluate(
+        """() => new Promise(resolve => {
+            const v = document.getElementById('video');
+            let n = 0; const t0 = v.currentTime;
+            const tick = () => { n += 1; v.requestVideoFrameCallback(tick); };
+            v.requestVideoFrameCallback(tick);
+            setTimeout(() => resolve([n, v.currentTime - t0]), 2000);
+        })"""
+    )
+    return frames
+
+
 def assert_no_console_errors(demo: PageUnderTest) -> None:
     assert not demo.errors, demo.errors
 
@@ -175,15 +189,7 @@ def test_stream_plays_text_and_file_drive_the_avatar_and_tab_close_closes(
     # The video plays: the stream's size, and frames keep coming (about 25 a second).
     assert page.evaluate("document.getElementById('video').videoWidth") == 540
     assert page.evaluate("document.getElementById('video').videoHeight") == 960
-    frames = page.evaluate(
-        """() => new Promise(resolve => {
-            const v = document.getElementById('video');
-            let n = 0; const t0 = v.currentTime;
-            const tick = () => { n += 1; v.requestVideoFrameCallback(tick); };
-            v.requestVideoFrameCallback(tick);
-            setTimeout(() => resolve([n, v.currentTime - t0]), 2000);
-        })"""
-    )
+    frames = frames_in_2s(demo)
     assert frames[0] >= 30, frames  # decoded frames in 2 s
     assert frames[1] > 1.5, frames  # currentTime advanced
     # The session list shows it, as this tab's.

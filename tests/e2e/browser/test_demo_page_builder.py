@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser_support import PageUnderTest, Server
-from test_demo_page import assert_no_console_errors, log_lines, shot, start_stream, wait_log
+from test_demo_page import (
+    assert_no_console_errors,
+    frames_in_2s,
+    log_lines,
+    shot,
+    start_stream,
+    wait_log,
+)
 
 from avatarcast.client import Client
 
@@ -73,19 +80,6 @@ def _build(demo: PageUnderTest, photo: Path, name: str) -> None:
     page.fill("#build-name", name)
     page.evaluate(STAGE_RECORDER)
     page.click("#build")
-
-
-def _frames_in_2s(demo: PageUnderTest) -> list[float]:
-    frames: list[float] = demo.page.evaluate(
-        """() => new Promise(resolve => {
-            const v = document.getElementById('video');
-            let n = 0; const t0 = v.currentTime;
-            const tick = () => { n += 1; v.requestVideoFrameCallback(tick); };
-            v.requestVideoFrameCallback(tick);
-            setTimeout(() => resolve([n, v.currentTime - t0]), 2000);
-        })"""
-    )
-    return frames
 
 
 def _click_delete(demo: PageUnderTest, key: str) -> None:
@@ -153,7 +147,7 @@ def test_build_a_photo_avatar_stream_it_and_delete_it(
         assert [s["SessionId"] for s in c.list_sessions(asset_key=key)] == [sid]
     assert page.evaluate("document.getElementById('video').videoWidth") == 540
     assert page.evaluate("document.getElementById('video').videoHeight") == 960
-    frames = _frames_in_2s(demo)
+    frames = frames_in_2s(demo)
     assert frames[0] >= 30, frames  # decoded frames in 2 s
     assert frames[1] > 1.5, frames  # currentTime advanced
     shot(demo, artifacts, "08-built-avatar-playing")
