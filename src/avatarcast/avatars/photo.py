@@ -234,10 +234,32 @@ def frame_portrait(
     return canvas, lm * s + mat[:, 2], s
 
 
-def _cut(img: NDArray[np.uint8], box: tuple[int, int, int, int]) -> NDArray[np.uint8]:
+def cut_box(img: NDArray[np.uint8], box: tuple[int, int, int, int]) -> NDArray[np.uint8]:
     """The box plus one pixel above and left (odd poses need it; see CustomAvatar)."""
     x, y, w, h = box
     return img[y - 1 : y + h, x - 1 : x + w]
+
+
+def pasted_sprite(
+    base: NDArray[np.uint8], box: tuple[int, int, int, int], content: NDArray[np.uint8]
+) -> NDArray[np.uint8]:
+    """A sprite: `base` with `content` (box-sized) in `box`, cut like `cut_box` (a copy)."""
+    work = cut_box(base, box).copy()
+    work[1:, 1:] = content
+    return work
+
+
+def eye_sprites(
+    base: NDArray[np.uint8], src: NDArray[np.uint8], eye_rig: EyeRig
+) -> NDArray[np.uint8]:
+    """(BLINK_LEVELS + 1, h + 1, w + 1, 3): `base` with the eyes of `src` closed by each
+    blink level."""
+    return np.stack(
+        [
+            pasted_sprite(base, eye_rig.box, eye_rig.warp(src, k / BLINK_LEVELS))
+            for k in range(BLINK_LEVELS + 1)
+        ]
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -292,7 +314,7 @@ def build_photo_avatar(
         raise InputError(f"--background must be one of {', '.join(BACKGROUNDS)}")
     if (Path(data_dir) / "avatars" / name).exists():
         raise InputError(f"avatar {name!r} already exists; delete it first")
-    total = 4 + len(SHAPES) * MOUTH_LEVELS + BLINK_LEVELS
+    total = 5 + len(SHAPES) * MOUTH_LEVELS
     step = 0
 
     def tick(label: str) -> None:
@@ -320,24 +342,18 @@ def build_photo_avatar(
     if my + mh >= src.shape[0]:
         raise AvatarQualityError("face_cut_off", "the chin reaches the bottom of the frame")
     mouth = np.empty((1 + len(SHAPES) * MOUTH_LEVELS, mh + 1, mw + 1, 3), np.uint8)
-    work = src.copy()
     for si, shape in enumerate(SHAPES):
         for k in range(1, MOUTH_LEVELS + 1):
-            work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
-            mouth[mouth_index(si, k, MOUTH_LEVELS)] = _cut(work, mouth_rig.box)
+            warped = mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
+            mouth[mouth_index(si, k, MOUTH_LEVELS)] = pasted_sprite(src, mouth_rig.box, warped)
             tick(f"mouth {shape.value}")
     # the rest mouth (lips closed) is every shape at openness 0, and part of the base picture
     rest = mouth_rig.warp(src, Shape.X, 0.0)
-    eyes = np.empty((BLINK_LEVELS + 1, eh + 1, ew + 1, 3), np.uint8)
     canvas = src.copy()
     canvas[my : my + mh, mx : mx + mw] = rest
-    mouth[0] = _cut(canvas, mouth_rig.box)
-    for k in range(BLINK_LEVELS + 1):
-        work = canvas.copy()
-        work[ey : ey + eh, ex : ex + ew] = eye_rig.warp(src, k / BLINK_LEVELS)
-        eyes[k] = _cut(work, eye_rig.box)
-        if k:
-            tick("blinks")
+    mouth[0] = cut_box(canvas, mouth_rig.box)
+    eyes = eye_sprites(canvas, src, eye_rig)
+    tick("blinks")
     tick("saving")
     manifest: dict[str, Any] = {
         "kind": "photo",

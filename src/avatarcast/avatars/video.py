@@ -46,7 +46,6 @@ from avatarcast import __version__
 from avatarcast.avatars import mouth_bank, photo
 from avatarcast.avatars.asset import check_name, mouth_index, write_asset
 from avatarcast.avatars.photo import (
-    BLINK_LEVELS,
     HEIGHT,
     MARGIN,
     MOUTH_LEVELS,
@@ -430,18 +429,19 @@ def build_video_avatar(
             plate = apply_background(frame, matte, background)  # in place; the grey plate
     tick("rigging the face")
     src = loop[0]
-    key_box = src[my - 1 : my + mh, mx - 1 : mx + mw]
+    key_box = photo.cut_box(src, mouth_rig.box)
     mouth = np.empty((1 + len(SHAPES) * MOUTH_LEVELS, mh + 1, mw + 1, 3), np.uint8)
     mouth[0] = key_box
-    work = src.copy()
     warped = []
     for si, shape in enumerate(SHAPES):
         for k in range(1, MOUTH_LEVELS + 1):
             if (shape, k) in plan:
                 continue
-            work[my : my + mh, mx : mx + mw] = mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
-            mouth[mouth_index(si, k, MOUTH_LEVELS)] = work[my - 1 : my + mh, mx - 1 : mx + mw]
-            warped.append(mouth[mouth_index(si, k, MOUTH_LEVELS)])
+            sprite = photo.pasted_sprite(
+                src, mouth_rig.box, mouth_rig.warp(src, shape, k / MOUTH_LEVELS)
+            )
+            mouth[mouth_index(si, k, MOUTH_LEVELS)] = sprite
+            warped.append(sprite)
     alpha = mouth_bank.blend_mask(mouth_rig, warped, key_box)
     ring = mouth_bank.still_ring(mouth_rig, alpha)
     slots: list[dict[str, Any]] = []
@@ -465,11 +465,7 @@ def build_video_avatar(
                     "ring_luma_mad": round(mismatch, 2),
                 }
             )
-    eyes = np.empty((BLINK_LEVELS + 1, eh + 1, ew + 1, 3), np.uint8)
-    for k in range(BLINK_LEVELS + 1):
-        work = src.copy()
-        work[ey : ey + eh, ex : ex + ew] = eye_rig.warp(src, k / BLINK_LEVELS)
-        eyes[k] = work[ey - 1 : ey + eh, ex - 1 : ex + ew]
+    eyes = photo.eye_sprites(src, src, eye_rig)
     tick("saving")
     seam = float(np.abs(_luma(loop[-1]) - _luma(loop[0])).mean())
     harvested = sum(s["source"] == "video" for s in slots)
