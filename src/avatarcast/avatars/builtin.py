@@ -32,7 +32,7 @@ from avatarcast.avatars.builtin_art import (
     draw_head,
     mouth_geo,
 )
-from avatarcast.render.compose import PoseCache, PoseKey, planes, sprite_box
+from avatarcast.render.compose import PoseCache, PoseKey, sprite_box
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.speech.visemes import Shape
 
@@ -79,15 +79,13 @@ class BuiltinAvatar:
 
     def render(self, state: FrameState) -> YuvFrame:
         key = self.pose_key(state)
-        data = self._cache.base(key).copy()
-        y, u, v = planes(data, self.width, self.height)
         blink = round(min(max(state.blink, 0.0), 1.0) * BLINK_LEVELS)
         level = round(state.mouth.open * OPEN_LEVELS)
         # every shape is the same closed mouth at openness 0: share those sprites
         shape = state.mouth.shape if level else Shape.X
-        self._cache.sprite(("eye", blink), self._eye_box, key).paste(y, u, v)
-        self._cache.sprite((shape, level), self._mouth_box, key).paste(y, u, v)
-        return YuvFrame(data, self.width, self.height)
+        eye = self._cache.sprite(("eye", blink), self._eye_box, key)
+        mouth = self._cache.sprite((shape, level), self._mouth_box, key)
+        return self._cache.frame(key, [eye, mouth])
 
     def alpha(self, state: FrameState) -> NDArray[np.uint8]:
         return self._cache.matte(self.pose_key(state))

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from avatarcast import FRAME_RATE_HZ
 from avatarcast.avatars.asset import PhotoAsset, VideoAsset, mouth_index
-from avatarcast.render.compose import PoseCache, PoseKey, planes
+from avatarcast.render.compose import PoseCache, PoseKey
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.speech.visemes import SHAPES, Shape
 
@@ -97,15 +97,13 @@ class CustomAvatar:
 
     def render(self, state: FrameState) -> YuvFrame:
         key = self.pose_key(state)
-        data = self._cache.base(key).copy()
-        y, u, v = planes(data, self.width, self.height)
         shift = (key[0], key[1] + key[2], 0)  # sprites move with the head
         blink = round(min(max(state.blink, 0.0), 1.0) * self.asset.blink_levels)
         level = round(min(max(state.mouth.open, 0.0), 1.0) * self.asset.mouth_levels)
         shape = state.mouth.shape if level else Shape.X
-        self._cache.sprite(("eye", blink), self._eye_box, shift).paste(y, u, v)
-        self._cache.sprite((shape, level), self._mouth_box, shift).paste(y, u, v)
-        return YuvFrame(data, self.width, self.height)
+        eye = self._cache.sprite(("eye", blink), self._eye_box, shift)
+        mouth = self._cache.sprite((shape, level), self._mouth_box, shift)
+        return self._cache.frame(key, [eye, mouth])
 
     def alpha(self, state: FrameState) -> NDArray[np.uint8]:
         return self._cache.matte(self.pose_key(state))
@@ -344,16 +342,14 @@ class VideoAvatar(CustomAvatar):
 
     def render(self, state: FrameState) -> YuvFrame:
         key = self.pose_key(state)
-        data = self._cache.base(key).copy()
         level = round(min(max(state.mouth.open, 0.0), 1.0) * self.asset.mouth_levels)
-        if level:  # at rest the loop's own mouth shows
-            y, u, v = planes(data, self.width, self.height)
-            dx, dy = self.mouth_shift(key[0])
-            sprite = self._cache.sprite(
-                (state.mouth.shape, level), self._mouth_box, (dx, dy, 0), self._alpha is not None
-            )
-            sprite.paste(y, u, v)
-        return YuvFrame(data, self.width, self.height)
+        if not level:  # at rest the loop's own mouth shows
+            return self._cache.frame(key, [])
+        dx, dy = self.mouth_shift(key[0])
+        sprite = self._cache.sprite(
+            (state.mouth.shape, level), self._mouth_box, (dx, dy, 0), self._alpha is not None
+        )
+        return self._cache.frame(key, [sprite])
 
     def warm_up(self, shifts: tuple[int, int] = (0, 0)) -> None:
         for i in range(len(self.loop)):

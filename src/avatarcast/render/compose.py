@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -240,6 +240,14 @@ class PoseCache:
             return rgb_to_yuv420(rgba)
 
         return self._bases.get(key, build)
+
+    def frame(self, key: PoseKey, sprites: Sequence[YuvSprite]) -> YuvFrame:
+        """A new frame: the base at `key` with `sprites` pasted in order."""
+        data = self.base(key).copy()
+        y, u, v = planes(data, self.width, self.height)
+        for sprite in sprites:
+            sprite.paste(y, u, v)
+        return YuvFrame(data, self.width, self.height)
 
     def matte(self, key: PoseKey) -> NDArray[np.uint8]:
         def build() -> NDArray[np.uint8]:
