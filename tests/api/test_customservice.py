@@ -32,8 +32,6 @@ from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
 
-pytest.importorskip("avatarcast.stream.live")
-
 
 def _jpeg(rgb: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

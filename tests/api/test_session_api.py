@@ -1,14 +1,12 @@
 """The session endpoints against a real server on a loopback port, driven with the Client.
 
-Media: the real `attach_media` when the live stream and drive channel modules exist; otherwise
-a real Engine alone (this file tests the session API, not the media). A gate per UserId holds
-a session in status 3 until the test opens it, so "not ready yet" is deterministic.
+Media: the real `attach_media`. A gate per UserId holds a session in status 3 until the test
+opens it, so "not ready yet" is deterministic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import threading
 import time
@@ -21,16 +19,11 @@ import pytest
 from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AvatarLoadError
 from avatarcast.server import run_server_in_thread
-from avatarcast.sessions.media import attach_media, build_engine
+from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
-
-HAVE_LIVE_MEDIA = all(
-    importlib.util.find_spec(m) is not None
-    for m in ("avatarcast.stream.live", "avatarcast.sessions.drive")
-)
 
 
 class GatedMedia:
@@ -47,10 +40,7 @@ class GatedMedia:
             await asyncio.sleep(0.01)  # polled, so closing the session cancels it at once
         if session.user_id in self.broken:
             raise AvatarLoadError("test: the avatar files are broken")
-        if HAVE_LIVE_MEDIA:
-            await attach_media(session, self.settings, MonotonicClock())
-        else:
-            session.engine = await build_engine(session, self.settings)
+        await attach_media(session, self.settings, MonotonicClock())
 
 
 class Server:

@@ -18,18 +18,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
-server_mod = pytest.importorskip("avatarcast.server")
-client_mod = pytest.importorskip("avatarcast.client")
-store_mod = pytest.importorskip("avatarcast.sessions.store")
-pytest.importorskip("avatarcast.stream.live")
-pytest.importorskip("avatarcast.api.ws")
-
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-from websockets.sync.client import ClientConnection, connect  # noqa: E402
-
-from avatarcast.settings import Settings  # noqa: E402
-from avatarcast.speech.tts import get_backend  # noqa: E402
+from avatarcast.client import Client
+from avatarcast.server import run_server_in_thread
+from avatarcast.sessions.store import Store
+from avatarcast.settings import Settings
+from avatarcast.speech.tts import get_backend
 
 Msg = dict[str, Any]
 CHUNK_BYTES = 5120  # 160 ms
@@ -44,11 +40,11 @@ def speech() -> np.ndarray:
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     data_dir: Path = tmp_path_factory.mktemp("data")
     settings = Settings(data_dir=data_dir, log_level="warning").validate()
-    store = store_mod.Store(settings.db_path)
+    store = Store(settings.db_path)
     appkey, token = store.create_key("e2e-drive", 8)
     store.close()
-    base_url, stop = server_mod.run_server_in_thread(settings)
-    c = client_mod.Client(base_url, appkey, token)
+    base_url, stop = run_server_in_thread(settings)
+    c = Client(base_url, appkey, token)
     try:
         yield c
     finally:
@@ -275,12 +271,12 @@ def test_interrupt_ends_the_speech_at_once(client: Any, speech: np.ndarray) -> N
 
 def test_a_silent_socket_is_dropped_and_the_session_lives_on(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, log_level="warning", ws_idle_timeout_s=0.5)
-    store = store_mod.Store(settings.validate().db_path)
+    store = Store(settings.validate().db_path)
     appkey, token = store.create_key("e2e-idle", 2)
     store.close()
-    base_url, stop = server_mod.run_server_in_thread(settings)
+    base_url, stop = run_server_in_thread(settings)
     try:
-        with client_mod.Client(base_url, appkey, token) as c:
+        with Client(base_url, appkey, token) as c:
             sid = _session(c)
             with connect(c.command_channel_url(sid)) as ws:
                 _send(ws, sid, uuid.uuid4().hex, "SEND_HEARTBEAT", {"Text": "PING"})

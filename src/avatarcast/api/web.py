@@ -31,7 +31,6 @@ demo, not for production, where the integrator's backend signs (docs/quickstart.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import json
 import logging
@@ -63,10 +62,6 @@ PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"
 LOOPBACK_NAMES = ("localhost",)
 NO_STORE = {"Cache-Control": "no-store"}
 
-# Protocol → the setting that says where its output goes. A protocol is offered by the page
-# when its output module is installed and, if it names such a setting, the setting is set.
-# (Output modules may also define `configured(settings) -> bool`, which wins.)
-_PROTOCOL_SETTINGS = {"rtmp": "rtmp_ingest_url", "trtc": "livekit_url"}
 _PROTOCOL_LABELS = {"webrtc": "WebRTC (in this page)", "rtmp": "RTMP", "trtc": "LiveKit"}
 
 
@@ -116,29 +111,12 @@ def read_dev_key(ctx: ApiContext) -> dict[str, str] | None:
 
 
 # ---- protocols and avatars ---------------------------------------------------------------
-def _configured(protocol: str, ctx: ApiContext) -> bool:
-    if protocol == "webrtc":
-        return True
-    if not outputs.supported(protocol):
-        return False
-    try:
-        module = importlib.import_module(outputs._MODULES[protocol])
-    except Exception:  # a broken output module must not break the page
-        log.warning("output module of %s does not import", protocol, exc_info=True)
-        return False
-    check = getattr(module, "configured", None)
-    if callable(check):
-        return bool(check(ctx.settings))
-    setting = _PROTOCOL_SETTINGS.get(protocol)
-    return setting is None or bool(getattr(ctx.settings, setting, ""))
-
-
 def protocols(ctx: ApiContext) -> list[dict[str, str]]:
     """The protocols a session may be created with on this server, WebRTC first."""
     return [
         {"name": name, "label": label}
         for name, label in _PROTOCOL_LABELS.items()
-        if _configured(name, ctx)
+        if outputs.configured(name, ctx.settings)
     ]
 
 

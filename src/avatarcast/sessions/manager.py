@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -98,8 +97,6 @@ class SessionManager:
         """Register a new session (status 3) and bring its media up in the background."""
         if protocol not in PROTOCOLS:
             raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-        if alpha and importlib.util.find_spec("avatarcast.render.alpha") is None:
-            raise RequestError("ExtraInfo.AlphaChannelEnable is not supported yet")
         if not outputs.supported(protocol):
             raise RequestError(f"Protocol {protocol!r} is not supported yet; use 'webrtc'")
         if driver_type not in DRIVER_TYPES:

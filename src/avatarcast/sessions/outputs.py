@@ -6,16 +6,18 @@ by a setting. Each output lives in its own module and only consumes the live str
 encoded packets, so outputs know nothing of each other, and one that fails is detached
 (and reported) without touching the session or the others.
 
-An output module provides two functions, named in `_MODULES`:
+An output module provides three functions, named in `_MODULES`:
     make_output(session, settings, live) -> Output
     play_url(session, settings) -> str        # the PlayStreamAddr for that protocol
-A protocol whose module is not installed yet answers "not supported yet".
+    configured(settings) -> bool              # whether the settings name where it goes
+The modules are imported on first use only: the LiveKit SDK loads a native library that a
+server without trtc sessions never needs. They are part of the package, so an import error is
+a bug and propagates.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,16 +46,25 @@ _MODULES: dict[str, str] = {
 
 
 def supported(protocol: str) -> bool:
-    """WebRTC always; the others once their output module exists."""
-    if protocol == "webrtc":
-        return True
-    module = _MODULES.get(protocol)
-    return module is not None and importlib.util.find_spec(module) is not None
+    """Whether sessions of `protocol` can stream here: WebRTC and every output module's."""
+    return protocol == "webrtc" or protocol in _MODULES
 
 
 def _function(protocol: str, name: str) -> Callable[..., Any]:
     fn: Callable[..., Any] = getattr(importlib.import_module(_MODULES[protocol]), name)
     return fn
+
+
+def configured(protocol: str, settings: Settings) -> bool:
+    """Whether `protocol` can be used without per-session options (what the demo page offers).
+
+    WebRTC always; another protocol when its module says the settings name its destination.
+    """
+    if protocol == "webrtc":
+        return True
+    if protocol not in _MODULES:
+        return False
+    return bool(_function(protocol, "configured")(settings))
 
 
 def play_url(session: Session, settings: Settings) -> str:

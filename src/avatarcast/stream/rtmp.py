@@ -268,6 +268,11 @@ class RtmpOutput:
                 mux.close()
 
 
+def configured(settings: Settings) -> bool:
+    """Whether rtmp sessions need no push URL of their own (the demo page offers RTMP then)."""
+    return bool(settings.rtmp_ingest_url)
+
+
 def make_output(session: Session, settings: Settings, live: LiveStream) -> RtmpOutput:
     return RtmpOutput(
         live,
