@@ -50,7 +50,9 @@ class Settings:
     x264_preset: str = field(default="ultrafast", metadata=_help("libx264 preset"))
     video_bitrate_kbps: int = field(default=1500, metadata=_help("H.264 target bitrate"))
     keyframe_interval_s: float = field(default=2.0, metadata=_help("maximum GOP length"))
-    audio_bitrate_kbps: int = field(default=64, metadata=_help("AAC/Opus bitrate"))
+    audio_bitrate_kbps: int = field(
+        default=64, metadata=_help("audio bitrate of every output (WebRTC Opus, RTMP/MP4 AAC)")
+    )
     max_text_chars: int = field(default=5000, metadata=_help("longest text accepted for TTS"))
     host: str = field(default="127.0.0.1", metadata=_help("address the server listens on"))
     port: int = field(default=8080, metadata=_help("port the server listens on"))
@@ -132,6 +134,13 @@ class Settings:
             v = getattr(self, name)
             if v < 64 or v > 4096 or v % 2:
                 raise SettingsError(f"{name} must be an even number in 64..4096, got {v}")
+        from avatarcast.speech.tts import check_backend  # the registry lives with the backends
+
+        check_backend(self.tts_backend)
+        if not 6 <= self.audio_bitrate_kbps <= 256:
+            raise SettingsError(
+                f"audio_bitrate_kbps must be within 6..256, got {self.audio_bitrate_kbps}"
+            )
         if self.lipsync_method not in ("model", "recognizer", "floor"):
             raise SettingsError(
                 f"lipsync_method must be model, recognizer or floor, not {self.lipsync_method}"

@@ -17,6 +17,7 @@ from avatarcast.engine import Engine
 from avatarcast.errors import AvatarcastError, AvatarLoadError
 from avatarcast.sessions.session import Session
 from avatarcast.settings import Settings
+from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ async def build_engine(session: Session, settings: Settings) -> Engine:
     return Engine(
         avatar,
         seed=session_seed(session.id),
+        tts=get_backend(settings.tts_backend),
         lookahead_ms=settings.lookahead_ms,
         voice=session.voice or settings.voice,
         max_queued_s=settings.max_audio_buffer_s,
@@ -93,7 +95,12 @@ async def attach_media(
 
     # Frames of utterances with VideoSeiInfo carry it as SEI in every H.264 output.
     live = LiveStream(
-        engine, video, clock, on_frame=drive.on_frame, sei_for=sei_for_frames(drive.sei_info)
+        engine,
+        video,
+        clock,
+        on_frame=drive.on_frame,
+        sei_for=sei_for_frames(drive.sei_info),
+        audio_bitrate_kbps=settings.audio_bitrate_kbps,
     )
     session.live = live
     await live.start()

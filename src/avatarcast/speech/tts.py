@@ -9,6 +9,7 @@ cases. Times are in seconds on the audio's own clock (sample index / SAMPLE_RATE
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -80,7 +81,39 @@ class TtsBackend(Protocol):
         ...
 
 
-BACKENDS: tuple[str, ...] = ("espeak",)
+def _espeak() -> TtsBackend:
+    from avatarcast.speech.espeak import shared_backend
+
+    return shared_backend()
+
+
+# name → factory of the process's one instance; aliases point at the same factory.
+_FACTORIES: dict[str, Callable[[], TtsBackend]] = {
+    "espeak": _espeak,
+    "espeak-ng": _espeak,
+    "espeakng": _espeak,
+}
+_INSTANCES: dict[Callable[[], TtsBackend], TtsBackend] = {}
+BACKENDS: tuple[str, ...] = ("espeak",)  # canonical names, for messages and docs
+
+
+def register_backend(name: str, factory: Callable[[], TtsBackend]) -> None:
+    """Make `get_backend(name)` (and so the `tts_backend` setting) return `factory()`.
+
+    The factory is called once, on first use. A backend shipped outside this package (or a
+    differently configured instance of one) plugs in here; `name` is case-insensitive.
+    """
+    key = name.strip().lower()
+    if not key:
+        raise SettingsError("a TTS backend needs a name")
+    _FACTORIES[key] = factory
+
+
+def check_backend(name: str) -> None:
+    """Raise SettingsError unless `name` is a registered backend (cheap: nothing is loaded)."""
+    if name.strip().lower() not in _FACTORIES:
+        available = ", ".join(sorted(_FACTORIES))
+        raise SettingsError(f"unknown TTS backend {name!r}; available: {available}")
 
 
 def get_backend(name: str = "espeak") -> TtsBackend:
@@ -88,9 +121,9 @@ def get_backend(name: str = "espeak") -> TtsBackend:
 
     Raises SettingsError for an unknown backend name.
     """
-    key = name.strip().lower()
-    if key in ("espeak", "espeak-ng", "espeakng"):
-        from avatarcast.speech.espeak import shared_backend
-
-        return shared_backend()
-    raise SettingsError(f"unknown TTS backend {name!r}; available: {', '.join(BACKENDS)}")
+    check_backend(name)
+    factory = _FACTORIES[name.strip().lower()]
+    backend = _INSTANCES.get(factory)
+    if backend is None:
+        backend = _INSTANCES[factory] = factory()
+    return backend
