@@ -37,3 +37,28 @@ def test_pacer_uses_absolute_deadlines() -> None:
 
     asyncio.run(run())
     assert pacer.late_frames == 1
+
+
+def test_a_stepped_manual_clock_waits_for_advance() -> None:
+    clock = ManualClock(10.0, auto_advance=False)
+    pacer = FramePacer(clock)
+    woke: list[float] = []
+
+    async def run() -> None:
+        async def frame(n: int) -> None:
+            await pacer.wait_for(n)
+            woke.append(clock.now())
+
+        task = asyncio.create_task(frame(2))  # due at 10.08
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not woke  # nothing moves the clock but advance()
+        clock.advance(0.04)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not woke  # 10.04: still early
+        clock.advance(0.05)
+        await asyncio.wait_for(task, 1)
+        assert woke == [clock.now()] and abs(woke[0] - 10.09) < 1e-9
+
+    asyncio.run(run())

@@ -106,3 +106,29 @@ def test_close_lets_subscribers_drain_then_ends() -> None:
             fan.publish(3)
 
     asyncio.run(main())
+
+
+def test_flush_empties_every_queue_and_video_resumes_at_a_keyframe() -> None:
+    async def main() -> None:
+        audio: FanOut[int] = FanOut()
+        video: FanOut[Pic] = FanOut(is_keyframe=lambda p: p.key)
+        a1, a2 = audio.subscribe(max_queue=10), audio.subscribe(max_queue=10)
+        v1 = video.subscribe(max_queue=10)
+        for n in range(6):
+            audio.publish(n)
+            video.publish(Pic(n, key=n == 0))
+        assert await a1.get() == 0 and (await v1.get()).n == 0
+        assert audio.flush() == 5 + 6 and video.flush() == 5
+        assert (a1.queued, a2.queued, v1.queued) == (0, 0, 0)
+        assert (a1.flushed, a2.flushed, v1.flushed) == (5, 6, 5)
+        assert a1.flushes == a2.flushes == v1.flushes == 1
+        for n in range(6, 9):
+            audio.publish(n)
+            video.publish(Pic(n, key=n == 7))  # a P-frame, then the forced keyframe
+        assert [a1.get_nowait(), a1.get_nowait()] == [6, 7]  # audio: the next item on
+        first = await v1.get()
+        assert (first.n, first.key) == (7, True)  # 6 referenced what the flush dropped
+        assert v1.dropped == 5 + 1
+        assert (await v1.get()).n == 8
+
+    asyncio.run(main())

@@ -30,7 +30,7 @@ from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream import livekit
-from avatarcast.stream.clock import MonotonicClock
+from avatarcast.stream.clock import ManualClock, MonotonicClock
 from avatarcast.stream.encoder import VideoOptions
 from avatarcast.stream.live import LiveStream
 
@@ -296,6 +296,31 @@ def test_publishing_loop_feeds_the_sdk_tracks_and_rejoins() -> None:
 
     run(scenario(), 30)
     assert drive_frames == list(range(len(drive_frames)))  # never starved by the output
+
+
+def test_an_interrupt_empties_the_sdk_audio_buffer() -> None:
+    """The SDK keeps up to 200 ms of audio: an interrupt clears it with the fan-out queues."""
+    avatar = load_avatar("default")
+
+    async def scenario() -> None:
+        FakeRoom.made.clear()
+        engine = Engine(avatar)
+        live = LiveStream(
+            engine, VideoOptions(width=avatar.width, height=avatar.height), ManualClock(100.0)
+        )
+        await live.start()
+        out = livekit.LiveKitOutput(live, CFG, "lobby", "alice", room_factory=FakeRoom)
+        await out.start()
+        try:
+            await until(lambda: out.audio_queued_s > 0.1, 10, "the SDK's audio buffer to fill")
+            live.flush()
+            assert out.audio_queued_s == 0.0
+        finally:
+            await asyncio.wait_for(out.stop(), 5)
+            await live.stop()
+        assert not live.flush_listeners  # stop() detached the output
+
+    run(scenario(), 30)
 
 
 def _closed_port() -> int:

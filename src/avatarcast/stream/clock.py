@@ -51,20 +51,37 @@ class MonotonicClock:
 
 
 class ManualClock:
-    """A clock that moves only when told to (tests, offline rendering)."""
+    """A clock that moves only when told to (tests, offline rendering).
 
-    def __init__(self, start: float = 0.0) -> None:
+    By default `sleep_until` moves the clock to the deadline itself, so a frame loop runs
+    as fast as it can with exact timestamps (offline rendering). With `auto_advance=False`
+    only `advance` moves it and `sleep_until` waits for that: a test steps a live stream
+    frame by frame and acts between two frames.
+    """
+
+    def __init__(self, start: float = 0.0, *, auto_advance: bool = True) -> None:
         self._t = start
+        self.auto_advance = auto_advance
+        self._moved: asyncio.Event | None = None
 
     def now(self) -> float:
         return self._t
 
     def advance(self, dt: float) -> None:
         self._t += dt
+        if self._moved is not None:
+            self._moved.set()
 
     async def sleep_until(self, t: float) -> None:
-        if t > self._t:
-            self._t = t
+        if self.auto_advance:
+            if t > self._t:
+                self._t = t
+            await asyncio.sleep(0)
+            return
+        while self._t < t:
+            if self._moved is None or self._moved.is_set():
+                self._moved = asyncio.Event()
+            await self._moved.wait()
         await asyncio.sleep(0)
 
 

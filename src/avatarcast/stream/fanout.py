@@ -10,7 +10,11 @@ the viewers do. What a full queue does depends on the stream:
   predecessor was dropped, so on overflow the queue is emptied and the subscriber skips to the
   next keyframe. A new subscriber starts at a keyframe for the same reason.
 
-Everything runs on the event loop (publish and get); no locks are needed.
+`flush()` empties every subscriber's queue at once (an interrupt: what was queued is speech
+that must not play any more). A keyframe stream's subscribers then wait for the next keyframe,
+which the producer must send right away (the live stream forces one).
+
+Everything runs on the event loop (publish, flush and get); no locks are needed.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class Subscription(Generic[T]):
         # Video subscribers wait for a keyframe before their first item and after an overflow.
         self._need_keyframe = is_keyframe is not None
         self.received = 0  # items queued for this subscriber
-        self.dropped = 0  # items published but never delivered (overflow or keyframe wait)
+        self.dropped = 0  # items published but never delivered (overflow, keyframe wait, flush)
+        self.flushed = 0  # of those, items dropped by `FanOut.flush`
+        self.flushes = 0  # `FanOut.flush` calls seen (readers holding items of their own check it)
 
     @property
     def closed(self) -> bool:
@@ -81,6 +87,19 @@ class Subscription(Generic[T]):
         self._items.append(item)
         self.received += 1
         self._wake()
+
+    def _flush(self) -> None:
+        """Drop every queued item; a keyframe stream resumes at its next keyframe."""
+        if self._closed:
+            return
+        n = len(self._items)
+        self.flushes += 1
+        self._items.clear()
+        self.dropped += n
+        self.flushed += n
+        if self._is_keyframe is not None:
+            # The next P-frame would reference pictures this subscriber never decoded.
+            self._need_keyframe = True
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -158,6 +177,17 @@ class FanOut(Generic[T]):
         self.published += 1
         for sub in self._subs:
             sub._offer(item)
+
+    def flush(self) -> int:
+        """Drop what every subscriber has queued (not yet read); returns how many items.
+
+        Items published after this are delivered as usual, from the next keyframe on for a
+        keyframe stream, so the producer should publish one next.
+        """
+        before = sum(sub.queued for sub in self._subs)
+        for sub in self._subs:
+            sub._flush()
+        return before
 
     def close(self) -> None:
         """No more items: subscribers drain what they have, then get FanOutClosed."""

@@ -20,6 +20,13 @@ frame's 40 ms of audio starts at pts n * 640 (16 kHz), so both media carry the s
 receivers keep them in sync. The engine's own frame index counts frames produced; it falls
 behind n only when slots are skipped (below).
 
+Interrupt: `flush()` (called by the drive channel right after `engine.interrupt()`) drops
+what every output has queued and not sent yet, discards the frame being made if its job
+started before the flush (it may show the cut speech), and forces an IDR next, because
+subscribers of the video skip to a keyframe after a flush. So the first frame any viewer
+gets after an interrupt is made after it: the closed mouth, with silence. Outputs that keep
+a queue of their own (LiveKit's SDK buffer) empty it from `flush_listeners`.
+
 Late frames: if the loop falls more than `max_burst_frames` slots behind (a stalled machine),
 it skips to the slot due now instead of bursting every missed frame, and counts the skipped
 slots in `late_frames`. Nothing drifts: the next deadline is still `start + n / fps`. Speech
@@ -184,6 +191,8 @@ class LiveStream:
         self.on_frame = on_frame
         # Raw frames for outputs that encode themselves (LiveKit); called after on_frame.
         self.frame_listeners: list[Callable[[EngineFrame], None]] = []
+        # Called on the loop by `flush()`, after the fan-outs are emptied (outputs' own queues).
+        self.flush_listeners: list[Callable[[], None]] = []
         self.sei_for = sei_for
         self.audio_bitrate_kbps = audio_bitrate_kbps
         self.max_burst_frames = max_burst_frames
@@ -194,12 +203,15 @@ class LiveStream:
         self.audio: FanOut[AudioChunk] = FanOut()
         self.frames_sent = 0
         self.late_frames = 0  # slots skipped because the loop ran too far behind
+        self.flushes = 0  # interrupts that emptied the outputs' queues
+        self.discarded_frames = 0  # frames made before a flush and never published
         self.error: BaseException | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
         self._keyframe_wanted = False
+        self._keyframe_forced = False  # after a flush: an IDR now, whatever the rate limit
         self._last_keyframe = -(10**9)
         self._video_enc: H264Encoder | None = None
         self._audio_enc: OpusEncoder | None = None
@@ -229,6 +241,21 @@ class LiveStream:
         with keyframes.
         """
         self._keyframe_wanted = True
+
+    def flush(self) -> None:
+        """Drop every output's queued media: the next frame a viewer gets is made after now.
+
+        Call it right after `engine.interrupt()`, on the event loop.
+        """
+        self.flushes += 1
+        self._keyframe_forced = True
+        self.video.flush()
+        self.audio.flush()
+        for listener in tuple(self.flush_listeners):
+            try:
+                listener()
+            except Exception:  # one output's bug must not keep the others' queues full
+                log.exception("%s: a flush listener failed", self.name)
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -301,28 +328,35 @@ class LiveStream:
             while True:
                 n = self._catch_up(n)
                 await self.pacer.wait_for(n)
-                keyframe = (
+                keyframe = self._keyframe_forced or (
                     self._keyframe_wanted
                     and n - self._last_keyframe >= self.min_keyframe_gap_frames
                 )
                 if keyframe:
-                    self._keyframe_wanted = False
+                    self._keyframe_wanted = self._keyframe_forced = False
+                flushes = self.flushes
                 frame, vp, ac = await loop.run_in_executor(
                     self._executor, self._produce, n, keyframe
                 )
                 if vp.keyframe:
                     self._last_keyframe = n
-                self.video.publish(vp)
-                self.audio.publish(ac)
-                self.frames_sent += 1
+                # A flush during the job: the frame may show the cut speech. Not published;
+                # the next job is an IDR made after the interrupt.
+                stale = flushes != self.flushes
+                if stale:
+                    self.discarded_frames += 1
+                else:
+                    self.video.publish(vp)
+                    self.audio.publish(ac)
+                    self.frames_sent += 1
                 if not self._first.done():
                     self._first.set_result(None)
-                if self.on_frame is not None:
+                if self.on_frame is not None:  # always: the drive channel counts every frame
                     try:
                         self.on_frame(frame)
                     except Exception:  # a listener's bug must not stop the stream
                         log.exception("%s: on_frame failed at frame %d", self.name, frame.index)
-                for listener in tuple(self.frame_listeners):
+                for listener in () if stale else tuple(self.frame_listeners):
                     try:
                         listener(frame)
                     except Exception:  # one output's bug must not stop the others

@@ -238,6 +238,7 @@ class LiveKitOutput:
         self._audio_source = rtc.AudioSource(SAMPLE_RATE_HZ, 1, queue_size_ms=AUDIO_QUEUE_MS)
         audio = self.live.audio.subscribe(max_queue=25)  # 1 s; drop-oldest beyond
         self._detach = attach_frame_listener(self.live, self._on_frame)
+        self.live.flush_listeners.append(self._on_flush)
         self._tasks = [
             asyncio.create_task(self._connect_loop(), name=f"livekit-{self.room}"),
             asyncio.create_task(self._audio_pump(audio), name=f"livekit-audio-{self.room}"),
@@ -247,6 +248,8 @@ class LiveKitOutput:
         if self._detach is not None:
             self._detach()
             self._detach = None
+        if self._on_flush in self.live.flush_listeners:
+            self.live.flush_listeners.remove(self._on_flush)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -259,6 +262,12 @@ class LiveKitOutput:
                 await source.aclose()
         self._video_source = self._audio_source = None
         self.state = "stopped"
+
+    @property
+    def audio_queued_s(self) -> float:
+        """Audio handed to the SDK and not played out yet (its buffer is AUDIO_QUEUE_MS)."""
+        source = self._audio_source
+        return source.queued_duration if source is not None else 0.0
 
     def status(self) -> dict[str, Any]:
         retry_in = None
@@ -290,6 +299,11 @@ class LiveKitOutput:
             self.frame_errors += 1
             if self.frame_errors == 1:
                 log.warning("livekit %s: video capture failed: %s", self.room, exc)
+
+    def _on_flush(self) -> None:
+        """An interrupt: the speech in the SDK's audio buffer (up to 200 ms) must not play."""
+        if self._audio_source is not None:
+            self._audio_source.clear_queue()
 
     async def _audio_pump(self, sub: Any) -> None:
         try:

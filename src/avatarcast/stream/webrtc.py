@@ -158,6 +158,7 @@ class OpusTrack(MediaStreamTrack):
         self._max_queue = max(2, queue_ms // FRAME_MS)
         self._sub: Subscription[AudioChunk] | None = None
         self._pending: deque[av.Packet] = deque()
+        self._flushed = 0  # the subscription's flush count when `_pending` was filled
 
     @property
     def dropped(self) -> int:
@@ -169,6 +170,9 @@ class OpusTrack(MediaStreamTrack):
             # queued during ICE/DTLS setup (which would only add latency at the viewer).
             self._sub = self._live.audio.subscribe(self._max_queue)
         while self.readyState == "live" and self._sub is not None:
+            if self._sub.flushes != self._flushed:
+                self._pending.clear()  # the second half of a chunk from before an interrupt
+                self._flushed = self._sub.flushes
             if self._pending:
                 return self._pending.popleft()
             try:
@@ -176,6 +180,7 @@ class OpusTrack(MediaStreamTrack):
             except FanOutClosed:
                 break
             self._pending.extend(chunk.opus)
+            self._flushed = self._sub.flushes
         self.stop()
         raise MediaStreamError
 
