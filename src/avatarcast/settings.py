@@ -9,14 +9,17 @@ flag. Values are parsed and checked here, once; the rest of the code reads typed
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from avatarcast.errors import SettingsError
+from avatarcast.errors import RequestError, SettingsError
+from avatarcast.validate import check_name
 
 ENV_PREFIX = "AVATARCAST_"
 
@@ -190,6 +193,8 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+MAX_SETTING_CHARS = 4096
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -210,10 +215,18 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(default, int):
             if isinstance(raw, (float, bool)):
                 raise ValueError(raw)
+            # ASCII digits only (int() also takes "１２", "1_0"), at most 18 of them.
+            if isinstance(raw, str) and not _INT_TEXT.fullmatch(raw.strip()):
+                raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
-        return str(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # "nan" and "inf" parse, and slip past every bound
+                raise ValueError(raw)
+            return value
+        return check_name(str(raw), name, MAX_SETTING_CHARS)
+    except RequestError as exc:
+        raise SettingsError(f"bad value for {name}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"bad value for {name}: {raw!r}") from exc
 

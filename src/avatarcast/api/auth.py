@@ -13,10 +13,13 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
-from avatarcast.errors import AuthError
+from avatarcast.errors import AuthError, RequestError
+from avatarcast.validate import ascii_int
 
 MAX_SKEW_S = 300.0
 REQUIRED = ("appkey", "timestamp", "signature")
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 until the year 2286
+MAX_PARAM_CHARS = 128  # appkeys and accesstokens are 32 hex; a signature is 44 Base64
 
 
 def string_to_sign(params: Mapping[str, str]) -> str:
@@ -46,12 +49,16 @@ def verify(
     missing = [name for name in REQUIRED if not params.get(name)]
     if missing:
         raise AuthError(f"missing query parameter(s): {', '.join(missing)}")
+    too_long = [n for n in ("appkey", "signature") if len(params[n]) > MAX_PARAM_CHARS]
+    if too_long:
+        raise AuthError(f"{' and '.join(too_long)} longer than {MAX_PARAM_CHARS} characters")
     appkey = params["appkey"]
-    raw_ts = params["timestamp"]
-    try:
-        timestamp = int(raw_ts)
-    except ValueError:
-        raise AuthError("timestamp must be integer Unix seconds") from None
+    try:  # ASCII digits only: int() would also take 400 digits, full-width digits, "_"
+        timestamp = ascii_int(params["timestamp"], "timestamp", MAX_TIMESTAMP_DIGITS)
+    except RequestError:
+        raise AuthError(
+            f"timestamp must be integer Unix seconds (1 to {MAX_TIMESTAMP_DIGITS} ASCII digits)"
+        ) from None
     if abs(now_unix - timestamp) > max_skew_s:
         raise AuthError(
             f"timestamp is {now_unix - timestamp:+.0f} s away from server time "
