@@ -108,11 +108,17 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
 
     replaced = asyncio.ensure_future(channel.attach(send).wait())
     try:
+        receive: asyncio.Future[Any] | None = None
         while True:
-            receive = asyncio.ensure_future(ws.receive())
+            if receive is None or receive.done():
+                receive = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait(
                 {receive, replaced}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if receive not in done and not replaced.done() and channel.busy:
+                # A client that only listens while its session speaks is not idle; keep the
+                # pending receive and wait another period.
+                continue
             if receive not in done:
                 receive.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -132,6 +138,8 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
         return
     finally:
         replaced.cancel()
+        if receive is not None:
+            receive.cancel()
         channel.detach(send)
 
 

@@ -301,10 +301,16 @@ class SessionManager:
 
     # ---- background -----------------------------------------------------------------------
     async def reap_idle(self) -> None:
-        """Close sessions idle longer than the setting; forget long-ended ones."""
+        """Close sessions idle longer than the setting; forget long-ended ones.
+
+        A session that speaks, or has speech queued, is active: its idle time counts from
+        the end of its speech, not from the command that started it.
+        """
         now = self.clock.now()
         limit = self.settings.idle_timeout_s
         for session in list(self._sessions.values()):
+            if session.is_open and session.drive is not None and session.drive.busy:
+                session.last_activity = now
             idle = now - session.last_activity
             if session.is_open and idle > limit:
                 await self._close(session, IDLE_CLOSED, f"closed: idle for {idle:.0f} s")
