@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from avatarcast import __version__, settings
 from avatarcast.errors import AvatarcastError, InputError, RequestError, TextInputError
+from avatarcast.logmask import install_on_root
 from avatarcast.settings import Settings
 from avatarcast.validate import check_free_text, check_name
 
@@ -576,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        install_on_root()  # no signature or token in a log line
         if cfg.log_level != "debug":
             # Their INFO lines (every ICE check, every HTTP request) drown ours.
             for noisy in ("aioice", "aiortc", "httpx", "httpcore"):

@@ -18,6 +18,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from avatarcast.api.app import create_app
 from avatarcast.api.context import ApiContext
+from avatarcast.logmask import uvicorn_log_config
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.media import MediaFactory
 from avatarcast.sessions.store import Store
@@ -58,6 +59,7 @@ def _config(settings: Settings, ctx: ApiContext) -> uvicorn.Config:
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
+        log_config=uvicorn_log_config(),  # the access log masks signature=, token=
         ws=WebSocketProtocol,
         # Sessions close in the lifespan shutdown; give their encoders a moment to stop.
         timeout_graceful_shutdown=10,

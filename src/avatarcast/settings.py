@@ -82,6 +82,13 @@ class Settings:
     avatar_upload_max_mb: int = field(
         default=512, metadata=_help("largest avatar material upload (customservice/upload), MiB")
     )
+    replay_nonce: bool = field(
+        default=False,
+        metadata=_help(
+            "ours: every signed URL must carry a signed nonce, accepted once (replay "
+            "protection; off by default, as the cloud's clients send none)"
+        ),
+    )
     appkey: str = field(default="", metadata=_help("key used by client commands (say)"))
     accesstoken: str = field(
         default="", metadata=_help("secret of that key (prefer the env variable or a file)")
