@@ -449,6 +449,10 @@ def _cmd_projects(args: argparse.Namespace, cfg: Settings) -> int:
                 raise InputError(f"no avatar {args.avatar!r}; available: {', '.join(names)}")
             if args.key is not None and store.max_sessions_of(args.key) == 0:
                 raise InputError(f"no key {args.key!r}")
+            if args.voice is not None:  # refused now, not at the first drive of a session
+                from avatarcast.speech.tts import get_backend
+
+                get_backend(cfg.tts_backend).resolve_voice(args.voice)
             project = store.create_project(
                 args.name, args.avatar, voice=args.voice, appkey=args.key, now_unix=time.time()
             )

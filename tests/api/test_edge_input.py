@@ -227,6 +227,23 @@ def test_requestid_is_bounded(srv: Srv) -> None:
         assert len(json.dumps(msg)) < 1000
 
 
+@pytest.mark.parametrize("voice", ["no-such-voice", "en-us+nosuchvariant", "bell\x07"])
+def test_an_unknown_timbre_key_is_100001_at_create(srv: Srv, voice: str) -> None:
+    """Not accepted at create only to fail at the first SEND_TEXT (-111005)."""
+    answer = srv.call(
+        SESSION_BASE + "createsessionbyasset",
+        {**CREATE, "UserId": "voice", "SpeechParam": {"TimbreKey": voice}},
+    )
+    assert _code(answer) == 100001, answer
+    assert "SpeechParam.TimbreKey" in answer["Header"]["Message"]
+
+
+def test_a_known_timbre_key_in_any_spelling_is_accepted(srv: Srv) -> None:
+    for voice in ("EN_US", "cmn", "en-gb+f3"):
+        made = srv.client.create_session_by_asset("default", "voice", voice=voice)
+        srv.client.close_session(made["SessionId"])
+
+
 def test_a_url_over_8_kib_is_refused_at_the_handshake(srv: Srv) -> None:
     """Not a hang until the client gives up: HTTP 414 and the socket closed."""
     with pytest.raises(InvalidStatus) as info:

@@ -26,6 +26,7 @@ from avatarcast.errors import (
     SessionClosed,
     SessionNotFound,
     SessionNotReady,
+    TextInputError,
     UnknownAvatarError,
 )
 from avatarcast.sessions import outputs
@@ -39,6 +40,7 @@ from avatarcast.sessions.session import (
 )
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
+from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,8 @@ class SessionManager:
             raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
         if not user_id:
             raise RequestError("UserId must not be empty")
+        if voice is not None:  # the one given; a project's voice was checked when it was made
+            await self._check_voice(voice)
         if project_id is not None:
             project = self.store.get_project(project_id)
             if project is None or project.appkey not in (None, appkey):
@@ -161,6 +165,14 @@ class SessionManager:
             await self._teardown(old)
         log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
         return session
+
+    async def _check_voice(self, voice: str) -> None:
+        """A voice the TTS cannot speak is refused now (100001), not at the first drive."""
+        backend = get_backend(self.settings.tts_backend)
+        try:  # off the loop: the TTS lock may be held by a sentence being spoken
+            await asyncio.to_thread(backend.resolve_voice, voice)
+        except TextInputError as exc:
+            raise RequestError(f"SpeechParam.TimbreKey: {exc.message}") from None
 
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":

@@ -79,6 +79,10 @@ class TtsBackend(Protocol):
         """Voice names / language codes accepted by `synthesize`."""
         ...
 
+    def resolve_voice(self, voice: str) -> str:
+        """The backend's name of `voice`; TextInputError if `synthesize` would refuse it."""
+        ...
+
 
 BACKENDS: tuple[str, ...] = ("espeak",)
 
