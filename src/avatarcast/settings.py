@@ -118,6 +118,13 @@ class Settings:
             "(the stream key, the SessionId, is appended); empty = only CssCustomPushUrl"
         ),
     )
+    rtmp_push_hosts: str = field(
+        default="",
+        metadata=_help(
+            "hosts (host or host:port, comma-separated; * = any) a CssCustomPushUrl may "
+            "push to; empty = the host of rtmp_ingest_url only (none without an ingest)"
+        ),
+    )
     rtmp_play_url_template: str = field(
         default="",
         metadata=_help(

@@ -244,6 +244,17 @@ def test_a_known_timbre_key_in_any_spelling_is_accepted(srv: Srv) -> None:
         srv.client.close_session(made["SessionId"])
 
 
+def test_a_push_url_to_a_host_not_allowed_is_100001(srv: Srv) -> None:
+    """This server has no RTMP ingest and no rtmp_push_hosts: it pushes nowhere a client names."""
+    option = {"CssCustomPushUrl": "rtmp://10.0.0.5:1935/live/x"}
+    answer = srv.call(
+        SESSION_BASE + "createsessionbyasset",
+        {**CREATE, "UserId": "push", "Protocol": "rtmp", "ProtocolOption": option},
+    )
+    assert _code(answer) == 100001, answer
+    assert "rtmp_push_hosts" in answer["Header"]["Message"]
+
+
 def test_a_url_over_8_kib_is_refused_at_the_handshake(srv: Srv) -> None:
     """Not a hang until the client gives up: HTTP 414 and the socket closed."""
     with pytest.raises(InvalidStatus) as info:
