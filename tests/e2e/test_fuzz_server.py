@@ -45,23 +45,85 @@ SEED = 12
 HTTP_REQUESTS = 900
 WS_FRAMES = 250
 BUDGET_S = 45.0  # stop early on a slow machine; the counts below are reported
-DOCUMENTED = {0, 100001, 100005, 100008, 100012, 100015, 110013, 110014, 110015, 110016,
-              110018, 110022, -111003, -111004, -111005}  # fmt: skip
+DOCUMENTED = {
+    0,
+    100001,
+    100005,
+    100008,
+    100012,
+    100015,
+    110013,
+    110014,
+    110015,
+    110016,
+    110018,
+    110022,
+    -111003,
+    -111004,
+    -111005,
+}
 
 NASTY: list[Any] = [
-    None, True, False, 0, -1, 1, 3, 2**31, 2**63 - 1, 1.5, -0.0, 1e308, "", " ", "a" * 5000,
-    "\ud800", "x\udfffy", "\x00", "bell\x07", "line\nbreak", "🙂" * 10, "../../etc/passwd",
-    "default", "webrtc", "rtmp", "trtc", "rtmp://10.0.0.1:1935/x", "http://169.254.169.254/",
-    "0" * 32, "f" * 32, "A" * 32, [], [1, "2", None], {}, {"a": {"b": [{}]}},
-    {"\ud800": 1}, "SEND_TEXT", "SEND_AUDIO", "PING", "%s%n", "{{7*7}}", "'; DROP TABLE keys;--",
-]  # fmt: skip
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    3,
+    2**31,
+    2**63 - 1,
+    1.5,
+    -0.0,
+    1e308,
+    "",
+    " ",
+    "a" * 5000,
+    "\ud800",
+    "x\udfffy",
+    "\x00",
+    "bell\x07",
+    "line\nbreak",
+    "🙂" * 10,
+    "../../etc/passwd",
+    "default",
+    "webrtc",
+    "rtmp",
+    "trtc",
+    "rtmp://10.0.0.1:1935/x",
+    "http://169.254.169.254/",
+    "0" * 32,
+    "f" * 32,
+    "A" * 32,
+    [],
+    [1, "2", None],
+    {},
+    {"a": {"b": [{}]}},
+    {"\ud800": 1},
+    "SEND_TEXT",
+    "SEND_AUDIO",
+    "PING",
+    "%s%n",
+    "{{7*7}}",
+    "'; DROP TABLE keys;--",
+]
 # Literal JSON texts a json.dumps of Python values cannot produce.
 RAW_NUMBERS = ["9" * 5000, "-" + "9" * 400, "1e400", "NaN", "-Infinity", "1" + "0" * 19]
 RAW_BODIES = [
-    b"", b"{", b"[]", b"null", b"1", b'"x"', b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000,
-    b'{"Payload": NaN}', b'{"Header": 1, "Payload": {}}', b'{"Header": {}}', b"{" * 100000,
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b"1",
+    b'"x"',
+    b"\xff\xfe\x00",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"Payload": NaN}',
+    b'{"Header": 1, "Payload": {}}',
+    b'{"Header": {}}',
+    b"{" * 100000,
     b'{"Payload": {"ReqId": "' + b"0" * 32 + b'", "UserId": "\\ud800"}}',
-]  # fmt: skip
+]
 
 
 class _Errors(logging.Handler):
@@ -109,9 +171,17 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 def _bases(t: Target) -> dict[str, dict[str, Any]]:
     """A (nearly) valid Payload per JSON route. Creates carry DriverType 2, so only a
     mutation that repairs it starts another session (each costs real media)."""
-    create = {"AssetVirtualmanKey": "default", "UserId": "fuzz", "Protocol": "webrtc",
-              "DriverType": 2, "StreamMaxInterval": 3000, "ExtraInfo": {"AlphaChannelEnable": False},
-              "SpeechParam": {"TimbreKey": "en-us"}, "ProtocolOption": {}, "Backgrounds": []}  # fmt: skip
+    create = {
+        "AssetVirtualmanKey": "default",
+        "UserId": "fuzz",
+        "Protocol": "webrtc",
+        "DriverType": 2,
+        "StreamMaxInterval": 3000,
+        "ExtraInfo": {"AlphaChannelEnable": False},
+        "SpeechParam": {"TimbreKey": "en-us"},
+        "ProtocolOption": {},
+        "Backgrounds": [],
+    }
     return {
         SESSION_BASE + "createsessionbyasset": create,
         SESSION_BASE + "createsession": {**create, "VirtualmanProjectId": "f" * 32},
@@ -126,7 +196,7 @@ def _bases(t: Target) -> dict[str, dict[str, Any]]:
             "VirtualmanName": "fuzz",
             "Material": "!!not-base64!!",
             "Background": "keep",
-        },  # fmt: skip
+        },
         CUSTOM_BASE + "getprogress": {"TaskId": "0" * 32},
         CUSTOM_BASE + "customerconfirm": {"TaskId": "0" * 32},
         CUSTOM_BASE + "list": {},
@@ -216,14 +286,25 @@ def _fuzz_http(t: Target, rng: random.Random, deadline: float, codes: Counter[An
                 body = rng.choice(
                     [b"", b"\x89PNG\r\n", bytes(rng.randrange(256) for _ in range(64))]
                 )
-                resp = http.post(t.url + CUSTOM_BASE + "upload", params=_query(rng, t, extra),
-                                 content=body, headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+                resp = http.post(
+                    t.url + CUSTOM_BASE + "upload",
+                    params=_query(rng, t, extra),
+                    content=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
                 _check(resp, "upload", codes)
             elif kind == 8:  # WHEP: offers that are not SDP, bad tokens, odd methods
                 url = rng.choice([t.play_url, t.play_url[:-4] + "0000", t.url + "/v2/whep/x"])
                 ctype = rng.choice(["application/sdp", "text/plain", ""])
-                body = rng.choice([b"", b"v=0\r\n", b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
-                                   b"\xff" * 40, ("a=" + "x" * 70000).encode()])  # fmt: skip
+                body = rng.choice(
+                    [
+                        b"",
+                        b"v=0\r\n",
+                        b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+                        b"\xff" * 40,
+                        ("a=" + "x" * 70000).encode(),
+                    ]
+                )
                 method = rng.choice(["POST", "POST", "OPTIONS", "DELETE", "PATCH"])
                 resp = http.request(method, url, content=body, headers={"Content-Type": ctype})
                 _check(resp, f"WHEP {method} {body[:60]!r}", codes)
@@ -232,12 +313,21 @@ def _fuzz_http(t: Target, rng: random.Random, deadline: float, codes: Counter[An
                 )
                 _check(resp, "WHEP DELETE", codes)
             else:  # the page, its files and thumbnails, healthz
-                path = rng.choice([
-                    "/", "/healthz", "/v2/demo/config", "/web/app.js", "/web/../pyproject.toml",
-                    "/web/%2e%2e/%2e%2e/etc/passwd", "/v2/demo/avatars/default/thumbnail.png",
-                    "/v2/demo/avatars/..%2F..%2Fetc/thumbnail.png", "/v2/demo/avatars/%ED%A0%80/thumbnail.png",
-                    "/v2/demo/avatars/" + "a" * 3000 + "/thumbnail.png", "/nope",
-                ])  # fmt: skip
+                path = rng.choice(
+                    [
+                        "/",
+                        "/healthz",
+                        "/v2/demo/config",
+                        "/web/app.js",
+                        "/web/../pyproject.toml",
+                        "/web/%2e%2e/%2e%2e/etc/passwd",
+                        "/v2/demo/avatars/default/thumbnail.png",
+                        "/v2/demo/avatars/..%2F..%2Fetc/thumbnail.png",
+                        "/v2/demo/avatars/%ED%A0%80/thumbnail.png",
+                        "/v2/demo/avatars/" + "a" * 3000 + "/thumbnail.png",
+                        "/nope",
+                    ]
+                )
                 resp = http.get(t.url + path, params=_query(rng, t) if rng.random() < 0.5 else None)
                 _check(resp, f"GET {path[:80]}", codes)
             sent += 1
@@ -257,7 +347,7 @@ def _frames(rng: random.Random, t: Target) -> Iterator[str]:
         {
             "Command": "SEND_AUDIO",
             "Data": {"Audio": pcm, "Seq": 1, "IsFinal": True, "VideoSeiInfo": "x"},
-        },  # fmt: skip
+        },
     ]
     while True:
         roll = rng.random()
@@ -327,8 +417,10 @@ def test_fuzzing_every_endpoint_finds_no_internal_error(target: Target) -> None:
     deadline = started + BUDGET_S
     n_http = _fuzz_http(target, rng, deadline - BUDGET_S / 3, codes)
     n_ws = _fuzz_ws(target, rng, deadline, codes)
-    print(f"fuzz: {n_http} HTTP requests, {n_ws} frames in {time.monotonic() - started:.0f} s;"
-          f" answers {dict(codes)}")  # fmt: skip
+    print(
+        f"fuzz: {n_http} HTTP requests, {n_ws} frames in {time.monotonic() - started:.0f} s;"
+        f" answers {dict(codes)}"
+    )
     assert n_http >= 200 and n_ws >= 50, "the machine is too slow for a meaningful run"
     assert -101000 not in codes
     assert target.errors.records == []
@@ -337,8 +429,12 @@ def test_fuzzing_every_endpoint_finds_no_internal_error(target: Target) -> None:
     assert (stat["SessionStatus"], stat["ErrorCode"]) == (1, 0), stat
     req_id = new_req_id()
     with connect(target.client.command_channel_url(target.sid), open_timeout=10) as ws:
-        payload = {"ReqId": req_id, "SessionId": target.sid, "Command": "SEND_TEXT",
-                   "Data": {"Text": "Still streaming.", "Interrupt": True}}  # fmt: skip
+        payload = {
+            "ReqId": req_id,
+            "SessionId": target.sid,
+            "Command": "SEND_TEXT",
+            "Data": {"Text": "Still streaming.", "Interrupt": True},
+        }
         ws.send(json.dumps({"Header": {}, "Payload": payload}))
         seen: list[str] = []
         while "TextOver" not in seen:
