@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, wire_code
+from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.avatars.registry import available_avatars
 from avatarcast.errors import (
     QuotaError,
@@ -46,7 +46,6 @@ from avatarcast.stream.clock import Clock
 log = logging.getLogger(__name__)
 
 STREAM_MAX_INTERVAL_MS = (2000, 6000)
-STREAM_CREATE_TIMEOUT = -111004  # spec section 6: stream creation timed out
 
 
 class SessionManager:
