@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -81,6 +82,7 @@ def _serve(a: argparse.Namespace) -> None:
     """Child mode: run the server; append one JSON sample per interval to `a.samples`."""
     import uvicorn
 
+    from avatarcast.avatars import registry
     from avatarcast.server import _config, build_context
     from avatarcast.settings import Settings
 
@@ -101,6 +103,8 @@ def _serve(a: argparse.Namespace) -> None:
 
     def sample() -> None:
         last_trace = 0.0
+        had_sessions = False
+        trimmed: list[str] = []
         while not server.should_exit:
             time.sleep(a.sample_s)
             now = time.monotonic()
@@ -118,15 +122,24 @@ def _serve(a: argparse.Namespace) -> None:
                         "drift_frames": due - live.frames_sent - live.late_frames,
                     }
                 )
+            caches = sum(getattr(av, "cache_bytes", 0) for av in list(registry._instances.values()))
             rec: dict[str, Any] = {
                 "t_s": round(now - started, 1),
                 "unix": time.time(),
                 "rss_mb": round(status["VmRSS"] / 1024, 1),
+                "avatar_cache_mb": round(caches / 2**20, 1),
                 "threads": status["Threads"],
                 "fds": len(os.listdir("/proc/self/fd")),
                 "sessions": sessions,
                 "load1": os.getloadavg()[0],
             }
+            if not sessions and had_sessions and "trimmed" not in trimmed:
+                # All closed: how much of the RSS left is freed heap glibc kept (returned by
+                # malloc_trim), and how much is live (shared avatar caches, libraries)?
+                trimmed.append("trimmed")
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                rec["rss_mb_after_malloc_trim"] = round(_proc_status()["VmRSS"] / 1024, 1)
+            had_sessions = had_sessions or bool(sessions)
             if a.tracemalloc and now - last_trace >= 60:
                 last_trace = now
                 rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
@@ -268,7 +281,15 @@ def _summary(samples: list[dict[str, Any]], closed_unix: float, minutes: float) 
             "end_running": last["rss_mb"],
             "max_running": max(s["rss_mb"] for s in running),
             "growth_after_settle_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 2),
-            "after_close": after[-1]["rss_mb"] if after else None,
+            "after_close": next(
+                (s["rss_mb"] for s in after if "rss_mb_after_malloc_trim" in s), None
+            ),
+            "after_close_and_malloc_trim": next(
+                (s["rss_mb_after_malloc_trim"] for s in after if "rss_mb_after_malloc_trim" in s),
+                None,
+            ),
+            "avatar_cache_at_settle": first["avatar_cache_mb"],
+            "avatar_cache_end": last["avatar_cache_mb"],
         },
         "threads": {
             "at_settle": first["threads"],
