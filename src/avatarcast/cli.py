@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avatarcast import __version__, settings
-from avatarcast.errors import AvatarcastError, InputError, TextInputError
+from avatarcast.errors import AvatarcastError, InputError, RequestError, TextInputError
+from avatarcast.logmask import install_on_root
 from avatarcast.settings import Settings
+from avatarcast.validate import check_free_text, check_name
 
 if TYPE_CHECKING:
     from avatarcast.sessions.store import Store
@@ -446,6 +449,10 @@ def _cmd_projects(args: argparse.Namespace, cfg: Settings) -> int:
                 raise InputError(f"no avatar {args.avatar!r}; available: {', '.join(names)}")
             if args.key is not None and store.max_sessions_of(args.key) == 0:
                 raise InputError(f"no key {args.key!r}")
+            if args.voice is not None:  # refused now, not at the first drive of a session
+                from avatarcast.speech.tts import get_backend
+
+                get_backend(cfg.tts_backend).resolve_voice(args.voice)
             project = store.create_project(
                 args.name, args.avatar, voice=args.voice, appkey=args.key, now_unix=time.time()
             )
@@ -539,13 +546,42 @@ def _cmd_watch(args: argparse.Namespace, cfg: Settings) -> int:
     return 0
 
 
+# Arguments checked as what they are: file names may hold any bytes (Linux hands undecodable
+# ones over as lone surrogates, which open() turns back into the same bytes); a text may have
+# line breaks; every other string is a name, key, id or URL, with no control character.
+_PATH_ARGS = frozenset(
+    ("audio", "out", "mouth_track", "transcript", "photo", "video", "config", "key_file")
+)
+_TEXT_ARGS = frozenset(("text",))
+MAX_ARG_CHARS = 100_000
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """InputError naming the first argument that is not usable text (or a finite number)."""
+    for dest, value in vars(args).items():
+        flag = "--" + dest.removeprefix("setting_").replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{flag} must be a finite number, not {value}")
+        if not isinstance(value, str) or dest in _PATH_ARGS or dest.startswith("setting_"):
+            continue  # settings flags are checked by `settings.load`
+        try:
+            if dest in _TEXT_ARGS:
+                check_free_text(value, flag, MAX_ARG_CHARS)
+            else:
+                check_name(value, flag, MAX_ARG_CHARS)
+        except RequestError as exc:
+            raise InputError(exc.message) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _check_arguments(args)
         cfg = settings.load(args)
         logging.basicConfig(
             level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        install_on_root()  # no signature or token in a log line
         if cfg.log_level != "debug":
             # Their INFO lines (every ICE check, every HTTP request) drown ours.
             for noisy in ("aioice", "aiortc", "httpx", "httpcore"):

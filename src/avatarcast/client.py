@@ -57,9 +57,20 @@ def new_req_id() -> str:
 class Client:
     """Calls the HTTP API as one key. Use as a context manager or call `close()`."""
 
-    def __init__(self, base_url: str, appkey: str, accesstoken: str, timeout_s: float = 10) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        appkey: str,
+        accesstoken: str,
+        timeout_s: float = 10,
+        *,
+        nonce: bool = False,
+    ) -> None:
+        """`nonce`: add a fresh signed `nonce` to every URL, for a server with the setting
+        `replay_nonce` (ours; the cloud has no such parameter)."""
         self.base_url = base_url.rstrip("/")
         self.appkey = appkey
+        self.nonce = nonce
         self._accesstoken = accesstoken
         self._http = httpx.Client(timeout=timeout_s)
 
@@ -81,6 +92,8 @@ class Client:
     def signed_query(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """`appkey`, `timestamp` (now), any `extra` parameters, and their `signature`."""
         params = {"appkey": self.appkey, "timestamp": str(int(time.time())), **(extra or {})}
+        if self.nonce:
+            params["nonce"] = uuid.uuid4().hex
         params["signature"] = sign(params, self._accesstoken)
         return params
 

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from avatarcast.api.app import create_app
 from avatarcast.api.context import ApiContext
+from avatarcast.logmask import uvicorn_log_config
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.media import MediaFactory
 from avatarcast.sessions.store import Store
@@ -34,6 +36,22 @@ def build_context(settings: Settings, media_factory: MediaFactory | None = None)
     return ApiContext(settings=settings, store=store, manager=manager, clock=clock)
 
 
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, answering a handshake that websockets refused.
+
+    A request line over 8 KiB (or too many headers): websockets prepares a 414/431 answer,
+    but uvicorn 0.54 neither sends it nor closes the socket, so the client hangs until its
+    own timeout. Send it and close.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        refused = not self.handshake_initiated and self.conn.handshake_exc is not None
+        if refused and not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+
 def _config(settings: Settings, ctx: ApiContext) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(ctx),
@@ -41,6 +59,8 @@ def _config(settings: Settings, ctx: ApiContext) -> uvicorn.Config:
         port=settings.port,
         log_level=settings.log_level,
         lifespan="on",
+        log_config=uvicorn_log_config(),  # the access log masks signature=, token=
+        ws=WebSocketProtocol,
         # Sessions close in the lifespan shutdown; give their encoders a moment to stop.
         timeout_graceful_shutdown=10,
     )

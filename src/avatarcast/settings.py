@@ -9,14 +9,17 @@ flag. Values are parsed and checked here, once; the rest of the code reads typed
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from avatarcast.errors import SettingsError
+from avatarcast.errors import RequestError, SettingsError
+from avatarcast.validate import check_name
 
 ENV_PREFIX = "AVATARCAST_"
 
@@ -81,6 +84,13 @@ class Settings:
     avatar_upload_max_mb: int = field(
         default=512, metadata=_help("largest avatar material upload (customservice/upload), MiB")
     )
+    replay_nonce: bool = field(
+        default=False,
+        metadata=_help(
+            "ours: every signed URL must carry a signed nonce, accepted once (replay "
+            "protection; off by default, as the cloud's clients send none)"
+        ),
+    )
     appkey: str = field(default="", metadata=_help("key used by client commands (say)"))
     accesstoken: str = field(
         default="", metadata=_help("secret of that key (prefer the env variable or a file)")
@@ -108,6 +118,13 @@ class Settings:
         metadata=_help(
             "RTMP ingest the rtmp protocol pushes to, e.g. rtmp://127.0.0.1:1935/live "
             "(the stream key, the SessionId, is appended); empty = only CssCustomPushUrl"
+        ),
+    )
+    rtmp_push_hosts: str = field(
+        default="",
+        metadata=_help(
+            "hosts (host or host:port, comma-separated; * = any) a CssCustomPushUrl may "
+            "push to; empty = the host of rtmp_ingest_url only (none without an ingest)"
         ),
     )
     rtmp_play_url_template: str = field(
@@ -199,6 +216,8 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+MAX_SETTING_CHARS = 4096
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -219,10 +238,18 @@ def _coerce(name: str, raw: Any) -> Any:
         if isinstance(default, int):
             if isinstance(raw, (float, bool)):
                 raise ValueError(raw)
+            # ASCII digits only (int() also takes "１２", "1_0"), at most 18 of them.
+            if isinstance(raw, str) and not _INT_TEXT.fullmatch(raw.strip()):
+                raise ValueError(raw)
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
-        return str(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # "nan" and "inf" parse, and slip past every bound
+                raise ValueError(raw)
+            return value
+        return check_name(str(raw), name, MAX_SETTING_CHARS)
+    except RequestError as exc:
+        raise SettingsError(f"bad value for {name}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"bad value for {name}: {raw!r}") from exc
 

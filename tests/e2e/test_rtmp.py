@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +383,8 @@ def test_rtmp_without_ingest_or_custom_url_is_a_clear_100001(stack: Stack, tmp_p
     # A custom push URL wins, and is also what players open.
     custom = "rtmp://cdn.example/app/key?secret=1"
     session.extra = {"ProtocolOption": {"CssCustomPushUrl": custom}}
-    assert push_url(session, stack.settings) == custom == play_url(session, stack.settings)
+    cdn = replace(stack.settings, rtmp_push_hosts="cdn.example")  # allowed by the operator
+    assert push_url(session, cdn) == custom == play_url(session, cdn)
     session.extra = {"ProtocolOption": {"CssCustomPushUrl": "http://nope"}}
     with pytest.raises(RequestError, match="rtmp://"):
         push_url(session, bare)

@@ -212,11 +212,13 @@ def _peer_routes(ctx: ApiContext) -> list[BaseRoute]:
     Imported here, not at the top: `api.ws` reuses this module's `api_endpoint`.
     """
     from avatarcast.api.customservice import customservice_routes
+    from avatarcast.api.openapi import OPENAPI_PATH, openapi_json
     from avatarcast.api.web import web_routes
     from avatarcast.api.whep import whep_routes
     from avatarcast.api.ws import command_routes
 
     return [
+        Route(OPENAPI_PATH, openapi_json, methods=["GET"]),
         *command_routes(ctx),
         *whep_routes(ctx),
         *web_routes(ctx),

@@ -11,12 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from collections import deque
 from collections.abc import Callable, Mapping
 
-from avatarcast.errors import AuthError
+from avatarcast.errors import AuthError, RateLimitError, RequestError
+from avatarcast.validate import ascii_int
 
 MAX_SKEW_S = 300.0
 REQUIRED = ("appkey", "timestamp", "signature")
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 until the year 2286
+MAX_PARAM_CHARS = 128  # appkeys and accesstokens are 32 hex; a signature is 44 Base64
 
 
 def string_to_sign(params: Mapping[str, str]) -> str:
@@ -46,12 +51,16 @@ def verify(
     missing = [name for name in REQUIRED if not params.get(name)]
     if missing:
         raise AuthError(f"missing query parameter(s): {', '.join(missing)}")
+    too_long = [n for n in ("appkey", "signature") if len(params[n]) > MAX_PARAM_CHARS]
+    if too_long:
+        raise AuthError(f"{' and '.join(too_long)} longer than {MAX_PARAM_CHARS} characters")
     appkey = params["appkey"]
-    raw_ts = params["timestamp"]
-    try:
-        timestamp = int(raw_ts)
-    except ValueError:
-        raise AuthError("timestamp must be integer Unix seconds") from None
+    try:  # ASCII digits only: int() would also take 400 digits, full-width digits, "_"
+        timestamp = ascii_int(params["timestamp"], "timestamp", MAX_TIMESTAMP_DIGITS)
+    except RequestError:
+        raise AuthError(
+            f"timestamp must be integer Unix seconds (1 to {MAX_TIMESTAMP_DIGITS} ASCII digits)"
+        ) from None
     if abs(now_unix - timestamp) > max_skew_s:
         raise AuthError(
             f"timestamp is {now_unix - timestamp:+.0f} s away from server time "
@@ -70,3 +79,51 @@ def verify(
     ):
         raise AuthError("signature does not match")
     return appkey
+
+
+# ---- replay protection (ours, off by default) -------------------------------------------------
+NONCE = re.compile(r"[0-9A-Za-z_-]{16,64}")
+MAX_NONCES = 1_000_000  # ~100 MB at worst; 3,300 signed requests a second for 300 s
+
+
+class NonceBook:
+    """Each signed URL may be used once: its `nonce` is remembered until its timestamp expires.
+
+    The cloud's signature covers only the query (appkey, timestamp, …), so a URL seen once
+    (in a log, a proxy, a browser history) is a credential for any endpoint of its key for
+    300 s. With the setting `replay_nonce` a request must also carry `nonce` (16–64 of
+    `[0-9A-Za-z_-]`, signed like every parameter); a nonce seen before within the window is
+    refused (100005). After the window the timestamp check refuses the URL by itself, so
+    nothing older needs to be remembered.
+    """
+
+    def __init__(self, max_skew_s: float = MAX_SKEW_S, max_entries: int = MAX_NONCES) -> None:
+        self.max_skew_s = max_skew_s
+        self.max_entries = max_entries
+        self._expires: dict[tuple[str, str], float] = {}  # (appkey, nonce) → unix time
+        self._order: deque[tuple[float, tuple[str, str]]] = deque()
+
+    def use(self, appkey: str, params: Mapping[str, str], now_unix: float) -> None:
+        """Accept `params["nonce"]` once (after `verify` succeeded); AuthError otherwise."""
+        nonce = params.get("nonce", "")
+        if not nonce:
+            raise AuthError("missing query parameter: nonce (replay protection is on)")
+        if not NONCE.fullmatch(nonce):
+            raise AuthError("nonce must be 16 to 64 characters of 0-9 A-Z a-z _ -")
+        self._forget_expired(now_unix)
+        key = (appkey, nonce)
+        if key in self._expires:
+            raise AuthError("nonce already used: every signed URL may be used once")
+        if len(self._expires) >= self.max_entries:
+            raise RateLimitError("too many signed requests within the signature window")
+        expires = int(params["timestamp"]) + self.max_skew_s
+        self._expires[key] = expires
+        self._order.append((expires, key))
+
+    def _forget_expired(self, now_unix: float) -> None:
+        # Expiry times arrive roughly in order (timestamps within ±300 s of now); an entry
+        # that expires later than the ones after it is dropped a little late, never early.
+        while self._order and self._order[0][0] < now_unix:
+            _, key = self._order.popleft()
+            if self._expires.get(key, now_unix + 1) < now_unix:
+                del self._expires[key]

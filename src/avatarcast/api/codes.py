@@ -31,6 +31,12 @@ UNAUTHORIZED = 100005
 QUOTA_EXCEEDED = 100008
 SESSION_REPLACED = 110022
 IDLE_CLOSED = 110013  # statsession of a session closed for idleness (ErrorMessage says why)
+STREAM_CREATE_TIMEOUT = -111004  # statsession of a session whose stream did not start in time
+
+
+def wire_codes() -> list[int]:
+    """Every code a coded answer may carry: 0 (success) and the table's codes."""
+    return sorted({0, INTERNAL, STREAM_CREATE_TIMEOUT, *(code for _, code in _TABLE)})
 
 
 def wire_code(exc: BaseException) -> int:

@@ -77,7 +77,7 @@ def decode_material(value: str) -> bytes:
 
 async def make(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
     name = f.text("VirtualmanName", max_len=64)
-    inline = f.opt_text("Material", max_len=MAX_MAKE_BODY_BYTES)
+    inline = f.opt_text("Material", max_len=MAX_MAKE_BODY_BYTES, free=True)  # Base64 checks it
     material_id = f.opt_text("MaterialId", max_len=64)
     if (inline is None) == (material_id is None):
         raise RequestError(
@@ -85,7 +85,7 @@ async def make(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
         )
     background = f.opt_text("Background", max_len=16) or "keep"
     size = parse_size(f.opt_text("Size", max_len=16))  # ours: "WxH", video only
-    transcript = f.opt_text("Transcript", max_len=MAX_TRANSCRIPT_CHARS)  # ours, video only
+    transcript = f.opt_text("Transcript", max_len=MAX_TRANSCRIPT_CHARS, free=True)  # ours, video
     material: bytes | Path
     if material_id is not None:
         material = queue.take_upload(appkey, material_id)

@@ -9,7 +9,6 @@ Two kinds of failure, kept apart on purpose:
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from avatarcast.errors import RequestError
+from avatarcast.validate import JsonSyntaxError, check_free_text, check_name, loads
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: the largest request (a 4000-byte text) is far below
 REQ_ID = re.compile(r"[0-9a-f]{32}")
@@ -29,7 +29,11 @@ class TransportError(HTTPException):
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The request body parsed as JSON; TransportError 413 over `limit`, 400 if not JSON."""
+    """The request body parsed as JSON; TransportError 413 over `limit`, 400 if not JSON.
+
+    JSON whose values are unusable (a lone surrogate, an integer beyond 64 bits) is a
+    RequestError (100001): the body is JSON, one of its fields is bad (`validate.loads`).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TransportError(413, f"body larger than {limit} bytes")
@@ -40,11 +44,9 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
             raise TransportError(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return loads(b"".join(chunks))
+    except JsonSyntaxError as exc:
         raise TransportError(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:  # `[[[[...` nested deeper than the parser goes
-        raise TransportError(400, "body is nested too deeply") from None
 
 
 def payload_of(body: Any) -> dict[str, Any]:
@@ -93,7 +95,11 @@ class Fields:
         assert value is not None
         return value
 
-    def opt_text(self, name: str, *, max_len: int = 256, required: bool = False) -> str | None:
+    def opt_text(
+        self, name: str, *, max_len: int = 256, required: bool = False, free: bool = False
+    ) -> str | None:
+        """A string field: an identifier (no control characters) unless `free` (free text:
+        tabs and line breaks allowed); never a lone surrogate; at most `max_len` characters."""
         value = self._get(name, required)
         if value is None:
             return None
@@ -101,9 +107,8 @@ class Fields:
             raise self._bad(name, "must be a string")
         if required and not value:
             raise self._bad(name, "must not be empty")
-        if len(value) > max_len:
-            raise self._bad(name, f"is longer than {max_len} characters")
-        return value
+        check = check_free_text if free else check_name
+        return check(value, self.prefix + name, max_len)
 
     def integer(self, name: str) -> int:
         value = self.opt_int(name, required=True)

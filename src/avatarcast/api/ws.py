@@ -21,9 +21,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from avatarcast.api.app import api_endpoint
 from avatarcast.api.codes import wire_code
 from avatarcast.api.context import ApiContext
-from avatarcast.api.envelope import Fields
+from avatarcast.api.envelope import Fields, new_request_id
 from avatarcast.errors import (
     AvatarcastError,
+    BackendError,
     RequestError,
     SessionClosed,
     SessionNotReady,
@@ -40,6 +41,8 @@ CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel"
 COMMAND_PATH = "/v2/ivh/interactdriver/interactdriverservice/command"
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008  # refused: bad signature, unknown or not started session
+CLOSE_INTERNAL = 1011  # a bug: the Type 9 carries the RequestID to look up in the log
+MAX_SESSION_ID_CHARS = 64  # SessionIds are 32 hex; the bound keeps echoes of bad ones short
 
 
 def drive_of(session: Session) -> DriveChannel:
@@ -79,10 +82,20 @@ def _channel_endpoint(ctx: ApiContext) -> Any:
             appkey = ctx.authenticate(ws.query_params)
             if not session_id:
                 raise RequestError("requestid (the SessionId) is required in the URL")
+            if len(session_id) > MAX_SESSION_ID_CHARS:
+                session_id = ""  # not echoed: it is no SessionId
+                raise RequestError(f"requestid is longer than {MAX_SESSION_ID_CHARS} characters")
             channel = drive_of(ctx.manager.get(session_id, appkey))
         except AvatarcastError as exc:
             log.info("command channel refused (%s): %s", wire_code(exc), exc.message)
             await _say_and_close(ws, session_id, exc, CLOSE_POLICY)
+            return
+        except Exception:  # a bug: say so (never a socket dropped without a word)
+            request_id = new_request_id()
+            log.exception("command channel failed (RequestID %s)", request_id)
+            await _say_and_close(
+                ws, "", BackendError(f"internal error (RequestID {request_id})"), CLOSE_INTERNAL
+            )
             return
         await _serve(ws, channel, session_id, ctx.settings.ws_idle_timeout_s)
 
@@ -95,11 +108,17 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
 
     replaced = asyncio.ensure_future(channel.attach(send).wait())
     try:
+        receive: asyncio.Future[Any] | None = None
         while True:
-            receive = asyncio.ensure_future(ws.receive())
+            if receive is None or receive.done():
+                receive = asyncio.ensure_future(ws.receive())
             done, _ = await asyncio.wait(
                 {receive, replaced}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if receive not in done and not replaced.done() and channel.busy:
+                # A client that only listens while its session speaks is not idle; keep the
+                # pending receive and wait another period.
+                continue
             if receive not in done:
                 receive.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -119,6 +138,8 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
         return
     finally:
         replaced.cancel()
+        if receive is not None:
+            receive.cancel()
         channel.detach(send)
 
 

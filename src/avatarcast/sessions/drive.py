@@ -112,6 +112,14 @@ class DriveChannel:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def busy(self) -> bool:
+        """Something is speaking or waits to be spoken (a request whose Over is not sent).
+
+        Speaking is activity: the session's idle limit and the socket's do not run meanwhile.
+        """
+        return not self._closed and any(not u.over for u in self._known.values())
+
     def attach(self, send: Sender) -> asyncio.Event:
         """Make `send` the socket of this channel; replay the last statuses to it.
 

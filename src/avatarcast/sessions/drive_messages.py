@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +18,7 @@ import numpy as np
 
 from avatarcast.engine import Pcm
 from avatarcast.errors import RequestError
+from avatarcast.validate import JsonSyntaxError, check_free_text, check_name, loads
 
 MAX_MESSAGE_CHARS = 1 << 20  # far above a 160 ms chunk (6.8 kB of Base64) or a 4000-byte text
 MAX_TEXT_BYTES = 4000  # spec: Text ≤ 4000 bytes (UTF-8)
@@ -89,8 +89,8 @@ def parse_json(raw: str) -> Any:
     if len(raw) > MAX_MESSAGE_CHARS:
         raise RequestError(f"message is {len(raw)} characters; at most {MAX_MESSAGE_CHARS}")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        return loads(raw)  # RequestError for bad values (a lone surrogate, a huge integer)
+    except JsonSyntaxError as exc:
         raise RequestError(f"message is not valid JSON: {exc}") from None
 
 
@@ -165,11 +165,12 @@ def _text(data: dict[str, Any], max_chars: int) -> str:
         value = ""
     if not isinstance(value, str):
         raise RequestError("Data.Text must be a string")
-    n_bytes = len(value.encode("utf-8", "surrogatepass"))
-    if n_bytes > MAX_TEXT_BYTES:
-        raise RequestError(f"Data.Text is {n_bytes} bytes; at most {MAX_TEXT_BYTES} (UTF-8)")
     if len(value) > max_chars:
         raise RequestError(f"Data.Text is {len(value)} characters; at most {max_chars}")
+    check_free_text(value, "Data.Text", max_chars)
+    n_bytes = len(value.encode("utf-8"))
+    if n_bytes > MAX_TEXT_BYTES:
+        raise RequestError(f"Data.Text is {n_bytes} bytes; at most {MAX_TEXT_BYTES} (UTF-8)")
     return value
 
 
@@ -179,7 +180,7 @@ def _voice(data: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= 64:
         raise RequestError("Data.Voice must be a voice name of 1 to 64 characters")
-    return value
+    return check_name(value, "Data.Voice", 64)
 
 
 def decode_pcm(value: Any) -> Pcm:
@@ -213,7 +214,8 @@ def parse_audio(data: dict[str, Any]) -> AudioChunk:
     if sei is not None:
         if not isinstance(sei, str):
             raise RequestError("Data.VideoSeiInfo must be a string")
-        if len(sei.encode("utf-8", "surrogatepass")) > MAX_SEI_BYTES:
+        check_free_text(sei, "Data.VideoSeiInfo", MAX_SEI_BYTES)
+        if len(sei.encode("utf-8")) > MAX_SEI_BYTES:
             raise RequestError(f"Data.VideoSeiInfo is longer than {MAX_SEI_BYTES} bytes")
     return AudioChunk(pcm, seq, is_final, interrupt, sei)
 

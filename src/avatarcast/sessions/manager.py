@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, wire_code
+from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.avatars.registry import available_avatars
 from avatarcast.errors import (
     QuotaError,
@@ -25,6 +25,7 @@ from avatarcast.errors import (
     SessionClosed,
     SessionNotFound,
     SessionNotReady,
+    TextInputError,
     UnknownAvatarError,
 )
 from avatarcast.sessions import outputs
@@ -38,12 +39,12 @@ from avatarcast.sessions.session import (
 )
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
+from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
 
 STREAM_MAX_INTERVAL_MS = (2000, 6000)
-STREAM_CREATE_TIMEOUT = -111004  # spec section 6: stream creation timed out
 
 
 class SessionManager:
@@ -109,6 +110,8 @@ class SessionManager:
             raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
         if not user_id:
             raise RequestError("UserId must not be empty")
+        if voice is not None:  # the one given; a project's voice was checked when it was made
+            await self._check_voice(voice)
         if project_id is not None:
             project = self.store.get_project(project_id)
             if project is None or project.appkey not in (None, appkey):
@@ -158,6 +161,14 @@ class SessionManager:
             await self._teardown(old)
         log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
         return session
+
+    async def _check_voice(self, voice: str) -> None:
+        """A voice the TTS cannot speak is refused now (100001), not at the first drive."""
+        backend = get_backend(self.settings.tts_backend)
+        try:  # off the loop: the TTS lock may be held by a sentence being spoken
+            await asyncio.to_thread(backend.resolve_voice, voice)
+        except TextInputError as exc:
+            raise RequestError(f"SpeechParam.TimbreKey: {exc.message}") from None
 
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
@@ -298,10 +309,16 @@ class SessionManager:
 
     # ---- background -----------------------------------------------------------------------
     async def reap_idle(self) -> None:
-        """Close sessions idle longer than the setting; forget long-ended ones."""
+        """Close sessions idle longer than the setting; forget long-ended ones.
+
+        A session that speaks, or has speech queued, is active: its idle time counts from
+        the end of its speech, not from the command that started it.
+        """
         now = self.clock.now()
         limit = self.settings.idle_timeout_s
         for session in list(self._sessions.values()):
+            if session.is_open and session.drive is not None and session.drive.busy:
+                session.last_activity = now
             idle = now - session.last_activity
             if session.is_open and idle > limit:
                 await self._close(session, IDLE_CLOSED, f"closed: idle for {idle:.0f} s")

@@ -380,6 +380,12 @@ class EspeakBackend:
             engine = _engine()
             return sorted(v.key for v in engine.voices)
 
+    def resolve_voice(self, voice: str) -> str:
+        """The canonical name of `voice` as `synthesize` would read it ("EN_US" → "en-us");
+        TextInputError if there is no such voice or variant. Speaks nothing."""
+        with _LOCK:
+            return _resolve(_engine(), voice)[1]
+
     def variants(self) -> list[str]:
         """Voice variants usable as "<voice>+<variant>", e.g. "en-us+f3"."""
         with _LOCK:

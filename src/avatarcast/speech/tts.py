@@ -80,6 +80,10 @@ class TtsBackend(Protocol):
         """Voice names / language codes accepted by `synthesize`."""
         ...
 
+    def resolve_voice(self, voice: str) -> str:
+        """The backend's name of `voice`; TextInputError if `synthesize` would refuse it."""
+        ...
+
 
 def _espeak() -> TtsBackend:
     from avatarcast.speech.espeak import shared_backend

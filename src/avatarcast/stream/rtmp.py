@@ -1,6 +1,7 @@
 """RTMP push output (`Protocol: rtmp`): the session's H.264 + AAC as FLV to an RTMP server.
 
-Where it goes: `ProtocolOption.CssCustomPushUrl` when the client gives one, else the configured
+Where it goes: `ProtocolOption.CssCustomPushUrl` when the client gives one and its host is
+allowed (`rtmp_push_hosts`; by default only the ingest's host), else the configured
 ingest `rtmp_ingest_url` + "/" + the stream key (the SessionId). `PlayStreamAddr` comes from
 `rtmp_play_url_template` (`{stream_key}`, `{session_id}`), or is the push URL itself (what
 nginx-rtmp, SRS and most servers play) when no template is set or a custom URL was given.
@@ -25,6 +26,7 @@ import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from avatarcast.errors import RequestError
 from avatarcast.stream.fanout import FanOutClosed, Subscription
@@ -52,12 +54,46 @@ def _custom_url(session: Session) -> str:
     return url.strip() if isinstance(url, str) else ""
 
 
+def allowed_push_hosts(settings: Settings) -> list[str]:
+    """`host` or `host:port` entries a CssCustomPushUrl may name: the setting
+    `rtmp_push_hosts` ("*" allows any), or else the host of `rtmp_ingest_url` alone."""
+    listed = [h.lower().rstrip(".") for h in settings.split(settings.rtmp_push_hosts)]
+    if listed:
+        return listed
+    host = urlsplit(settings.rtmp_ingest_url).hostname if settings.rtmp_ingest_url else None
+    return [host.rstrip(".")] if host else []
+
+
+def check_push_host(url: str, settings: Settings) -> None:
+    """RequestError (100001) unless `url`'s host is allowed.
+
+    Without this, a key holder could make the server open a connection to any address it
+    can reach (an internal service, a metadata endpoint): the push URL is the client's.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
+    except ValueError:
+        raise RequestError("ProtocolOption.CssCustomPushUrl is not a valid URL") from None
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise RequestError("ProtocolOption.CssCustomPushUrl has no host")
+    allowed = allowed_push_hosts(settings)
+    if "*" not in allowed and host not in allowed and f"{host}:{port}" not in allowed:
+        shown = ", ".join(allowed) or "none"
+        raise RequestError(
+            f"ProtocolOption.CssCustomPushUrl: pushing to {host}:{port} is not allowed by this "
+            f"server (allowed hosts: {shown}; setting rtmp_push_hosts)"
+        )
+
+
 def push_url(session: Session, settings: Settings) -> str:
     """Where this session's stream is pushed; RequestError (100001) if nowhere."""
     custom = _custom_url(session)
     if custom:
         if not custom.startswith(("rtmp://", "rtmps://")):
             raise RequestError("ProtocolOption.CssCustomPushUrl must be an rtmp:// URL")
+        check_push_host(custom, settings)
         return custom
     if not settings.rtmp_ingest_url:
         raise RequestError(

@@ -70,7 +70,17 @@ export class ApiClient {
   }
 
   #query(extra) {
-    return { appkey: this.appkey, timestamp: String(Math.floor(Date.now() / 1000)), ...extra };
+    // A fresh nonce on every URL: required by a server with replay protection on (setting
+    // replay_nonce), signed and ignored otherwise.
+    const nonce = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) =>
+      b.toString(16).padStart(2, "0"),
+    ).join("");
+    return {
+      appkey: this.appkey,
+      timestamp: String(Math.floor(Date.now() / 1000)),
+      nonce,
+      ...extra,
+    };
   }
 
   static #url(base, path, params, signature) {
