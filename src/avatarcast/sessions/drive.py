@@ -375,10 +375,11 @@ class DriveChannel:
 
     def _interrupt(self) -> None:
         """Cut every request; each one's Over waits for a frame made after the cut."""
-        self._engine.interrupt()
         live = self._session.live
-        if live is not None:
-            live.flush()  # speech already encoded and queued for viewers must not play either
+        if self._engine.interrupt() and live is not None:
+            # Speech already encoded and queued for viewers must not play either. Only when
+            # something was cut: a text sent while idle should not cost an IDR.
+            live.flush()
         cut = [u for u in self._known.values() if not (u.over or u.cut)]
         for u in cut:
             u.cut = True

@@ -62,15 +62,23 @@ class ManualClock:
     def __init__(self, start: float = 0.0, *, auto_advance: bool = True) -> None:
         self._t = start
         self.auto_advance = auto_advance
-        self._moved: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     def now(self) -> float:
         return self._t
 
+    @property
+    def sleepers(self) -> int:
+        """Tasks blocked in `sleep_until` until the next `advance` (auto_advance=False)."""
+        return sum(not w.done() for w in self._waiters)
+
     def advance(self, dt: float) -> None:
+        """Move the clock; every sleeper wakes (and sleeps again if it is still early)."""
         self._t += dt
-        if self._moved is not None:
-            self._moved.set()
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     async def sleep_until(self, t: float) -> None:
         if self.auto_advance:
@@ -79,9 +87,9 @@ class ManualClock:
             await asyncio.sleep(0)
             return
         while self._t < t:
-            if self._moved is None or self._moved.is_set():
-                self._moved = asyncio.Event()
-            await self._moved.wait()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
         await asyncio.sleep(0)
 
 
