@@ -421,7 +421,7 @@ def test_fuzzing_every_endpoint_finds_no_internal_error(target: Target) -> None:
         f"fuzz: {n_http} HTTP requests, {n_ws} frames in {time.monotonic() - started:.0f} s;"
         f" answers {dict(codes)}"
     )
-    assert n_http >= 200 and n_ws >= 50, "the machine is too slow for a meaningful run"
+    assert n_http >= 100 and n_ws >= 50, "the machine is too slow for a meaningful run"
     assert -101000 not in codes
     assert target.errors.records == []
     # The session streamed on: still ready, and a text sent now is spoken to its end.

@@ -136,6 +136,11 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
             await channel.handle_raw(raw)
     except WebSocketDisconnect:
         return
+    except Exception:  # a bug: say so before closing, never drop the socket without a word
+        request_id = new_request_id()
+        log.exception("command channel of %s failed (RequestID %s)", session_id, request_id)
+        error = BackendError(f"internal error (RequestID {request_id}); the session streams on")
+        await _say_and_close(ws, session_id, error, CLOSE_INTERNAL)
     finally:
         replaced.cancel()
         if receive is not None:
