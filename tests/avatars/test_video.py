@@ -22,9 +22,13 @@ from avatarcast.speech.visemes import MouthPose, Shape
 
 LOOP_SEAM_MAX = 3.0  # mean |luma| difference, last loop frame vs first (measured ~1.4)
 SPRITE_BORDER_MAX = 1.0  # |luma| change on the sprite box border (weights are 0 there)
-RUNTIME_RING_MAX = 4.0  # mean |luma|, sprite vs the loop frame under the still ring (<= 1.8;
-# 6.9 when the loop frame's mouth offset is ignored)
-RING_MISMATCH_MAX = 6.0  # mean |luma|, harvested vs key frame on the still ring (~3.7)
+# mean |luma|, sprite vs the loop frame under the still ring of the blend, un-weighted (<= 5.0
+# since the blend over real mouths stops short of the jaw: its ring reaches the lip corners,
+# which E and F narrow)
+RUNTIME_RING_MAX = 6.5
+# mean |luma|, harvested vs key frame on the jaw-wide blend's still ring (~7.5 since no slot
+# is warped: the ring is no longer pushed out by the warps' changes)
+RING_MISMATCH_MAX = 9.0
 LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (0.90-0.95)
 LABEL_ACCURACY_WITH_TEXT_MIN = 0.9  # the same with the transcript (0.95-1.0)
 Script = list[tuple[Shape, float]]
@@ -126,10 +130,11 @@ def cavity_tint(avatar: VideoAvatar, pose: MouthPose, frame_index: int = 0) -> f
 def test_speaking_frames_come_from_the_bank(built: tuple[Path, VideoAvatar]) -> None:
     data_dir, avatar = built
     slots = {(s["shape"], s["level"]): s["source"] for s in manifest_of(data_dir)["bank"]["slots"]}
-    assert slots[("D", 6)] == "video" and slots[("X", 6)] == "warp"
+    # a slot the video never shows takes the nearest harvested mouth, not drawn teeth
+    assert slots[("D", 6)] == "video" and slots[("X", 6)] == "nearest"
+    assert "warp" not in slots.values()
     assert cavity_tint(avatar, MouthPose(Shape.D, 1.0)) > 20  # the person's own mouth
     assert cavity_tint(avatar, MouthPose(Shape.C, 4 / 6)) > 20
-    assert cavity_tint(avatar, MouthPose(Shape.X, 1.0)) < -10  # the warp: dark red
 
 
 def test_mouth_follows_each_loop_frame(built: tuple[Path, VideoAvatar]) -> None:

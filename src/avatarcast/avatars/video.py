@@ -400,7 +400,9 @@ def build_video_avatar(
             photo.cut_box(loop[0], mouth_rig.box),
             half,
         )
-        ring = mouth_bank.still_ring(mouth_rig, rest_alpha)
+        ring = mouth_bank.still_ring(
+            mouth_rig, mouth_bank.blend_mask(mouth_rig, [], photo.cut_box(loop[0], mouth_rig.box))
+        )
         closed_sprite, _ = mouth_bank.match(
             aligned[rest], photo.cut_box(loop[0], mouth_rig.box), ring
         )

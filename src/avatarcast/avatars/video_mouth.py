@@ -95,7 +95,9 @@ def mouth_sprites(
     than `MAX_RING_MISMATCH` after colour matching is misaligned (the head turned, a blur):
     it is dropped and its slot filled like a missing one. `half`: the blend's half width
     (`blend_half_width`)."""
-    ring0 = mouth_bank.still_ring(mouth_rig, mouth_bank.blend_mask(mouth_rig, [], key_box, half))
+    # the still ring of the jaw-wide blend: cheeks and nose base (the narrower blend's ring
+    # would reach the lip corners, which speech moves)
+    ring0 = mouth_bank.still_ring(mouth_rig, mouth_bank.blend_mask(mouth_rig, [], key_box))
     plan = {
         slot: c
         for slot, c in plan.items()
@@ -118,7 +120,7 @@ def mouth_sprites(
             mouth[mouth_index(si, k, MOUTH_LEVELS)] = sprite
             warped.append(sprite)
     alpha = mouth_bank.blend_mask(mouth_rig, warped, key_box, None if warped else half)
-    ring = mouth_bank.still_ring(mouth_rig, alpha)
+    ring = mouth_bank.still_ring(mouth_rig, mouth_bank.blend_mask(mouth_rig, warped, key_box))
     slots: list[dict[str, Any]] = []
     mismatches = []
     for si, shape in enumerate(SHAPES):
