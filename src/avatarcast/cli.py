@@ -348,6 +348,8 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
         finally:
             if tty:
                 sys.stderr.write("\n")
+        for warn in summary.get("warnings", []):  # the build went on; say how to do better
+            sys.stderr.write(f"warning: {warn['message']}\n")
         print(json.dumps(summary))
     elif args.avatar_command == "list":
         for name in available_avatars(cfg.data_dir):
