@@ -248,6 +248,19 @@ def test_low_fps(tmp_path: Path) -> None:
     assert err.value.reason == "low_fps"
 
 
+def test_no_face_and_two_faces_are_refused_with_what_to_change(tmp_path: Path) -> None:
+    """What cannot make an avatar is refused, the message saying what to record instead."""
+    frames = vs.talking_frames(4.0, 25)
+    empty = vs.write_video(tmp_path / "empty.mp4", [np.full_like(f, 120) for f in frames], 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(empty, "empty", tmp_path / "data")
+    assert err.value.reason == "no_face" and "facing the camera" in err.value.message
+    two = vs.write_video(tmp_path / "two.mp4", [np.hstack([f, f]) for f in frames], 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(two, "two", tmp_path / "data")
+    assert err.value.reason == "multiple_faces" and "one person" in err.value.message
+
+
 def test_corrupt_and_unsupported(tmp_path: Path, video: tuple[Path, Script]) -> None:
     bad = vs.corrupt_video(tmp_path / "bad.mp4", video[0])
     with pytest.raises(VideoQualityError) as err:
