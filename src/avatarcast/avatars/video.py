@@ -390,9 +390,17 @@ def build_video_avatar(
             loop[len(loop) - FADE + j] = np.round(
                 (1 - wgt) * tail + wgt * crops[src_i].astype(np.float32)
             ).astype(np.uint8)
-    lip_frames = sorted({*order, *wanted})
-    lip_w = np.linalg.norm(raw[lip_frames, 291] - raw[lip_frames, 61], axis=1)
-    half = video_mouth.blend_half_width(mouth_rig, 0.5 * float(np.nanmax(lip_w)) * scale)
+    # the blend must cover the bank's widest lips and, on every loop frame, that frame's
+    # own lip corners where the sprite lands (its offset): a smile's corner left outside
+    # would show beside the blended mouth
+    bank_w = np.linalg.norm(raw[sorted(wanted), 291] - raw[sorted(wanted), 61], axis=1)
+    lip_half = 0.5 * float(np.nanmax(bank_w, initial=0.0)) * scale
+    for j, i in enumerate(order):
+        corners = _to_canvas(raw[i][[61, 291]], frame_mat) - offsets[j]
+        if not np.isnan(corners).any():
+            reach_x = np.abs(mouth_rig.frame.to_local(corners)[:, 0]).max()
+            lip_half = max(lip_half, float(reach_x))
+    half = video_mouth.blend_half_width(mouth_rig, lip_half)
     if idle.bake:  # the person's own closed mouth over every (talking) loop frame
         rest_alpha = mouth_bank.blend_mask(
             mouth_rig,
