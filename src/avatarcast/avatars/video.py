@@ -3,27 +3,29 @@
     build_video_avatar(video, name, data_dir, progress=None, size=None, transcript=None,
                        background="keep") -> summary
 
-Two decoding passes keep memory bounded for long videos: the first tracks the face on every
-frame (face mesh in video mode, on a copy at most 960 px high) and keeps a small grey
-thumbnail per frame; the second crops only the chosen loop frames at full resolution and
-aligns the frames chosen for the mouth bank. Frames stored turned (a phone's display
-rotation) are turned upright first.
+Two decoding passes keep memory bounded for long videos, both on the 25 fps session clock
+by frame timestamps (`avatars.video_timing`: any frame rate, variable timing): the first
+tracks the face on every frame (face mesh in video mode, on a copy at most 960 px high) and
+keeps a small grey thumbnail per frame; the second crops only the chosen loop frames at full
+resolution and aligns the frames chosen for the mouth bank. Frames stored turned (a phone's
+display rotation) are turned upright first.
 
-- Checks (`VideoQualityError`, reasons in `REASONS`): the file opens and decodes, lasts at
-  least `MIN_SECONDS`, has at least `MIN_FPS`, its first frame passes the photo checks (one
-  face, large, upright, frontal, lit, sharp), and the mouth is closed in the first second.
+- Checks (`avatars.video_checks`): refused (`VideoQualityError`) only what cannot make an
+  avatar — unreadable, under 3 s, under 15 fps, no face, two faces, the face out of view too
+  often or too small to track; what only lowers the quality (short, soft, dark, turned,
+  moving head, no silent pause, few mouths) becomes a warning in the summary and manifest.
 - Tracking: 478 landmarks per frame, smoothed by a centred moving average (`SMOOTH` frames).
 - Sound: decoded on the picture's clock; where it has speech the frames are labelled (below)
-  and kept out of the idle loop.
-- Idle loop: the longest run of silent closed-mouth frames; inside it the loop [a, b) whose next
-  frame b is most like its first frame a (mean absolute difference of thumbnails), between
-  `MIN_LOOP_S` and `MAX_LOOP_S`; its last `FADE` frames are cross-faded toward the frames
-  just before a, so playing b-1 → a continues the video's own motion.
+  and kept out of a forward idle loop.
+- Idle loop (`avatars.video_loop`), wherever the clip is quietest: a forward loop cut from
+  a silent closed-mouth run (cross-faded seam), or a ping-pong of the calmest frames with
+  the person's own closed mouth blended over talking ones (`avatars.video_mouth`).
 - Framing: the loop is cropped by one matrix around the face's median place (the background
   stays still, the head moves in it), at the output size (`output_size`).
 - Mouth: the mouth bank (`avatars.mouth_bank`): the person's own mouths harvested from the
   frames where they speak, labelled by the heard shapes and the lips, aligned to the loop's
-  first frame; the photo warp (`MouthRig`) of that frame for slots the video never shows.
+  first frame; slots the video never shows take the nearest harvested mouth (the warp of
+  that frame, `MouthRig`, only when nothing was harvested).
   Per loop frame, where its mouth sits (`loop.mouth_offsets`); the renderer moves the
   sprite there and blends it with `mouth_alpha`.
 - Background: kept, or keyed (green/white screen) or segmented (`remove`) on every loop frame
