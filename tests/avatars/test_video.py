@@ -259,6 +259,44 @@ def test_no_face_and_two_faces_are_refused_with_what_to_change(tmp_path: Path) -
     with pytest.raises(VideoQualityError) as err:
         build_video_avatar(two, "two", tmp_path / "data")
     assert err.value.reason == "multiple_faces" and "one person" in err.value.message
+    # the face leaves the picture for most of the clip
+    gone = [f if i < 30 else np.full_like(f, 120) for i, f in enumerate(frames)]
+    leaves = vs.write_video(tmp_path / "leaves.mp4", gone, 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(leaves, "leaves", tmp_path / "data")
+    assert err.value.reason == "face_lost" and "keep the whole face" in err.value.message
+
+
+def test_short_silent_clip_builds_with_warnings_on_the_cli(tmp_path: Path) -> None:
+    """3.5 s without sound builds (refused under 3 s); the CLI prints the warnings, each
+    with its fix, on stderr, and the summary lists them."""
+    import subprocess
+    import sys
+
+    clip = vs.write_video(tmp_path / "short.mp4", vs.talking_frames(3.5, 25), 25)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatarcast",
+            "avatar",
+            "build",
+            "--video",
+            str(clip),
+            "--name",
+            "short",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    codes = [w["code"] for w in summary["warnings"]]
+    assert "short" in codes and "no_sound" in codes, codes
+    assert "warning: the recording is short (3.5 s); record 30 s or more" in run.stderr
 
 
 def test_corrupt_and_unsupported(tmp_path: Path, video: tuple[Path, Script]) -> None:
