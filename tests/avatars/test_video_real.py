@@ -107,6 +107,10 @@ def test_real_clip_builds_with_warnings(real_builds: dict[str, dict], name: str)
     assert build["mouth_slots_from_video"] >= 5 and build["mouth_slots_warped"] == 0
     asset = load_asset(Path(build["path"]))
     assert isinstance(asset, VideoAsset) and asset.fps == 25
+    avatar = _avatar(build)
+    side = 240 if avatar.width == avatar.height else None
+    if side is not None:  # a square close-up makes a square avatar with a square thumbnail
+        assert avatar.thumbnail().shape == (side, side, 3)
 
 
 def test_frames_land_on_the_25fps_clock_by_timestamp(real_builds: dict[str, dict]) -> None:
