@@ -19,6 +19,15 @@ One run, pinned to one core, CPU seconds (see benchmarks/engine.py for why):
 - render_ms_per_frame_video, stream_ms_per_frame_video, video_stream_cost_ratio: the same
   figures for the 540x960 video avatar (idle loop + mouth bank blended per frame) against
   the built-in avatar, in the same run.
+- real: with the real recordings beside the checkout (`../shared/media/real-video/`, or
+  `--real DIR`; skipped with a note when absent, `--no-real` skips them): per clip the CPU
+  seconds of `build_video_avatar` (`time.process_time`, all threads; the machine is shared,
+  so not wall time), the avatar's size, loop kind and warnings, and its streaming cost per
+  frame (lip-sync + render + H.264/AAC at its own size) relative to the built-in avatar at
+  540x960 (`stream_cost_ratio`; goal <= 1.25) and per pixel (`stream_cost_ratio_per_px`);
+  and `joined_60s_1080p`: the clips joined by ffmpeg (each scaled to 1080x1080, padded to
+  1920x1080, 30 fps, repeated and cut to 60 s; encoding it is not timed), built the same
+  way (goal < 120 CPU seconds).
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -63,11 +74,90 @@ def _states(n: int) -> list[FrameState]:
     ]
 
 
+REAL = Path(__file__).resolve().parents[2] / "shared" / "media" / "real-video"
+
+
+def _join_60s_1080p(clips: list[Path], out: Path) -> Path:
+    """The clips one after another (repeated), each 1080x1080 on a 1920x1080 frame at 30
+    fps with 44.1 kHz stereo sound, cut to 60 s: a long landscape recording."""
+    inputs: list[str] = []
+    parts = []
+    order = clips * 4
+    for i, clip in enumerate(order):
+        inputs += ["-i", str(clip)]
+        parts.append(
+            f"[{i}:v]scale=1080:1080,setsar=1,pad=1920:1080:420:0,fps=30[v{i}];"
+            f"[{i}:a]aresample=44100,aformat=channel_layouts=stereo[a{i}];"
+        )
+    pairs = "".join(f"[v{i}][a{i}]" for i in range(len(order)))
+    graph = "".join(parts) + f"{pairs}concat=n={len(order)}:v=1:a=1[v][a]"
+    subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", graph),
+            *("-map", "[v]", "-map", "[a]", "-t", "60", "-c:v", "libx264"),
+            *("-preset", "veryfast", "-crf", "20", "-c:a", "aac", str(out)),
+        ],
+        check=True,
+    )
+    return out
+
+
+def real_figures(
+    folder: Path, tmp: Path, builtin_ms: float, tts: Any, rounds: int
+) -> dict[str, Any]:
+    """Build CPU seconds and streaming cost of avatars built from real recordings."""
+    clips = sorted(folder.glob("*.mp4")) if folder.is_dir() else []
+    if not clips:
+        return {"note": f"no real recordings in {folder}: not measured"}
+    out: dict[str, Any] = {"clips": {}}
+    for clip in clips:
+        name = "real-" + clip.stem.lower().replace("_", "-")
+        t0 = time.process_time()
+        summary = build_video_avatar(clip, name, tmp)
+        build_cpu = time.process_time() - t0
+        avatar = load_avatar(name, tmp)
+        avatar.warm_up()  # type: ignore[attr-defined]
+        opts = VideoOptions(width=avatar.width, height=avatar.height)
+        stream_text(avatar, opts, tts)  # warm the engine's caches
+        best = math.inf
+        for _ in range(rounds):
+            n, cpu = _cpu_timed(partial(stream_text, avatar, opts, tts))
+            best = min(best, 1000 * cpu / n)
+        px = avatar.width * avatar.height
+        out["clips"][clip.name] = {
+            "build_cpu_s": round(build_cpu, 2),
+            "size": f"{avatar.width}x{avatar.height}",
+            "loop": f"{summary['loop_kind']}, {summary['loop_frames']} frames",
+            "mouths": [
+                summary["mouth_slots_from_video"],
+                summary["mouth_slots_nearest"],
+                summary["mouth_slots_warped"],
+            ],
+            "warnings": [w["code"] for w in summary["warnings"]],
+            "stream_ms_per_frame": round(best, 3),
+            "stream_cost_ratio": round(best / builtin_ms, 3),
+            "stream_cost_ratio_per_px": round(best / builtin_ms * (540 * 960) / px, 3),
+        }
+    if shutil.which("ffmpeg"):
+        joined = _join_60s_1080p(clips, tmp / "joined-60s-1080p.mp4")
+        t0 = time.process_time()
+        summary = build_video_avatar(joined, "real-joined", tmp)
+        out["joined_60s_1080p"] = {
+            "build_cpu_s": round(time.process_time() - t0, 2),
+            "size": f"{summary['width']}x{summary['height']}",
+            "warnings": [w["code"] for w in summary["warnings"]],
+        }
+    out["goals"] = {"joined_60s_1080p.build_cpu_s": 120, "stream_cost_ratio": 1.25}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; best kept")
     ap.add_argument("--video-60s", action="store_true", help="also time a 60 s 1080p video")
+    ap.add_argument("--real", type=Path, default=REAL, help="folder of real recordings")
+    ap.add_argument("--no-real", action="store_true", help="skip the real recordings")
     a = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -139,6 +229,8 @@ def main() -> None:
         "video_build_s": round(video_build, 2),
         "video_60s_1080p_build_s": video_60,
     }
+    if not a.no_real:
+        out["real"] = real_figures(a.real, tmp, stream_ms["builtin"], tts, a.rounds)
     shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         print(json.dumps(out))

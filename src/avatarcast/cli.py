@@ -93,10 +93,10 @@ def _add_avatar_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="build an avatar from one photo or a short video; prints a JSON summary",
         description="Checks the photo (one face, large, sharp, lit, upright, facing the "
         "camera), then builds a 540x960 talking avatar from it. With --video: checks the "
-        "video (at least 5 s, 25 fps, one face, lips closed in the first second), builds "
-        "an idle loop from its silent closed-mouth frames and a mouth bank from the frames "
-        "where the person speaks (540x960 from an upright video, 960x540 from a wide one, "
-        "or --size).",
+        "video (one face in view, at least 3 s; any frame rate), builds an idle loop from "
+        "its quietest frames and a mouth bank from the frames where the person speaks "
+        "(540x960 from an upright video, 960x540 from a wide one, 540x540 or 720x720 from "
+        "a square one, or --size); what would make a better avatar is printed as warnings.",
     )
     src = ab.add_mutually_exclusive_group(required=True)
     src.add_argument("--photo", metavar="FILE", help="PNG or JPEG of one person")
@@ -351,6 +351,8 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
         finally:
             if tty:
                 sys.stderr.write("\n")
+        for warn in summary.get("warnings", []):  # the build went on; say how to do better
+            sys.stderr.write(f"warning: {warn['message']}\n")
         print(json.dumps(summary))
     elif args.avatar_command == "list":
         for name in available_avatars(cfg.data_dir):

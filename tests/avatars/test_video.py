@@ -22,9 +22,13 @@ from avatarcast.speech.visemes import MouthPose, Shape
 
 LOOP_SEAM_MAX = 3.0  # mean |luma| difference, last loop frame vs first (measured ~1.4)
 SPRITE_BORDER_MAX = 1.0  # |luma| change on the sprite box border (weights are 0 there)
-RUNTIME_RING_MAX = 4.0  # mean |luma|, sprite vs the loop frame under the still ring (<= 1.8;
-# 6.9 when the loop frame's mouth offset is ignored)
-RING_MISMATCH_MAX = 6.0  # mean |luma|, harvested vs key frame on the still ring (~3.7)
+# mean |luma|, sprite vs the loop frame under the still ring of the blend, un-weighted (<= 5.0
+# since the blend over real mouths stops short of the jaw: its ring reaches the lip corners,
+# which E and F narrow)
+RUNTIME_RING_MAX = 6.5
+# mean |luma|, harvested vs key frame on the jaw-wide blend's still ring (~7.5 since no slot
+# is warped: the ring is no longer pushed out by the warps' changes)
+RING_MISMATCH_MAX = 9.0
 LABEL_ACCURACY_MIN = 0.8  # harvested frames whose scripted shape is their slot's (0.90-0.95)
 LABEL_ACCURACY_WITH_TEXT_MIN = 0.9  # the same with the transcript (0.95-1.0)
 Script = list[tuple[Shape, float]]
@@ -126,10 +130,11 @@ def cavity_tint(avatar: VideoAvatar, pose: MouthPose, frame_index: int = 0) -> f
 def test_speaking_frames_come_from_the_bank(built: tuple[Path, VideoAvatar]) -> None:
     data_dir, avatar = built
     slots = {(s["shape"], s["level"]): s["source"] for s in manifest_of(data_dir)["bank"]["slots"]}
-    assert slots[("D", 6)] == "video" and slots[("X", 6)] == "warp"
+    # a slot the video never shows takes the nearest harvested mouth, not drawn teeth
+    assert slots[("D", 6)] == "video" and slots[("X", 6)] == "nearest"
+    assert "warp" not in slots.values()
     assert cavity_tint(avatar, MouthPose(Shape.D, 1.0)) > 20  # the person's own mouth
     assert cavity_tint(avatar, MouthPose(Shape.C, 4 / 6)) > 20
-    assert cavity_tint(avatar, MouthPose(Shape.X, 1.0)) < -10  # the warp: dark red
 
 
 def test_mouth_follows_each_loop_frame(built: tuple[Path, VideoAvatar]) -> None:
@@ -241,6 +246,57 @@ def test_low_fps(tmp_path: Path) -> None:
     with pytest.raises(VideoQualityError) as err:
         build_video_avatar(slow, "slow", tmp_path / "data")
     assert err.value.reason == "low_fps"
+
+
+def test_no_face_and_two_faces_are_refused_with_what_to_change(tmp_path: Path) -> None:
+    """What cannot make an avatar is refused, the message saying what to record instead."""
+    frames = vs.talking_frames(4.0, 25)
+    empty = vs.write_video(tmp_path / "empty.mp4", [np.full_like(f, 120) for f in frames], 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(empty, "empty", tmp_path / "data")
+    assert err.value.reason == "no_face" and "facing the camera" in err.value.message
+    two = vs.write_video(tmp_path / "two.mp4", [np.hstack([f, f]) for f in frames], 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(two, "two", tmp_path / "data")
+    assert err.value.reason == "multiple_faces" and "one person" in err.value.message
+    # the face leaves the picture for most of the clip
+    gone = [f if i < 30 else np.full_like(f, 120) for i, f in enumerate(frames)]
+    leaves = vs.write_video(tmp_path / "leaves.mp4", gone, 25)
+    with pytest.raises(VideoQualityError) as err:
+        build_video_avatar(leaves, "leaves", tmp_path / "data")
+    assert err.value.reason == "face_lost" and "keep the whole face" in err.value.message
+
+
+def test_short_silent_clip_builds_with_warnings_on_the_cli(tmp_path: Path) -> None:
+    """3.5 s without sound builds (refused under 3 s); the CLI prints the warnings, each
+    with its fix, on stderr, and the summary lists them."""
+    import subprocess
+    import sys
+
+    clip = vs.write_video(tmp_path / "short.mp4", vs.talking_frames(3.5, 25), 25)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatarcast",
+            "avatar",
+            "build",
+            "--video",
+            str(clip),
+            "--name",
+            "short",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    codes = [w["code"] for w in summary["warnings"]]
+    assert "short" in codes and "no_sound" in codes, codes
+    assert "warning: the recording is short (3.5 s); record 30 s or more" in run.stderr
 
 
 def test_corrupt_and_unsupported(tmp_path: Path, video: tuple[Path, Script]) -> None:

@@ -113,7 +113,10 @@ class CustomAvatar:
             if self._thumb is None:
                 m = self._m
                 rgb = self.asset.canvas[m : m + self.height, m : m + self.width]
-                size = (180, 320) if self.height >= self.width else (320, 180)
+                if self.height == self.width:  # a square video avatar
+                    size = (240, 240)
+                else:
+                    size = (180, 320) if self.height > self.width else (320, 180)
                 thumb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
                 self._thumb = np.asarray(thumb, np.uint8)
             return self._thumb

@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS avatar_jobs (
     fail_reason TEXT NOT NULL DEFAULT '',
     fail_message TEXT NOT NULL DEFAULT '',
     created_unix REAL NOT NULL,
-    updated_unix REAL NOT NULL
+    updated_unix REAL NOT NULL,
+    warnings TEXT NOT NULL DEFAULT ''  -- JSON list of {code, message}: quality warnings
 );
 CREATE INDEX IF NOT EXISTS avatar_jobs_by_asset ON avatar_jobs (asset_key);
 """
@@ -118,6 +119,7 @@ class Job:
     fail_message: str
     created_unix: float
     updated_unix: float
+    warnings: str = ""  # JSON list of the build's quality warnings ({code, message})
 
     def to_payload(self) -> dict[str, Any]:
         """The getprogress Payload."""
@@ -129,6 +131,11 @@ class Job:
             "FailMessage": self.fail_message,
             "FailReason": self.fail_reason,  # ours: the quality check's stable code
             "VirtualmanName": self.name,
+            # ours: what would make a better avatar (the build went on), with the fix
+            "Warnings": [
+                {"Code": w["code"], "Message": w["message"]}
+                for w in (json.loads(self.warnings) if self.warnings else [])
+            ],
         }
         if self.status == SUCCESS:
             out["AssetVirtualmanKey"] = self.asset_key
@@ -137,7 +144,7 @@ class Job:
 
 _COLUMNS = (
     "task_id, appkey, name, asset_key, background, status, stage, progress, fail_reason, "
-    "fail_message, created_unix, updated_unix"
+    "fail_message, created_unix, updated_unix, warnings"
 )
 
 
@@ -151,6 +158,11 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            names = {row[1] for row in self._db.execute("PRAGMA table_info(avatar_jobs)")}
+            if "warnings" not in names:  # a database from before build warnings
+                self._db.execute(
+                    "ALTER TABLE avatar_jobs ADD COLUMN warnings TEXT NOT NULL DEFAULT ''"
+                )
             self._db.commit()
 
     def close(self) -> None:
@@ -170,7 +182,7 @@ class JobStore:
 
     def insert(self, job: Job) -> None:
         self._write(
-            f"INSERT INTO avatar_jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO avatar_jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.task_id,
                 job.appkey,
@@ -184,6 +196,7 @@ class JobStore:
                 job.fail_message,
                 job.created_unix,
                 job.updated_unix,
+                job.warnings,
             ),
         )
 
@@ -350,7 +363,7 @@ def run_job(
             from avatarcast.avatars.video import build_video_avatar
 
             process_labels = VIDEO_PROCESS_LABELS
-            build_video_avatar(
+            summary = build_video_avatar(
                 Path(material),
                 name,
                 Path(work_dir),
@@ -360,8 +373,9 @@ def run_job(
                 background=background,
             )
         else:
-            build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
-        store.update(task_id, status=SUCCESS, stage="CONFIRM", progress=100)
+            summary = build_photo_avatar(Path(material), name, Path(work_dir), background, progress)
+        warnings = json.dumps(summary.get("warnings", []))
+        store.update(task_id, status=SUCCESS, stage="CONFIRM", progress=100, warnings=warnings)
         return SUCCESS
     except AvatarQualityError as exc:
         store.update(task_id, status=FAIL, fail_reason=exc.reason, fail_message=exc.message)

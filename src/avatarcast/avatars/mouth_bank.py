@@ -51,6 +51,10 @@ OPEN_GAP = 0.06  # above it they count as apart
 # (measured on the test video made with the warp); openness divides by it.
 JAW_READ = 0.8
 MAX_LEVEL_GAP = 0.34  # openness a harvested frame may differ from its slot's (2 of 6 levels)
+# a missing slot takes the nearest harvested mouth within this many mouth widths of summed
+# gap/narrowing/jaw difference (about one openness level of D, two of C); else the warp
+FILL_MAX = 0.16
+EDGE_TAPER = 0.08  # of the box's smaller side: the weights ease to 0 over it at the border
 GUESS_COST = 0.5  # bank choice: a frame labelled by the lips alone ranks 3 levels worse
 
 
@@ -230,18 +234,24 @@ def similarity(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np
 
 
 def blend_mask(
-    rig: MouthRig, warped: list[NDArray[np.uint8]], key: NDArray[np.uint8]
+    rig: MouthRig,
+    warped: list[NDArray[np.uint8]],
+    key: NDArray[np.uint8],
+    half_width: float | None = None,
 ) -> NDArray[np.uint8]:
     """Weights (h+1, w+1) over the sprite box plus its spare top row and left column: 255 over
-    the lips, jaw and chin (an ellipse in the mouth's own frame, grown to cover whatever the
-    warped sprites change), falling to 0 before the box border."""
+    the lips, jaw and chin (an ellipse in the mouth's own frame, `half_width` wide on each
+    side, by default the jaw's; grown to cover whatever the warped sprites change), falling
+    to 0 before the box border, over `EDGE_TAPER` of the box's size on every side (a box
+    cut by the picture's edge still has no hard edge)."""
     bx, by, bw, bh = rig.box
     gx, gy = rig.frame.grid((bx - 1, by - 1, bw + 1, bh + 1))
     width = 2 * rig.a
+    jw = rig.jw if half_width is None else half_width
     top = -0.8 * rig.hn
     bottom = rig.hc + 1.4 * MAX_JAW * width
     cy, ry = (top + bottom) / 2, (bottom - top) / 2
-    r = np.sqrt((gx / rig.jw) ** 2 + ((gy - cy) / ry) ** 2)
+    r = np.sqrt((gx / jw) ** 2 + ((gy - cy) / ry) ** 2)
     ellipse = 1.0 - _smooth(0.75, 1.0, r)
     changed = np.zeros(ellipse.shape, np.float32)
     for w in warped:
@@ -252,6 +262,11 @@ def blend_mask(
         changed = np.asarray(cv2.GaussianBlur(changed, (0, 0), 2.0), np.float32)
         changed = np.minimum(changed * 2.0, 1.0, dtype=np.float32)
     weight = np.maximum(ellipse, changed)
+    taper = max(4.0, EDGE_TAPER * min(bw, bh))
+    ys = np.arange(bh + 1, dtype=np.float32)[:, None]
+    xs = np.arange(bw + 1, dtype=np.float32)[None, :]
+    edge = np.minimum(np.minimum(ys - 2, bh - 1 - ys), np.minimum(xs - 2, bw - 1 - xs))
+    weight = weight * np.clip(edge / taper, 0.0, 1.0)
     # zero on the outer two pixels, so the box border always shows the frame beneath
     weight[:3, :] = 0
     weight[-2:, :] = 0
@@ -302,3 +317,38 @@ def match(
     luma = np.array([0.299, 0.587, 0.114], np.float32)
     mismatch = float(np.abs((sprite[ring].astype(np.float32) - key[ring]) @ luma).mean())
     return sprite, mismatch
+
+
+def _slot_geometry(shape: Shape, openness: float) -> NDArray[np.float64]:
+    """Lip gap, narrowing and jaw drop (mouth widths) of `shape` at `openness`."""
+    p = SHAPE_PARAMS[shape]
+    return np.array([max(p.jaw + p.lift, 0.0) * openness, p.narrow * openness, p.jaw * openness])
+
+
+def _fill_distance(shape: Shape, openness: float, donor: Shape, donor_open: float) -> float:
+    p, q = SHAPE_PARAMS[shape], SHAPE_PARAMS[donor]
+    d = float(np.abs(_slot_geometry(donor, donor_open) - _slot_geometry(shape, openness)).sum())
+    return d + 0.05 * ((p.teeth != q.teeth) + (p.tongue != q.tongue))
+
+
+def fill_missing(
+    plan: dict[tuple[Shape, int], Choice], levels: int, max_dist: float = FILL_MAX
+) -> dict[tuple[Shape, int], tuple[Shape, int]]:
+    """For each slot the video never shows, the harvested slot whose mouth is nearest in
+    geometry (gap, narrowing, jaw drop at the slot's openness; a different kind of teeth or
+    tongue counts as 0.05 mouth widths more): a short recording shows few shapes, and the
+    person's own nearest mouth looks more like them than a warp of their closed lips.
+    Slots with no donor within `max_dist` stay out (the warp fills them)."""
+    out: dict[tuple[Shape, int], tuple[Shape, int]] = {}
+    if not plan:
+        return out
+    donors = list(plan.items())
+    for shape in SHAPES:
+        for k in range(1, levels + 1):
+            if (shape, k) in plan:
+                continue
+            dists = [_fill_distance(shape, k / levels, s2, c.openness) for (s2, _), c in donors]
+            j = int(np.argmin(dists))
+            if dists[j] <= max_dist:
+                out[(shape, k)] = donors[j][0]
+    return out

@@ -212,7 +212,12 @@ export function initBuilder({ getApi, log, onBuilt, uploadLimitMb = () => null }
       $("build-progress").dataset.result = "done";
       log(`build ${name}: ready as ${key}`, "start");
       $("build-result").hidden = false;
-      $("build-result").textContent = `Built "${name}". It is selected in the picker above: press Start stream.`;
+      // the build went on despite these; each says how a new recording would do better
+      const tips = (done.Warnings || []).map((w) => w.Message);
+      $("build-result").textContent =
+        `Built "${name}". It is selected in the picker above: press Start stream.` +
+        (tips.length ? ` To make it better: ${tips.join("; ")}.` : "");
+      for (const tip of tips) log(`build ${name}: ${tip}`);
       await onBuilt(key);
     } catch (err) {
       fail(errorText(err));
