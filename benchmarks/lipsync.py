@@ -408,11 +408,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and not args.only_piper:
         res["english_human"] = english_human()
         res["mandarin_generated"] = mandarin_generated()
+    # ---- words known on human English: benchmarks/alignment.py (independent MFA labels) ----
+    if not args.quick and not args.only_piper:
+        import alignment
+
+        res["words_known_human"] = alignment.words_known_human()
+    # ---- end of the words-known block ----
     if args.json:
         json.dump(res, sys.stdout, indent=2)
         print()
     else:
         print_table(res)
+        if "words_known_human" in res:
+            alignment.print_table(res["words_known_human"])
     return 0
 
 
