@@ -29,8 +29,9 @@ from avatarcast.avatars.base import Avatar
 from avatarcast.errors import AudioInputError
 from avatarcast.render.frame import YuvFrame
 from avatarcast.render.motion import IdleMotion
-from avatarcast.speech.audio_lipsync import StreamingLipSync, track_from_audio
+from avatarcast.speech.audio_lipsync import StreamingLipSync, is_english, track_from_audio
 from avatarcast.speech.text_lipsync import track_from_phonemes
+from avatarcast.speech.text_stream import AlignedLipSync
 from avatarcast.speech.tts import TtsBackend, Utterance
 from avatarcast.speech.visemes import REST, MouthPose
 
@@ -92,7 +93,7 @@ class _Speech:
     n_samples: int = 0
     poses: list[MouthPose] = field(default_factory=list)
     final: bool = False
-    lipsync: StreamingLipSync | None = None
+    lipsync: StreamingLipSync | AlignedLipSync | None = None
     played_frames: int = 0
 
     def add(self, pcm: Pcm) -> None:
@@ -169,13 +170,19 @@ class Engine:
 
     def _release(self, sp: _Speech) -> None:
         """Called under the frame lock when an utterance leaves the queue."""
-        if sp.lipsync is not None and len(self._lipsync_pool) < 2:
+        if isinstance(sp.lipsync, AlignedLipSync):
+            sp.lipsync.close()  # one per utterance; its decoder goes back to the pool
+            sp.lipsync = None
+        elif sp.lipsync is not None and len(self._lipsync_pool) < 2:
             self._lipsync_pool.append(sp.lipsync)
             sp.lipsync = None
 
-    def push_audio(self, pcm: Pcm, utterance_id: str | None = None) -> str:
+    def push_audio(self, pcm: Pcm, utterance_id: str | None = None, text: str | None = None) -> str:
         """Append streamed audio to the open utterance (or open one); returns its id.
 
+        `text`: the words the new utterance speaks (read when this call opens one; English):
+        its mouth then follows incremental forced alignment (`speech/text_stream.py`), with
+        recognition for frames the alignment cannot answer yet.
         The analysis runs outside the frame lock: a live session keeps its 25 fps while a
         chunk is analysed. Calls for one engine must come from one producer at a time.
         """
@@ -186,7 +193,12 @@ class Engine:
                 cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
                 lipsync = cur.lipsync if cur is not None else None
             if cur is None or lipsync is None:
-                lipsync = self._take_lipsync()
+                if text and text.strip() and is_english(self.language):
+                    lipsync = AlignedLipSync(
+                        text, lookahead_ms=self.lookahead_ms, method=self.lipsync_method
+                    )
+                else:
+                    lipsync = self._take_lipsync()
                 cur = _Speech(self._new_id(utterance_id), lipsync=lipsync)
                 with self._lock:
                     self._queue.append(cur)

@@ -91,3 +91,32 @@ def test_alignment_failure_falls_back(clip: tuple) -> None:
     part = pcm[: 3 * 16000]
     assert track_from_transcript(part, "[noise]") is None
     assert len(track_from_audio(part, text="[noise]")) == 75
+
+
+def test_streamed_alignment_commits_like_the_audio_engine() -> None:
+    from avatarcast.speech.text_stream import AlignedLipSync
+    from avatarcast.speech.tts import get_backend
+
+    utt = get_backend("espeak").synthesize("Bob made a map of the bay.", voice="en-us")
+    pcm = np.concatenate([np.zeros(4000, np.int16), utt.pcm, np.zeros(4000, np.int16)])
+    aligned, audio = AlignedLipSync(utt.text), StreamingLipSync()
+    got: list = []
+    for i in range(0, pcm.size, 2560):
+        a, b = aligned.push(pcm[i : i + 2560]), audio.push(pcm[i : i + 2560])
+        assert len(a) == len(b)  # the same frames at the same deadlines: no extra delay
+        got += a
+    got += aligned.finish()
+    n = -(-pcm.size // SAMPLES_PER_FRAME)
+    assert len(got) == n
+    # (On espeak's voice the best partial path parks in a pause after "Bob" while the speech
+    # goes on; those frames take the recognised shape. Human speech: tests/sessions.)
+    assert aligned.aligned_frames >= 10
+    shapes = "".join(p.shape for p in got)
+    # Every espeak closure (b, m, p) shows closed lips within a frame of it.
+    offset = 4000 / 16000
+    for sp in utt.phonemes:
+        if sp.shape is Shape.A:
+            f0, f1 = int((sp.start_s + offset) * 25), int((sp.end_s + offset) * 25)
+            assert "A" in shapes[max(0, f0 - 1) : f1 + 2], (sp, shapes)
+    assert shapes[:5] == "XXXXX" and shapes[-5:] == "XXXXX"
+    assert all(p.open == 0.0 for p in got if p.shape in (Shape.X, Shape.A))

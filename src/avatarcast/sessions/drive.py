@@ -101,6 +101,12 @@ class DriveChannel:
         self._out = Outbox(session.id)
         self._st = Statuses(session.id, self._out, self._forget)
         self._closed = False
+        if engine.language.strip().lower().startswith("en"):
+            # SEND_AUDIO may carry its words (Data.Text): have the aligner's decoder loaded
+            # before the first such chunk, not while the channel waits for it.
+            from avatarcast.speech.text_stream import prewarm
+
+            prewarm()
 
     # ---- transport side ---------------------------------------------------------------------
     @property
@@ -231,6 +237,8 @@ class DriveChannel:
             u = self._existing(req_id, Kind.AUDIO, chunk.seq)
             self._check_room(chunk.pcm.size)
         u.last_seq = chunk.seq
+        if chunk.text is not None:
+            u.text = chunk.text
         if chunk.pcm.size:
             u.pending.append(chunk.pcm)
             u.accepted_samples += chunk.pcm.size
@@ -243,6 +251,15 @@ class DriveChannel:
         await self._advance()
         if u.final:
             self._st.input_final(u)
+        if chunk.text_error is not None:  # after the chunk was taken: its audio plays
+            self._post_error(
+                RequestError(
+                    f"{chunk.text_error}; Data.Text ignored: the chunk was accepted and plays "
+                    "with a recognised mouth (do not resend it)"
+                ),
+                req_id,
+                chunk.seq,
+            )
 
     async def _text(self, req_id: str, req: TextRequest) -> None:
         if req_id in self._known:
@@ -329,7 +346,7 @@ class DriveChannel:
             pcm = u.pending[0] if len(u.pending) == 1 else np.concatenate(u.pending)
             u.pending = []
             try:
-                await asyncio.to_thread(self._engine.push_audio, pcm, u.req_id)
+                await asyncio.to_thread(self._engine.push_audio, pcm, u.req_id, u.text)
             except AudioInputError:  # the engine's own bound is tighter than ours: keep it
                 u.pending = [pcm]
                 self._stuck = True

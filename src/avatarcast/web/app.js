@@ -66,7 +66,7 @@ function showError(err) {
 
 function setDriving(enabled) {
   $("drive-card").dataset.enabled = String(enabled);
-  for (const id of ["text", "speak", "interrupt", "talk", "audio-file"]) $(id).disabled = !enabled;
+  for (const id of ["text", "speak", "interrupt", "talk", "audio-file", "audio-words"]) $(id).disabled = !enabled;
   $("drive-hint").textContent = enabled
     ? "Hold the button and speak; release to finish. Files are decoded here and sent paced like the spec."
     : "Start a stream first.";
@@ -480,10 +480,12 @@ async function sendFile(event) {
   if (!file || !live.channel) return;
   try {
     const samples = await decodeTo16kMono(await file.arrayBuffer());
-    log(`${file.name}: ${(samples.length / 16000).toFixed(1)} s decoded, sending`);
+    const words = $("audio-words").value.trim();
+    log(`${file.name}: ${(samples.length / 16000).toFixed(1)} s decoded, sending${words ? " with its words" : ""}`);
     live.clip?.abort();
     live.clip = new AbortController();
     await sendClip(live.channel, samples, {
+      text: words || undefined,
       signal: live.clip.signal,
       onStart: (reqId) => live.labels.set(reqId, file.name),
     });

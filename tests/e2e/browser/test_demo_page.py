@@ -220,6 +220,19 @@ def test_stream_plays_text_and_file_drive_the_avatar_and_tab_close_closes(
     assert "thanks.wav: AudioStart" in log_lines(demo)
     assert_no_console_errors(demo)
 
+    # With the words it says (the optional field, sent as Data.Text): plays, no error.
+    page.fill("#audio-words", "Thanks for calling.")
+    page.set_input_files("#audio-file", str(short_speech_wav))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#log li span')]"
+        ".filter(e => e.textContent === 'thanks.wav: AudioOver (done)').length === 2",
+        timeout=20000,
+    )
+    lines = log_lines(demo)
+    assert any(x.startswith("thanks.wav:") and x.endswith("with its words") for x in lines)
+    assert not any("100001" in x for x in lines), lines
+    assert_no_console_errors(demo)
+
     # Closing the tab closes the session (pagehide → keepalive closesession).
     page.close()
     with Client(server.base_url, server.appkey, server.accesstoken) as c:
