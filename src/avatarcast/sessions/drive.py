@@ -271,16 +271,37 @@ class DriveChannel:
             req_id, Kind.TEXT, rank=next(self._ranks), last_seq=1, final_type=FinalType.CLIENT
         )
         self._st.uids[req_id] = u  # before queueing: a frame may start it at once
-        try:
-            voice = req.voice or self._session.voice
-            await asyncio.to_thread(self._engine.say_text, req.text, voice, req_id)
-        except Exception as exc:
+        voice = req.voice or self._session.voice
+        # Wait only until the first sentence is queued: a natural voice makes long text
+        # sentence by sentence while it plays, and an Interrupt must not wait for all of it.
+        loop = asyncio.get_running_loop()
+        queued = asyncio.Event()
+
+        def on_queued() -> None:  # on the TTS thread
+            loop.call_soon_threadsafe(queued.set)
+
+        job = asyncio.ensure_future(
+            asyncio.to_thread(self._engine.say_text, req.text, voice, req_id, on_queued)
+        )
+        waiter = asyncio.ensure_future(queued.wait())
+        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if job.done() and job.exception() is not None and not queued.is_set():
+            exc = job.exception()
             del self._st.uids[req_id]
             if isinstance(exc, AvatarcastError):
-                raise
+                raise exc
             raise TtsError(f"text-to-speech failed: {exc}") from exc
+        job.add_done_callback(self._log_late_tts_failure)
         self._known[req_id] = u
         self._st.announce(u)
+
+    def _log_late_tts_failure(self, job: asyncio.Future[Any]) -> None:
+        """A sentence after the first failed: what was made plays; the request ends there."""
+        if not job.cancelled() and job.exception() is not None:
+            log.warning(
+                "session %s: text-to-speech stopped early: %s", self._session.id, job.exception()
+            )
 
     async def _stream(self, req_id: str, frag: TextFragment) -> None:
         u = self._known.get(req_id)

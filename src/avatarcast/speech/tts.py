@@ -9,6 +9,7 @@ cases. Times are in seconds on the audio's own clock (sample index / SAMPLE_RATE
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -80,17 +81,70 @@ class TtsBackend(Protocol):
         ...
 
 
-BACKENDS: tuple[str, ...] = ("espeak",)
+BACKENDS: tuple[str, ...] = ("auto", "espeak", "piper")
 
 
-def get_backend(name: str = "espeak") -> TtsBackend:
+class VoiceRouter:
+    """The "auto" backend: piper voices by their names ("en_US-joe-medium", "joe"), espeak-ng
+    for everything else (language codes, espeak voice names) — so a session or a single
+    request picks a voice by name alone."""
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        from avatarcast.speech.espeak import shared_backend as espeak
+        from avatarcast.speech.piper_tts import shared_backend as piper
+
+        self.espeak = espeak()
+        self.piper = piper()
+
+    def backend_for(self, voice: str | None) -> TtsBackend:
+        if voice and self.piper.resolve(voice) is not None:
+            return self.piper
+        return self.espeak
+
+    def synthesize(
+        self,
+        text: str,
+        voice: str | None = None,
+        rate_wpm: int | None = None,
+        pitch: int | None = None,
+    ) -> Utterance:
+        return self.backend_for(voice).synthesize(text, voice, rate_wpm, pitch)
+
+    def sentences(
+        self, text: str, voice: str | None = None, rate_wpm: int | None = None
+    ) -> Iterator[Utterance]:
+        """Piper: one utterance per sentence as it is made; espeak (fast): the whole text."""
+        backend = self.backend_for(voice)
+        if backend is self.piper:
+            return self.piper.sentences(text, voice, rate_wpm)
+        return iter([backend.synthesize(text, voice, rate_wpm)])
+
+    def voices(self) -> list[str]:
+        return self.piper.voices() + self.espeak.voices()
+
+
+_ROUTER: VoiceRouter | None = None
+
+
+def get_backend(name: str = "auto") -> TtsBackend:
     """The TTS backend called `name` (one shared instance per name and process).
 
     Raises SettingsError for an unknown backend name.
     """
+    global _ROUTER
     key = name.strip().lower()
     if key in ("espeak", "espeak-ng", "espeakng"):
         from avatarcast.speech.espeak import shared_backend
 
         return shared_backend()
+    if key == "piper":
+        from avatarcast.speech.piper_tts import shared_backend as piper_backend
+
+        return piper_backend()
+    if key == "auto":
+        if _ROUTER is None:
+            _ROUTER = VoiceRouter()
+        return _ROUTER
     raise SettingsError(f"unknown TTS backend {name!r}; available: {', '.join(BACKENDS)}")
