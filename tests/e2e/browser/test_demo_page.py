@@ -201,7 +201,10 @@ def test_stream_plays_text_and_file_drive_the_avatar_and_tab_close_closes(
     assert "(this tab)" in str(page.text_content("#sessions"))
     shot(demo, artifacts, "02-playing")
 
-    # Text: its statuses arrive in the log, in order.
+    # Text, in the natural voice from the menu (sent as Data.Voice): statuses in order.
+    voices = page.eval_on_selector_all("#voice option", "os => os.map(o => o.value)")
+    assert voices[0] == "en-us" and "joe" in voices, voices
+    page.select_option("#voice", "joe")
     page.fill("#text", "Hello, and welcome to the demo.")
     page.click("#speak")
     wait_log(demo, "text: TextOver (done)")
