@@ -120,3 +120,17 @@ def test_streamed_alignment_commits_like_the_audio_engine() -> None:
             assert "A" in shapes[max(0, f0 - 1) : f1 + 2], (sp, shapes)
     assert shapes[:5] == "XXXXX" and shapes[-5:] == "XXXXX"
     assert all(p.open == 0.0 for p in got if p.shape in (Shape.X, Shape.A))
+
+
+def test_a_closed_stream_gives_its_decoder_back(clip: tuple) -> None:
+    from avatarcast.speech.text_stream import AlignedLipSync
+
+    pcm, text, _ = clip
+    part = pcm[: 4 * 16000]
+    cut = AlignedLipSync(text)
+    first = cut.push(part[:32000])
+    cut.close()  # an interrupt: the decoder goes back to the pool at once
+    assert len(first) + len(cut.push(part[32000:])) == 100 - 5  # still answers (recognised)
+    again = AlignedLipSync(text)  # reuses the pooled decoder from a clean start
+    track = again.push(part) + again.finish()
+    assert len(track) == 100 and again.aligned_frames >= 90

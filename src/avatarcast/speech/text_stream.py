@@ -229,6 +229,10 @@ class AlignedLipSync:
         self._fed = 0
         self._prev = MouthPose(Shape.X, 0.0)
         self._dec: _PhoneDecoder | None = None
+        # push/finish run on the input thread; close() may come from the frame thread (an
+        # interrupt) in the middle of a push: it never waits, the push gives the decoder back.
+        self._busy = threading.Lock()
+        self._closed = False
         try:
             self._dec = _take_decoder()
             d = self._dec.decoder
@@ -254,6 +258,13 @@ class AlignedLipSync:
         return self.fallback.lookahead_ms
 
     def push(self, pcm: NDArray[np.int16]) -> list[MouthPose]:
+        with self._busy:
+            out = self._push(pcm)
+            if self._closed:
+                self._drop_decoder()
+            return out
+
+    def _push(self, pcm: NDArray[np.int16]) -> list[MouthPose]:
         heard = self.fallback.push(pcm)  # validates pcm, decides which frames are due
         pcm = np.asarray(pcm).reshape(-1)
         if self._dec is not None and pcm.size:
@@ -267,6 +278,12 @@ class AlignedLipSync:
         return self._commit(heard, self._segments() if heard else [])
 
     def finish(self) -> list[MouthPose]:
+        with self._busy:
+            out = self._finish()
+            self._drop_decoder()
+            return out
+
+    def _finish(self) -> list[MouthPose]:
         heard = self.fallback.finish()
         segs: list[Segment] = []
         if self._dec is not None:
@@ -277,13 +294,18 @@ class AlignedLipSync:
                 segs = self._segments() or partial  # no final path: the text was not all said
             except RuntimeError:
                 segs = partial
-        out = self._commit(heard, segs)
-        self.close()
-        return out
+        return self._commit(heard, segs)
 
     def close(self) -> None:
-        """Give the decoder back (also when the utterance is dropped before its end)."""
-        self._drop_decoder()
+        """Give the decoder back (also when the utterance is dropped before its end).
+
+        Never blocks: during a push, that push gives it back when it ends."""
+        self._closed = True
+        if self._busy.acquire(blocking=False):
+            try:
+                self._drop_decoder()
+            finally:
+                self._busy.release()
 
     def _drop_decoder(self) -> None:
         if self._dec is not None:
