@@ -18,6 +18,8 @@ Methods (each clip whole, as `avatarcast render --audio F --transcript T` does):
 - transcript_dtw: the previous default (espeak template warped onto the audio, VAD-gated);
 - alignment_raw: the aligned phones' own frame labels (no closure/flicker rules): what the
   alignment itself agrees to, before the track's rules for showing closures;
+- audio_with_text_streamed: `SEND_AUDIO` with `Data.Text` — incremental alignment
+  (`speech/text_stream.py`) fed 160 ms chunks, each frame committed at its 200 ms deadline;
 - audio_only: the audio-only default (no words);
 - vad_baseline: B while the voice-activity gate says speech, X otherwise.
 Also: P/B/M closures shown (an MFA P/B/M phone with an A frame overlapping it, per method),
@@ -47,6 +49,7 @@ from avatarcast.speech.visemes import MouthPose, Shape
 
 MFA_VERSION = "3.4.3"
 CLIPS = ("acoustic_corpus", "cold_corpus", "cold_corpus3")
+STREAM_CHUNK = 2560  # 160 ms, the command channel's chunk
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "avatarcast" / "bench"
 _SILENCE = frozenset({"", "sil", "sp", "spn", "<eps>"})
 Interval = tuple[float, float, str]
@@ -151,6 +154,15 @@ def _methods(text: str) -> dict[str, Callable[[NDArray[np.int16]], list[MouthPos
         n = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
         return [MouthPose(s, 0.0) for s in frame_labels(spans, n)]
 
+    def streamed(pcm: NDArray[np.int16]) -> list[MouthPose]:
+        from avatarcast.speech.text_stream import AlignedLipSync
+
+        sync = AlignedLipSync(text)
+        out: list[MouthPose] = []
+        for i in range(0, pcm.size, STREAM_CHUNK):
+            out += sync.push(pcm[i : i + STREAM_CHUNK])
+        return out + sync.finish()
+
     def baseline(pcm: NDArray[np.int16]) -> list[MouthPose]:
         eng = StreamingLipSync(method="floor")
         track = eng.push(pcm) + eng.finish()
@@ -160,6 +172,7 @@ def _methods(text: str) -> dict[str, Callable[[NDArray[np.int16]], list[MouthPos
         "transcript_align": lambda pcm: track_from_audio(pcm, text=text),
         "transcript_dtw": lambda pcm: track_from_audio(pcm, text=text, text_method="dtw"),
         "alignment_raw": raw,
+        "audio_with_text_streamed": streamed,
         "audio_only": lambda pcm: track_from_audio(pcm),
         "vad_baseline": baseline,
     }
@@ -217,11 +230,11 @@ def print_table(res: dict[str, Any]) -> None:
         return
     print(f"Words known, human English: {res['set']}")
     print(f"  labels: {res['labels']}; {res['frames']} frames, {res['audio_s']} s")
-    conds = list(next(iter(res["accuracy"].values())).keys())
-    print(f"  {'method':<18}" + "".join(f"{c:>17}" for c in conds) + f"{'P/B/M':>9}{'rtf':>8}")
+    conds = [c for c in next(iter(res["accuracy"].values())) if c != "overall"] + ["overall"]
+    print(f"  {'method':<26}" + "".join(f"{c:>17}" for c in conds) + f"{'P/B/M':>9}{'rtf':>8}")
     for m, acc in res["accuracy"].items():
         row = "".join(f"{acc[c]:>17.3f}" for c in conds)
-        print(f"  {m:<18}{row}{res['pbm_closures_shown'][m]:>9}{res['rtf'][m]:>8.4f}")
+        print(f"  {m:<26}{row}{res['pbm_closures_shown'][m]:>9}{res['rtf'][m]:>8.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
