@@ -192,9 +192,12 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "`avatarcast keys create` printed.",
     )
     sy.add_argument("--session", required=True, metavar="ID", help="SessionId (started)")
-    what = sy.add_mutually_exclusive_group(required=True)
-    what.add_argument("--audio", metavar="FILE", help="speech recording (any FFmpeg format)")
-    what.add_argument("--text", help="text for the server's TTS voice")
+    sy.add_argument("--audio", metavar="FILE", help="speech recording (any FFmpeg format)")
+    sy.add_argument(
+        "--text",
+        help="text for the server's TTS voice; with --audio: the words the recording says "
+        "(English: the mouth follows them)",
+    )
     sy.add_argument("--url", help="server base URL (default: public_url or http://HOST:PORT)")
     sy.add_argument("--key-file", metavar="FILE", help="JSON with appkey and accesstoken")
     sy.add_argument("--voice", help="with --text: a TTS voice for this utterance")
@@ -519,6 +522,8 @@ def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
             raise InputError(f"cannot read appkey/accesstoken from {args.key_file}: {exc}") from exc
     if not appkey or not token:
         raise InputError("no credentials: give --key-file, or --appkey and --accesstoken")
+    if args.audio is None and args.text is None:
+        raise InputError("give --audio FILE, --text TEXT, or both")
     return run_say(
         (args.url or cfg.base_url).rstrip("/"),
         appkey,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -29,10 +30,11 @@ from avatarcast.avatars.base import Avatar
 from avatarcast.errors import AudioInputError
 from avatarcast.render.frame import YuvFrame
 from avatarcast.render.motion import IdleMotion
-from avatarcast.speech.audio_lipsync import StreamingLipSync, track_from_audio
+from avatarcast.speech.audio_lipsync import StreamingLipSync, is_english, track_from_audio
 from avatarcast.speech.text_lipsync import track_from_phonemes
-from avatarcast.speech.tts import TtsBackend, Utterance
-from avatarcast.speech.visemes import REST, MouthPose
+from avatarcast.speech.text_stream import AlignedLipSync
+from avatarcast.speech.tts import PhonemeSpan, TtsBackend, Utterance
+from avatarcast.speech.visemes import REST, MouthPose, Shape
 
 Pcm = NDArray[np.int16]
 
@@ -92,7 +94,7 @@ class _Speech:
     n_samples: int = 0
     poses: list[MouthPose] = field(default_factory=list)
     final: bool = False
-    lipsync: StreamingLipSync | None = None
+    lipsync: StreamingLipSync | AlignedLipSync | None = None
     played_frames: int = 0
 
     def add(self, pcm: Pcm) -> None:
@@ -169,13 +171,19 @@ class Engine:
 
     def _release(self, sp: _Speech) -> None:
         """Called under the frame lock when an utterance leaves the queue."""
-        if sp.lipsync is not None and len(self._lipsync_pool) < 2:
+        if isinstance(sp.lipsync, AlignedLipSync):
+            sp.lipsync.close()  # one per utterance; its decoder goes back to the pool
+            sp.lipsync = None
+        elif sp.lipsync is not None and len(self._lipsync_pool) < 2:
             self._lipsync_pool.append(sp.lipsync)
             sp.lipsync = None
 
-    def push_audio(self, pcm: Pcm, utterance_id: str | None = None) -> str:
+    def push_audio(self, pcm: Pcm, utterance_id: str | None = None, text: str | None = None) -> str:
         """Append streamed audio to the open utterance (or open one); returns its id.
 
+        `text`: the words the new utterance speaks (read when this call opens one; English):
+        its mouth then follows incremental forced alignment (`speech/text_stream.py`), with
+        recognition for frames the alignment cannot answer yet.
         The analysis runs outside the frame lock: a live session keeps its 25 fps while a
         chunk is analysed. Calls for one engine must come from one producer at a time.
         """
@@ -186,7 +194,12 @@ class Engine:
                 cur = self._queue[-1] if self._queue and not self._queue[-1].final else None
                 lipsync = cur.lipsync if cur is not None else None
             if cur is None or lipsync is None:
-                lipsync = self._take_lipsync()
+                if text and text.strip() and is_english(self.language):
+                    lipsync = AlignedLipSync(
+                        text, lookahead_ms=self.lookahead_ms, method=self.lipsync_method
+                    )
+                else:
+                    lipsync = self._take_lipsync()
                 cur = _Speech(self._new_id(utterance_id), lipsync=lipsync)
                 with self._lock:
                     self._queue.append(cur)
@@ -222,18 +235,70 @@ class Engine:
         return self._queue_complete(pcm, poses, utterance_id)
 
     def say_text(
-        self, text: str, voice: str | None = None, utterance_id: str | None = None
+        self,
+        text: str,
+        voice: str | None = None,
+        utterance_id: str | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> Utterance:
-        """Synthesize `text` and queue it with its exact phoneme-timed mouth track."""
+        """Synthesize `text` and queue it with its exact phoneme-timed mouth track.
+
+        A backend that speaks sentence by sentence (`sentences`, piper) has the first one
+        queued as soon as it is made — it plays while the next are synthesized, appended to
+        the same utterance without a gap (each padded to whole frames, < 40 ms). Returns the
+        whole utterance once every sentence is made (or the part made before an interrupt).
+        `on_queued` is called (from this thread) once the first part is queued.
+        """
         if self.tts is None:
             from avatarcast.speech.tts import get_backend
 
-            self.tts = get_backend("espeak")
-        utt = self.tts.synthesize(text, voice=voice or self.voice)
-        n_frames = -(-utt.pcm.size // SAMPLES_PER_FRAME)
-        poses = track_from_phonemes(utt.phonemes, n_frames, FRAME_RATE_HZ)
-        self._queue_complete(utt.pcm, poses, utterance_id)
-        return utt
+            self.tts = get_backend("auto")
+        voice = voice or self.voice
+        pieces = getattr(self.tts, "sentences", None)
+        if pieces is None:
+            utt = self.tts.synthesize(text, voice=voice)
+            n_frames = -(-utt.pcm.size // SAMPLES_PER_FRAME)
+            poses = track_from_phonemes(utt.phonemes, n_frames, FRAME_RATE_HZ)
+            self._queue_complete(utt.pcm, poses, utterance_id)
+            if on_queued is not None:
+                on_queued()
+            return utt
+        from avatarcast.speech.piper_tts import concat_utterances
+
+        made: list[Utterance] = []
+        sp: _Speech | None = None
+        try:
+            for part in pieces(text, voice):
+                n_frames = -(-part.pcm.size // SAMPLES_PER_FRAME)
+                pcm = np.zeros(n_frames * SAMPLES_PER_FRAME, np.int16)
+                pcm[: part.pcm.size] = part.pcm
+                poses = track_from_phonemes(part.phonemes, n_frames, FRAME_RATE_HZ)
+                spans = list(part.phonemes)
+                if pcm.size > part.pcm.size:  # the padding is silence, and a span too
+                    end = pcm.size / (SAMPLES_PER_FRAME * FRAME_RATE_HZ)
+                    spans.append(PhonemeSpan(part.duration_s, end, "_", Shape.X))
+                made.append(Utterance(pcm, spans, part.text, part.voice))
+                with self._lock:
+                    first = sp is None
+                    if sp is None:
+                        self._check_room(pcm.size)
+                        sp = _Speech(self._new_id(utterance_id))
+                        self._queue.append(sp)
+                    elif sp not in self._queue:
+                        break  # interrupted: stop making the rest
+                    sp.add(pcm)
+                    sp.poses.extend(poses)
+                if first and on_queued is not None:
+                    on_queued()
+        finally:
+            if sp is not None:  # even when a later sentence failed: what was made plays out
+                with self._lock:
+                    sp.final = True
+        if sp is None:
+            from avatarcast.errors import TextInputError
+
+            raise TextInputError(f"nothing to speak in {text[:40]!r}")
+        return concat_utterances(made, text)
 
     def _queue_complete(self, pcm: Pcm, poses: list[MouthPose], utterance_id: str | None) -> str:
         with self._lock:

@@ -53,14 +53,20 @@ def _message(req_id: str, session_id: str, command: str, data: dict[str, Any]) -
     return json.dumps({"Header": {}, "Payload": payload}, ensure_ascii=False)
 
 
-def audio_messages(pcm_bytes: bytes, req_id: str, session_id: str) -> Iterator[tuple[float, str]]:
-    """(send time in s from the start, message) for each chunk and the final packet."""
+def audio_messages(
+    pcm_bytes: bytes, req_id: str, session_id: str, text: str | None = None
+) -> Iterator[tuple[float, str]]:
+    """(send time in s from the start, message) for each chunk and the final packet.
+
+    `text` (ours): the words the audio speaks, sent on the first chunk as `Data.Text`."""
     size = SAMPLE_RATE_HZ * 2 * CHUNK_MS // 1000  # 5120 bytes
     n = -(-len(pcm_bytes) // size)
     for i in range(n):
         at = max(0, i - BURST_CHUNKS + 1) * PACE_MS / 1000
         chunk = base64.b64encode(pcm_bytes[i * size : (i + 1) * size]).decode("ascii")
-        data = {"Audio": chunk, "Seq": i + 1, "IsFinal": False}
+        data: dict[str, Any] = {"Audio": chunk, "Seq": i + 1, "IsFinal": False}
+        if i == 0 and text:
+            data["Text"] = text
         yield at, _message(req_id, session_id, "SEND_AUDIO", data)
     at = max(0, n - BURST_CHUNKS + 1) * PACE_MS / 1000
     final = {"Audio": "", "Seq": n + 1, "IsFinal": True}
@@ -106,10 +112,11 @@ def run_say(
 ) -> int:
     """Send one utterance (an audio file, or a text for the server's TTS); print its statuses.
 
-    `voice` (with `text`) asks the server for that TTS voice instead of the session's.
+    With both `audio_path` and `text`, the text is what the audio says (the mouth follows the
+    words). `voice` (with `text` alone) asks the server for that TTS voice.
     """
-    if (audio_path is None) == (text is None):
-        err("avatarcast: error: give exactly one of an audio file or a text")
+    if audio_path is None and text is None:
+        err("avatarcast: error: give an audio file, a text, or both")
         return 2
     req_id = uuid.uuid4().hex
     if audio_path is not None:
@@ -120,7 +127,7 @@ def run_say(
         except InputError as exc:
             err(f"avatarcast: error: {exc.message}")
             return 2
-        plan = list(audio_messages(pcm.astype("<i2").tobytes(), req_id, session_id))
+        plan = list(audio_messages(pcm.astype("<i2").tobytes(), req_id, session_id, text))
         budget_s = pcm.size / SAMPLE_RATE_HZ + plan[-1][0] + SLACK_S
     else:
         data: dict[str, Any] = {"Text": text, "Interrupt": False}

@@ -36,8 +36,12 @@ class Settings:
     )
     log_level: str = field(default="info", metadata=_help("debug, info, warning or error"))
     avatar: str = field(default="default", metadata=_help("avatar used when none is named"))
-    tts_backend: str = field(default="espeak", metadata=_help("text-to-speech backend"))
-    voice: str = field(default="en-us", metadata=_help("TTS voice or language (en-us, cmn, ...)"))
+    tts_backend: str = field(
+        default="auto", metadata=_help("text-to-speech backend: auto (by voice), espeak, piper")
+    )
+    voice: str = field(
+        default="en-us", metadata=_help("TTS voice or language (en-us, cmn, joe, ...)")
+    )
     lookahead_ms: int = field(
         default=200, metadata=_help("lip-sync lookahead for audio input, 0..200 ms")
     )

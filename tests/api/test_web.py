@@ -91,6 +91,12 @@ def test_config_on_loopback_hands_over_the_dev_key(loopback: TestClient, data_di
         {"name": "default", "thumbnail": "/v2/demo/avatars/default/thumbnail.png"}
     ]
     assert config["avatar_upload_max_mb"] == 512  # the builder panel checks a file's size
+    # The voice menu: the server's voice first (en-us), the natural piper voice when installed.
+    names = [v["name"] for v in config["voices"]]
+    assert names[0] == "en-us" and "cmn" in names
+    from avatarcast.speech.piper_tts import PiperBackend
+
+    assert ("joe" in names) == bool(PiperBackend().voices())
     assert "access-control-allow-origin" not in loopback.get("/v2/demo/config").headers
 
 

@@ -31,9 +31,12 @@ Msg = dict[str, Any]
 CHUNK_BYTES = 5120  # 160 ms
 
 
+SPOKEN = "Bob made a map of the bay."
+
+
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    return get_backend("espeak").synthesize("Bob made a map of the bay.", voice="en-us").pcm
+    return get_backend("espeak").synthesize(SPOKEN, voice="en-us").pcm
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +232,7 @@ def test_reconnect_replaces_the_old_socket_and_replays(client: Any, speech: np.n
 def test_say_paces_audio_and_text_and_reports_errors(
     client: Any, speech: np.ndarray, tmp_path: Path
 ) -> None:
-    from avatarcast.say import run_say
+    from avatarcast.say import audio_messages, run_say
     from avatarcast.speech.audio import save_wav
 
     sid = _session(client)
@@ -246,6 +249,14 @@ def test_say_paces_audio_and_text_and_reports_errors(
         ("WaitingAudioOver", None),
         ("AudioOver", 1),
     ]
+    lines.clear()
+    # Audio with the words it says (Data.Text on the first chunk): plays, no error.
+    assert run_say(*args, audio_path=wav, text=SPOKEN, out=lines.append, err=errors.append) == 0
+    assert json.loads(lines[-1])["SpeakStatus"] == "AudioOver" and errors == []
+    sent = [
+        json.loads(m)["Payload"]["Data"] for _, m in audio_messages(b"\0" * 20000, "r", sid, "Hi")
+    ]
+    assert sent[0]["Text"] == "Hi" and all("Text" not in d for d in sent[1:])
     lines.clear()
     assert run_say(*args, text="Hello.", out=lines.append, err=errors.append) == 0
     assert json.loads(lines[-1])["SpeakStatus"] == "TextOver" and errors == []

@@ -111,6 +111,33 @@ def read_dev_key(ctx: ApiContext) -> dict[str, str] | None:
 
 
 # ---- protocols and avatars ---------------------------------------------------------------
+# espeak-ng voices the demo page offers besides the installed piper ones.
+_ESPEAK_DEMO_VOICES = (
+    ("en-us", "English (US), espeak-ng"),
+    ("en-gb", "English (UK), espeak-ng"),
+    ("en-us+f3", "English (US), female, espeak-ng"),
+    ("cmn", "Mandarin, espeak-ng"),
+)
+
+
+def demo_voices(session_voice: str) -> list[dict[str, str]]:
+    """[{name, label}] for the page's voice menu: the session's voice first, then the natural
+    piper voices that are installed, then a few espeak-ng ones."""
+    from avatarcast.speech.piper_tts import KNOWN_VOICES, PiperBackend
+
+    installed = set(PiperBackend().voices())
+    voices = [
+        {"name": v.aliases[0], "label": f"{v.aliases[0].capitalize()}, natural (piper)"}
+        for v in KNOWN_VOICES
+        if v.name in installed
+    ]
+    voices += [{"name": n, "label": label} for n, label in _ESPEAK_DEMO_VOICES]
+    first = [v for v in voices if v["name"] == session_voice] or [
+        {"name": session_voice, "label": f"{session_voice} (the server's voice)"}
+    ]
+    return first + [v for v in voices if v["name"] != session_voice]
+
+
 def protocols(ctx: ApiContext) -> list[dict[str, str]]:
     """The protocols a session may be created with on this server, WebRTC first."""
     return [
@@ -182,6 +209,8 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
             ],
             "default_avatar": ctx.settings.avatar if ctx.settings.avatar in names else "",
             "idle_timeout_s": ctx.settings.idle_timeout_s,
+            # Voices for "Say it" (sent as Data.Voice per request); the first is the session's.
+            "voices": demo_voices(ctx.settings.voice),
             # The builder panel refuses a larger file before uploading it (the server would too).
             "avatar_upload_max_mb": ctx.settings.avatar_upload_max_mb,
             "credentials": None,

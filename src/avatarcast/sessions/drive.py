@@ -101,6 +101,12 @@ class DriveChannel:
         self._out = Outbox(session.id)
         self._st = Statuses(session.id, self._out, self._forget)
         self._closed = False
+        if engine.language.strip().lower().startswith("en"):
+            # SEND_AUDIO may carry its words (Data.Text): have the aligner's decoder loaded
+            # before the first such chunk, not while the channel waits for it.
+            from avatarcast.speech.text_stream import prewarm
+
+            prewarm()
 
     # ---- transport side ---------------------------------------------------------------------
     @property
@@ -239,6 +245,8 @@ class DriveChannel:
             u = self._existing(req_id, Kind.AUDIO, chunk.seq)
             self._check_room(chunk.pcm.size)
         u.last_seq = chunk.seq
+        if chunk.text is not None:
+            u.text = chunk.text
         if chunk.pcm.size:
             u.pending.append(chunk.pcm)
             u.accepted_samples += chunk.pcm.size
@@ -251,6 +259,15 @@ class DriveChannel:
         await self._advance()
         if u.final:
             self._st.input_final(u)
+        if chunk.text_error is not None:  # after the chunk was taken: its audio plays
+            self._post_error(
+                RequestError(
+                    f"{chunk.text_error}; Data.Text ignored: the chunk was accepted and plays "
+                    "with a recognised mouth (do not resend it)"
+                ),
+                req_id,
+                chunk.seq,
+            )
 
     async def _text(self, req_id: str, req: TextRequest) -> None:
         if req_id in self._known:
@@ -262,16 +279,37 @@ class DriveChannel:
             req_id, Kind.TEXT, rank=next(self._ranks), last_seq=1, final_type=FinalType.CLIENT
         )
         self._st.uids[req_id] = u  # before queueing: a frame may start it at once
-        try:
-            voice = req.voice or self._session.voice
-            await asyncio.to_thread(self._engine.say_text, req.text, voice, req_id)
-        except Exception as exc:
+        voice = req.voice or self._session.voice
+        # Wait only until the first sentence is queued: a natural voice makes long text
+        # sentence by sentence while it plays, and an Interrupt must not wait for all of it.
+        loop = asyncio.get_running_loop()
+        queued = asyncio.Event()
+
+        def on_queued() -> None:  # on the TTS thread
+            loop.call_soon_threadsafe(queued.set)
+
+        job = asyncio.ensure_future(
+            asyncio.to_thread(self._engine.say_text, req.text, voice, req_id, on_queued)
+        )
+        waiter = asyncio.ensure_future(queued.wait())
+        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if job.done() and job.exception() is not None and not queued.is_set():
+            exc = job.exception()
             del self._st.uids[req_id]
             if isinstance(exc, AvatarcastError):
-                raise
+                raise exc
             raise TtsError(f"text-to-speech failed: {exc}") from exc
+        job.add_done_callback(self._log_late_tts_failure)
         self._known[req_id] = u
         self._st.announce(u)
+
+    def _log_late_tts_failure(self, job: asyncio.Future[Any]) -> None:
+        """A sentence after the first failed: what was made plays; the request ends there."""
+        if not job.cancelled() and job.exception() is not None:
+            log.warning(
+                "session %s: text-to-speech stopped early: %s", self._session.id, job.exception()
+            )
 
     async def _stream(self, req_id: str, frag: TextFragment) -> None:
         u = self._known.get(req_id)
@@ -337,7 +375,7 @@ class DriveChannel:
             pcm = u.pending[0] if len(u.pending) == 1 else np.concatenate(u.pending)
             u.pending = []
             try:
-                await asyncio.to_thread(self._engine.push_audio, pcm, u.req_id)
+                await asyncio.to_thread(self._engine.push_audio, pcm, u.req_id, u.text)
             except AudioInputError:  # the engine's own bound is tighter than ours: keep it
                 u.pending = [pcm]
                 self._stuck = True

@@ -66,6 +66,8 @@ class AudioChunk:
     is_final: bool
     interrupt: bool
     sei: str | None
+    text: str | None = None  # ours: the words this utterance speaks (read at Seq 1)
+    text_error: str | None = None  # why Data.Text was ignored (the audio still plays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,27 @@ def parse_audio(data: dict[str, Any]) -> AudioChunk:
         check_free_text(sei, "Data.VideoSeiInfo", MAX_SEI_BYTES)
         if len(sei.encode("utf-8")) > MAX_SEI_BYTES:
             raise RequestError(f"Data.VideoSeiInfo is longer than {MAX_SEI_BYTES} bytes")
-    return AudioChunk(pcm, seq, is_final, interrupt, sei)
+    text, text_error = _audio_text(data, seq)
+    return AudioChunk(pcm, seq, is_final, interrupt, sei, text, text_error)
+
+
+def _audio_text(data: dict[str, Any], seq: int | None) -> tuple[str | None, str | None]:
+    """`Data.Text` of a SEND_AUDIO chunk (ours) and, when it cannot be used, why.
+
+    Never raises: bad text must not cost the client its audio. The caller reports the reason
+    as a Type 9 and the chunk plays with a recognised mouth.
+    """
+    value = data.get("Text")
+    if value is None or value == "":
+        return None, None
+    if not isinstance(value, str):
+        return None, f"Data.Text must be a string, got {type(value).__name__}"
+    if seq != 1:
+        return None, "Data.Text is read only on the first chunk of an utterance (Seq 1)"
+    n_bytes = len(value.encode("utf-8", "surrogatepass"))
+    if n_bytes > MAX_TEXT_BYTES:
+        return None, f"Data.Text is {n_bytes} bytes; at most {MAX_TEXT_BYTES} (UTF-8)"
+    return (value if value.strip() else None), None
 
 
 def parse_text(data: dict[str, Any], max_chars: int) -> TextRequest:

@@ -39,6 +39,7 @@ class Utterance:
     accepted_samples: int = 0
     played_samples: int = 0  # counted from frames on the stream
     sei: str | None = None  # VideoSeiInfo, for the SEI writer
+    text: str | None = None  # ours: Data.Text of SEND_AUDIO, the words the audio speaks
     # streamed text
     voice: str | None = None  # ours: Data.Voice at Seq 1
     text_rest: str = ""  # text after the last complete sentence

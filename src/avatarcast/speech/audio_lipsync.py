@@ -504,18 +504,26 @@ def track_from_audio(
     lookahead_ms: int = MAX_LOOKAHEAD_MS,
     aligner: Aligner | None = None,
     recognizer: PhoneRecognizer | None = None,
-    text_method: str = "dtw",
+    text_method: str = "align",
     method: str = "model",
 ) -> list[MouthPose]:
     """Mouth track of a whole utterance known up front (ceil(samples/640) frames).
 
-    With English text, the shapes of the text are timed on the audio (text_method "dtw":
-    espeak's rendering warped onto the audio, see `dtw_spans`; "align": pocketsphinx forced
-    alignment of the words) and voice activity still gates rest; without text, or when that
-    fails, it is the streaming engine's own result.
+    With English text (text_method "align", the default): pocketsphinx forced alignment of
+    the words, phones and pauses drawn as exact spans (`text_known.track_from_transcript`);
+    when alignment fails, or with text_method "dtw", espeak's rendering of the text warped
+    onto the audio (`dtw_spans`), gated by voice activity; without text, or when both fail,
+    the streaming engine's own result.
     """
     pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
     spans: list[tuple[float, float, Shape]] | None = None
+    if text and is_english(language) and text_method == "align":
+        from avatarcast.speech.text_known import track_from_transcript
+
+        track = track_from_transcript(pcm, text, aligner)
+        if track is not None:
+            return track
+        text_method = "dtw"  # alignment failed: the previous text-known method
     if text and is_english(language):
         if text_method == "dtw":
             spans = dtw_spans(pcm, text)

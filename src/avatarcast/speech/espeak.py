@@ -436,6 +436,33 @@ class EspeakBackend:
             voice=canonical,
         )
 
+    def phonemize(self, text: str, voice: str | None = None) -> list[str]:
+        """espeak's phoneme mnemonics for `text` (no audio), stress marks removed.
+
+        Used to pronounce words that a dictionary lacks (forced alignment of transcripts).
+        Raises TextInputError for an unknown voice.
+        """
+        clean = text.replace("\x00", " ")
+        with _LOCK:
+            engine = _engine()
+            ident, _ = _resolve(engine, voice or self.default_voice)
+            if engine.lib.espeak_SetVoiceByName(ident.encode()) != 0:
+                raise TtsError(f"espeak could not select voice {ident!r}")
+            buf = ctypes.create_string_buffer(clean.encode("utf-8", "replace"))
+            ptr = c_void_p(ctypes.addressof(buf))
+            out: list[str] = []
+            # One clause per call; the library advances `ptr` and sets it to NULL at the end.
+            # Bits 8..23 of phonememode: the separator character between phonemes.
+            while ptr.value:
+                raw = engine.lib.espeak_TextToPhonemes(
+                    ctypes.byref(ptr), _CHARS_UTF8, ord(" ") << 8
+                )
+                for tok in (raw or b"").decode("utf-8", "replace").split():
+                    tok = tok.lstrip("',%=")
+                    if tok:
+                        out.append(tok)
+        return out
+
 
 _SHARED: EspeakBackend | None = None
 

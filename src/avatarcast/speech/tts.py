@@ -9,7 +9,7 @@ cases. Times are in seconds on the audio's own clock (sample index / SAMPLE_RATE
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -91,14 +91,26 @@ def _espeak() -> TtsBackend:
     return shared_backend()
 
 
+def _piper() -> TtsBackend:
+    from avatarcast.speech.piper_tts import shared_backend
+
+    return shared_backend()
+
+
+def _auto() -> TtsBackend:
+    return VoiceRouter()
+
+
 # name → factory of the process's one instance; aliases point at the same factory.
 _FACTORIES: dict[str, Callable[[], TtsBackend]] = {
+    "auto": _auto,
     "espeak": _espeak,
     "espeak-ng": _espeak,
     "espeakng": _espeak,
+    "piper": _piper,
 }
 _INSTANCES: dict[Callable[[], TtsBackend], TtsBackend] = {}
-BACKENDS: tuple[str, ...] = ("espeak",)  # canonical names, for messages and docs
+BACKENDS: tuple[str, ...] = ("auto", "espeak", "piper")  # canonical names, for messages and docs
 
 
 def register_backend(name: str, factory: Callable[[], TtsBackend]) -> None:
@@ -120,7 +132,51 @@ def check_backend(name: str) -> None:
         raise SettingsError(f"unknown TTS backend {name!r}; available: {available}")
 
 
-def get_backend(name: str = "espeak") -> TtsBackend:
+class VoiceRouter:
+    """The "auto" backend: piper voices by their names ("en_US-joe-medium", "joe"), espeak-ng
+    for everything else (language codes, espeak voice names) — so a session or a single
+    request picks a voice by name alone."""
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        from avatarcast.speech.espeak import shared_backend as espeak
+        from avatarcast.speech.piper_tts import shared_backend as piper
+
+        self.espeak = espeak()
+        self.piper = piper()
+
+    def backend_for(self, voice: str | None) -> TtsBackend:
+        if voice and self.piper.resolve(voice) is not None:
+            return self.piper
+        return self.espeak
+
+    def synthesize(
+        self,
+        text: str,
+        voice: str | None = None,
+        rate_wpm: int | None = None,
+        pitch: int | None = None,
+    ) -> Utterance:
+        return self.backend_for(voice).synthesize(text, voice, rate_wpm, pitch)
+
+    def sentences(
+        self, text: str, voice: str | None = None, rate_wpm: int | None = None
+    ) -> Iterator[Utterance]:
+        """Piper: one utterance per sentence as it is made; espeak (fast): the whole text."""
+        backend = self.backend_for(voice)
+        if backend is self.piper:
+            return self.piper.sentences(text, voice, rate_wpm)
+        return iter([backend.synthesize(text, voice, rate_wpm)])
+
+    def voices(self) -> list[str]:
+        return self.piper.voices() + self.espeak.voices()
+
+    def resolve_voice(self, voice: str) -> str:
+        return self.backend_for(voice).resolve_voice(voice)
+
+
+def get_backend(name: str = "auto") -> TtsBackend:
     """The TTS backend called `name` (one shared instance per name and process).
 
     Raises SettingsError for an unknown backend name.

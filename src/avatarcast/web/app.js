@@ -66,7 +66,7 @@ function showError(err) {
 
 function setDriving(enabled) {
   $("drive-card").dataset.enabled = String(enabled);
-  for (const id of ["text", "speak", "interrupt", "talk", "audio-file"]) $(id).disabled = !enabled;
+  for (const id of ["text", "speak", "interrupt", "voice", "talk", "audio-file", "audio-words"]) $(id).disabled = !enabled;
   $("drive-hint").textContent = enabled
     ? "Hold the button and speak; release to finish. Files are decoded here and sent paced like the spec."
     : "Start a stream first.";
@@ -157,6 +157,10 @@ function renderProtocols() {
   select.replaceChildren(
     ...config.protocols.map((p) => new Option(p.label, p.name)),
   );
+}
+
+function renderVoices() {
+  $("voice").replaceChildren(...(config.voices ?? []).map((v) => new Option(v.label, v.name)));
 }
 
 function renderBackdrops() {
@@ -431,7 +435,9 @@ function sendText(event) {
   event.preventDefault();
   const text = $("text").value.trim();
   if (!text || !live.channel) return;
-  const reqId = live.channel.send("SEND_TEXT", { Text: text, Interrupt: false });
+  const data = { Text: text, Interrupt: false };
+  if ($("voice").value) data.Voice = $("voice").value; // ours: the voice of this request
+  const reqId = live.channel.send("SEND_TEXT", data);
   live.labels.set(reqId, "text");
 }
 
@@ -480,10 +486,12 @@ async function sendFile(event) {
   if (!file || !live.channel) return;
   try {
     const samples = await decodeTo16kMono(await file.arrayBuffer());
-    log(`${file.name}: ${(samples.length / 16000).toFixed(1)} s decoded, sending`);
+    const words = $("audio-words").value.trim();
+    log(`${file.name}: ${(samples.length / 16000).toFixed(1)} s decoded, sending${words ? " with its words" : ""}`);
     live.clip?.abort();
     live.clip = new AbortController();
     await sendClip(live.channel, samples, {
+      text: words || undefined,
       signal: live.clip.signal,
       onStart: (reqId) => live.labels.set(reqId, file.name),
     });
@@ -587,6 +595,7 @@ async function main() {
   document.body.dataset.compositor = compositor.name;
   renderAvatars();
   renderProtocols();
+  renderVoices();
   setupCredentials();
   document.body.dataset.ready = "true"; // for tests and for CSS: the page is usable
 }

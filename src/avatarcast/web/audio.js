@@ -96,9 +96,10 @@ export class Resampler {
 
 /** Cuts 16 kHz samples into 160 ms SEND_AUDIO chunks (one ReqId, Seq 1, 2, ...). */
 export class Utterance {
-  constructor(channel, { interrupt = false, onStart = () => {} } = {}) {
+  constructor(channel, { interrupt = false, onStart = () => {}, text = undefined } = {}) {
     this.channel = channel;
     this.interrupt = interrupt; // barge-in: the first chunk stops what is speaking
+    this.text = text; // ours: the words the audio says, sent as Data.Text on the first chunk
     this.onStart = onStart; // gets the ReqId when the first chunk goes out
     this.reqId = undefined;
     this.seq = 0;
@@ -109,6 +110,7 @@ export class Utterance {
     this.seq += 1;
     const data = { Audio: pcm16Base64(samples), Seq: this.seq, IsFinal: isFinal };
     if (this.seq === 1 && this.interrupt) data.Interrupt = true;
+    if (this.seq === 1 && this.text) data.Text = this.text;
     this.reqId = this.channel.send("SEND_AUDIO", data, this.reqId);
     if (this.seq === 1) this.onStart(this.reqId);
   }
@@ -136,10 +138,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, m
 /**
  * Sends a whole clip paced like the spec: 6 chunks at once, then one every 120 ms, then the
  * final. Deadlines are absolute so timer jitter does not accumulate. Stops early if
- * `signal` aborts (the final packet is still sent so the utterance ends cleanly).
+ * `signal` aborts (the final packet is still sent so the utterance ends cleanly). `text`:
+ * the words the clip says (optional; the server then aligns the mouth to them).
  */
-export async function sendClip(channel, samples16k, { signal, onStart } = {}) {
-  const utterance = new Utterance(channel, { onStart });
+export async function sendClip(channel, samples16k, { signal, onStart, text } = {}) {
+  const utterance = new Utterance(channel, { onStart, text });
   const chunks = Math.ceil(samples16k.length / CHUNK_SAMPLES);
   const start = performance.now();
   for (let n = 0; n < chunks && !signal?.aborted; n++) {

@@ -201,7 +201,10 @@ def test_stream_plays_text_and_file_drive_the_avatar_and_tab_close_closes(
     assert "(this tab)" in str(page.text_content("#sessions"))
     shot(demo, artifacts, "02-playing")
 
-    # Text: its statuses arrive in the log, in order.
+    # Text, in the natural voice from the menu (sent as Data.Voice): statuses in order.
+    voices = page.eval_on_selector_all("#voice option", "os => os.map(o => o.value)")
+    assert voices[0] == "en-us" and "joe" in voices, voices
+    page.select_option("#voice", "joe")
     page.fill("#text", "Hello, and welcome to the demo.")
     page.click("#speak")
     wait_log(demo, "text: TextOver (done)")
@@ -218,6 +221,19 @@ def test_stream_plays_text_and_file_drive_the_avatar_and_tab_close_closes(
     page.set_input_files("#audio-file", str(short_speech_wav))
     wait_log(demo, "thanks.wav: AudioOver (done)")
     assert "thanks.wav: AudioStart" in log_lines(demo)
+    assert_no_console_errors(demo)
+
+    # With the words it says (the optional field, sent as Data.Text): plays, no error.
+    page.fill("#audio-words", "Thanks for calling.")
+    page.set_input_files("#audio-file", str(short_speech_wav))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#log li span')]"
+        ".filter(e => e.textContent === 'thanks.wav: AudioOver (done)').length === 2",
+        timeout=20000,
+    )
+    lines = log_lines(demo)
+    assert any(x.startswith("thanks.wav:") and x.endswith("with its words") for x in lines)
+    assert not any("100001" in x for x in lines), lines
     assert_no_console_errors(demo)
 
     # Closing the tab closes the session (pagehide → keepalive closesession).
