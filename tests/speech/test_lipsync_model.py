@@ -53,7 +53,8 @@ def test_classifier_beats_voice_activity_on_unseen_speech(voice: str) -> None:
     mel, cmn = np.array(an.mel_db, np.float32), np.array(an.cmn_db, np.float32)
     lev, noise = np.array(an.level_db), np.array(an.noise_db)
     for f in (0, n // 2, n - 1):
-        one = frame_features(mel, lev, noise, cmn, 4 * f, an.n_hops, True)
+        nh = an.n_hops
+        one = frame_features(mel, lev, noise, cmn[min(4 * f + 3, nh - 1)], 4 * f, nh, True)
         assert np.allclose(one, x[f], atol=1e-5)  # float32 rounding only
     truth = frame_labels(u.phonemes, n)
     pred = [SHAPES[int(i)] for i in np.argmax(load_model().logits(x), axis=1)]

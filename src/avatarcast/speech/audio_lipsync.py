@@ -376,7 +376,7 @@ class StreamingLipSync:
             np.asarray(hops.mel_db[lo : h0 + MAX_FUTURE_HOPS], np.float32),
             np.asarray(hops.level_db[lo : h0 + MAX_FUTURE_HOPS]),
             np.asarray(hops.noise_db[lo : h0 + MAX_FUTURE_HOPS]),
-            np.asarray(hops.cmn_db[lo : h0 + MAX_FUTURE_HOPS], np.float32),
+            hops.cmn_db[min(h0 + 3, nh - 1)] if nh else None,
             h0 - lo,
             max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
             self._finished,

@@ -65,17 +65,18 @@ def frame_features(
     mel_db: NDArray[np.float32],
     level_db: NDArray[np.float64],
     noise_db: NDArray[np.float64],
-    cmn_db: NDArray[np.float32],
+    cmn_db: NDArray[np.float32] | None,
     h0: int,
     n_known: int,
     ended: bool,
 ) -> NDArray[np.float32]:
     """Feature vector of the frame whose first hop is h0.
 
-    mel_db and cmn_db (hops, N_MEL), level_db and noise_db (hops,) of the hops analysed so
-    far (n_known of them). Hops before 0, and after the end of the audio once it `ended`,
-    are silence; hops not yet analysed while streaming (lookahead shorter than the window)
-    repeat the newest analysed hop.
+    mel_db (hops, N_MEL), level_db and noise_db (hops,) of the hops analysed so far (n_known
+    of them); cmn_db: `HopAnalyzer.cmn_db` at hop min(h0 + 3, n_known - 1) (None if no
+    hop). Hops before 0, and after the end of the audio once it `ended`, are silence; hops
+    not yet analysed while streaming (lookahead shorter than the window) repeat the newest
+    analysed hop.
     """
     idx = np.array([h0 + k for k in CONTEXT], dtype=np.intp)
     valid = (idx >= 0) & (idx < n_known)
@@ -86,8 +87,7 @@ def frame_features(
     mel = np.where(valid[:, None], mel_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
     lev = np.where(valid, level_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
     noise = np.where(valid, noise_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
-    ci = min(h0 + 3, n_known - 1)
-    cmn = cmn_db[ci] if ci >= 0 else np.full(N_MEL, SILENCE_DB, np.float32)
+    cmn = cmn_db if cmn_db is not None else np.full(N_MEL, SILENCE_DB, np.float32)
     ref = float(np.max(lev))
     rel_mel = np.maximum(mel - ref, _FLOOR_REL_DB) * 0.1
     rel_lev = np.maximum(lev - ref, _FLOOR_REL_DB) * 0.1
@@ -182,7 +182,7 @@ class LipSyncModel:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"w{i + 1}"] = w.astype(np.float16)  # halves the file; logits change < 1e-3
             arrays[f"b{i + 1}"] = b
-        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def from_npz(cls, data: dict[str, NDArray[np.generic]]) -> LipSyncModel:
