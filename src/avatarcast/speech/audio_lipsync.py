@@ -12,11 +12,13 @@ Per frame:
 2. Shape of a speech frame, by `method`:
    - "model" (default, any language): the learned frame classifier (`lipsync_model`) over
      log mel band energies from 160 ms before to 160 ms after the frame (inside the
-     lookahead). Trained on English espeak speech; it also beats the spectral rules by far
-     on Mandarin, German and French speech (benchmarks/lipsync.py), so it is used for all
-     languages.
-   - "recognizer" (English only, the previous method, ~8x the CPU): a streaming pocketsphinx
-     phone recognizer, mapped with `shape_of_arpabet` and corrected by the floor's shape.
+     lookahead) against the running mean spectrum. Trained on English voices (synthetic and
+     a few human); it only sees the spectrum, beats the spectral rules by far on Mandarin,
+     and is the language-independent path. It also overrules the gate where it is sure a
+     "rest" frame is speech (quiet speech in noise), and closures get a bias.
+   - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
+     pocketsphinx phone recognizer, mapped with `shape_of_arpabet` and corrected by the
+     floor's shape.
    - "floor" (or language="floor"): the energy/spectrum rules only.
 3. Known text (offline, `track_from_audio(pcm, text=...)`, English): espeak-ng renders the
    text (exact phoneme times; re-rendered at the input's speech rate) and the classifier's

@@ -4,12 +4,14 @@ Features (per 10 ms hop, computed by `lipsync_floor.HopAnalyzer` from the FFT it
 takes): `N_MEL` log energies in mel-spaced rectangular bands, the hop's level and the running
 noise floor. For video frame n (hops 4n..4n+3 at 25 fps) the classifier sees `CONTEXT` hop
 positions from 160 ms before the frame to 160 ms after it (inside the 200 ms lookahead),
-normalised by the loudest hop of that window (gain invariance), then a one-hidden-layer MLP
-(numpy, ~60 k multiply-adds per frame) gives the nine shape probabilities.
+normalised by the loudest hop of that window (gain invariance), plus the running mean
+spectrum of the speech so far (channel normalisation); then an MLP (numpy, two ReLU layers,
+~108 k multiply-adds per frame) gives the nine shape scores.
 
-The weights (`models/lipsync_en.npz`, trained by tools/train_lipsync_model.py on generated
-espeak-ng speech with augmentation, never on the benchmark's TEST sentences) are loaded once,
-lazily, read-only, and shared by all engines.
+The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
+from espeak-ng, flite, festival and piper voices and a few human clips, never from the
+benchmark's TEST sentences or its evaluation speakers) are loaded once, lazily, read-only, and
+shared by all engines.
 
 Determinism: every frame is classified on its own (one vector × matrix product), from hop
 features that are computed row by row, so chunking cannot change the result.
