@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--hidden", type=int, nargs="+", default=[192, 96])
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--sources", nargs="*", help="only these sources (default: all found)")
     ap.add_argument("--espeak-weight", type=float, default=SOURCE_WEIGHTS["espeak"])
