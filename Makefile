@@ -6,7 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox nginx libnginx-mod-rtmp chromium iproute2
+APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox nginx libnginx-mod-rtmp chromium iproute2 \
+  pocketsphinx-testdata
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./avatarcast-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -37,7 +37,6 @@ import json
 import os
 import sys
 import time
-import wave
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -96,7 +95,6 @@ MANDARIN_SENTENCES = (
 VOICES = ("en-us", "en-gb", "en-us+f3", "en+m3")
 RATES = (130, 165, 200)
 PITCHES = (35, 50, 65)
-HUMAN_DIR = Path("/usr/share/pocketsphinx/test/data")
 
 
 def frame_truth(spans: Sequence[Any], n_frames: int) -> list[Shape]:
@@ -108,6 +106,19 @@ def frame_truth(spans: Sequence[Any], n_frames: int) -> list[Shape]:
 def accuracy(pred: Sequence[MouthPose], truth: Sequence[Shape]) -> float:
     n = min(len(pred), len(truth))
     return sum(1 for i in range(n) if pred[i].shape == truth[i]) / max(1, n)
+
+
+def closures_shown(pred: Sequence[MouthPose], spans: Sequence[Any]) -> tuple[int, int]:
+    """P/B/M phones of the reference (shape A) with at least one A frame over their span."""
+    shown = total = 0
+    for sp in spans:
+        if sp.shape is not Shape.A or sp.end_s <= sp.start_s:
+            continue
+        f0 = int(sp.start_s * FRAME_RATE_HZ)
+        f1 = min(len(pred), -(-round(sp.end_s * FRAME_RATE_HZ * 1000) // 1000))
+        total += 1
+        shown += any(pred[f].shape is Shape.A for f in range(f0, max(f0 + 1, f1)) if f < len(pred))
+    return shown, total
 
 
 def baseline_of(track: Sequence[MouthPose]) -> list[MouthPose]:
@@ -128,11 +139,17 @@ class Scorer:
 
     def __init__(self) -> None:
         self.hits: dict[str, dict[str, list[int]]] = {}
+        self.closures: dict[str, list[int]] = {}
         self.cpu: dict[str, float] = {}
         self.audio_s = 0.0
 
     def add(
-        self, cond: str, method: str, pred: Sequence[MouthPose], truth: Sequence[Shape]
+        self,
+        cond: str,
+        method: str,
+        pred: Sequence[MouthPose],
+        truth: Sequence[Shape],
+        spans: Sequence[Any] = (),
     ) -> None:
         n = min(len(pred), len(truth))
         ok = sum(1 for i in range(n) if pred[i].shape == truth[i])
@@ -140,6 +157,10 @@ class Scorer:
             h = self.hits.setdefault(method, {}).setdefault(key, [0, 0])
             h[0] += ok
             h[1] += n
+        shown, total = closures_shown(pred, spans)
+        c = self.closures.setdefault(method, [0, 0])
+        c[0] += shown
+        c[1] += total
 
     def timed(self, method: str, fn: Callable[[], list[MouthPose]]) -> list[MouthPose]:
         t = time.process_time()
@@ -154,7 +175,12 @@ class Scorer:
         }
         frames = next(iter(self.hits.values()))["overall"][1] if self.hits else 0
         rtf = {m: round(c / max(self.audio_s, 1e-9), 4) for m, c in self.cpu.items()}
-        return {"frames": frames, "audio_s": round(self.audio_s, 1), "accuracy": acc, "rtf": rtf}
+        out = {"frames": frames, "audio_s": round(self.audio_s, 1), "accuracy": acc, "rtf": rtf}
+        if any(c[1] for c in self.closures.values()):
+            out["pbm_closures_shown"] = {
+                m: f"{c[0]}/{c[1]} ({c[0] / max(1, c[1]):.0%})" for m, c in self.closures.items()
+            }
+        return out
 
 
 def english_generated(sentences: Sequence[str], quick: bool) -> dict[str, Any]:
@@ -198,81 +224,116 @@ def english_generated(sentences: Sequence[str], quick: bool) -> dict[str, Any]:
                 )
                 total += 1
                 aligned += aligner.align(u.pcm, text) is not None
-                sc.add(cond, "audio_only", a, truth)
-                sc.add(cond, "audio_recognizer", r, truth)
-                sc.add(cond, "text_known", t, truth)
-                sc.add(cond, "text_known_align", ta, truth)
-                sc.add(cond, "floor_only", f, truth)
-                sc.add(cond, "vad_baseline", baseline_of(f), truth)
+                sc.add(cond, "audio_only", a, truth, u.phonemes)
+                sc.add(cond, "audio_recognizer", r, truth, u.phonemes)
+                sc.add(cond, "text_known", t, truth, u.phonemes)
+                sc.add(cond, "text_known_align", ta, truth, u.phonemes)
+                sc.add(cond, "floor_only", f, truth, u.phonemes)
+                sc.add(cond, "vad_baseline", baseline_of(f), truth, u.phonemes)
     res = sc.result()
     res["alignment_succeeded"] = f"{aligned}/{total}"
     res["reference"] = "exact espeak-ng phoneme times"
     return res
 
 
-def _read_wav(path: Path) -> NDArray[np.int16]:
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == SAMPLE_RATE_HZ and w.getnchannels() == 1
-        return np.frombuffer(w.readframes(w.getnframes()), np.int16).copy()
+def _corpus() -> Any:
+    """tools/lipsync_corpus.py (human clips, flite/festival voices with phone times)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "lipsync_corpus.py"
+    spec = importlib.util.spec_from_file_location("lipsync_corpus", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["lipsync_corpus"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def human_clips() -> list[tuple[str, NDArray[np.int16], str]]:
-    clips: list[tuple[str, NDArray[np.int16], str]] = []
-    for sub, trans in (("librivox", "transcription"), ("cards", "cards.transcription")):
-        tfile = HUMAN_DIR / sub / trans
-        if not tfile.is_file():
-            continue
-        for line in tfile.read_text().splitlines():
-            if "(" not in line:
-                continue
-            words, fid = line.rsplit("(", 1)
-            fid = fid.strip().rstrip(")")
-            text = words.replace("<s>", "").replace("</s>", "").strip()
-            wav = HUMAN_DIR / sub / f"{fid}.wav"
-            if wav.is_file():
-                clips.append((f"{sub}/{fid}", _read_wav(wav), text))
-    return clips
+SLT_STRETCHES = (0.9, 1.1)
 
 
-def english_human() -> dict[str, Any]:
-    clips = human_clips()
-    if not clips:
-        return {"skipped": f"no clips under {HUMAN_DIR} (apt-get install pocketsphinx-testdata)"}
-    from avatarcast.speech.tts import PhonemeSpan  # noqa: F401  (spans come from the aligner)
+def human_sets(aligner: Aligner, sentences: Sequence[str]) -> dict[str, Any]:
+    """Every held-out human (or human-derived) set: name → (clips, reference, texts)."""
+    lc = _corpus()
+    ps = lc.pocketsphinx_clips(aligner)
+    sets: dict[str, Any] = {
+        "michael_mfa": (
+            lc.mfa_textgrid_clips(),
+            "MFA's own phone TextGrids from its sdist test data (independent of pocketsphinx); "
+            "natural, partly hesitant and hoarse ('cold') speech in a noisy room",
+            lc.fetch_hint(),
+        ),
+        "librivox": (
+            [c for c in ps if c.speaker == "librivox-austen"],
+            "pocketsphinx forced alignment of the transcript (BIASED towards pocketsphinx)",
+            "apt-get install pocketsphinx-testdata",
+        ),
+        "cards": (
+            [c for c in ps if c.speaker == "cards"],
+            "pocketsphinx forced alignment of the transcript (BIASED towards pocketsphinx)",
+            "apt-get install pocketsphinx-testdata",
+        ),
+        "real_video": (
+            lc.real_video_clips(aligner),
+            "pocketsphinx word recognition (corrected by the clips' README where it gives the "
+            "words) + pocketsphinx forced alignment: doubly BIASED towards pocketsphinx",
+            f"only in the workspace ({lc.REAL_VIDEO}), never committed",
+        ),
+    }
+    try:
+        slt = [lc.flite_utt(t, "slt", k) for k in SLT_STRETCHES for t in sentences]
+    except RuntimeError:
+        slt = []
+    sets["slt"] = (
+        slt,
+        "flite's cmu_us_slt (CMU ARCTIC's slt re-synthesised), exact flite phone times; the "
+        "TEST sentences at duration stretch 0.9 and 1.1; slt is never trained or tuned on",
+        "apt-get install flite",
+    )
+    return sets
 
+
+def english_human(sentences: Sequence[str]) -> dict[str, Any]:
+    """Held-out human speakers, one result per set (speakers and seconds with each)."""
     audio = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en")
     audio_rec = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="en", method="recognizer")
     floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="floor")
     aligner = Aligner()
-    sc = Scorer()
-    used = []
-    for name, pcm, text in clips:
-        spans = aligner.align(pcm, text)
-        if spans is None:
+    out: dict[str, Any] = {}
+    for name, (clips, reference, hint) in human_sets(aligner, sentences).items():
+        if not clips:
+            out[name] = {"skipped": f"not installed: {hint}"}
             continue
-        used.append(name)
-        n = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
-        truth = frame_truth(spans, n)
-        sc.audio_s += pcm.size / SAMPLE_RATE_HZ
-        cond = name.split("/")[0]
-        a = sc.timed("audio_only", partial(stream, audio, pcm))
-        r = sc.timed("audio_recognizer", partial(stream, audio_rec, pcm))
-        f = sc.timed("floor_only", partial(stream, floor, pcm))
-        t = sc.timed("text_known", partial(track_from_audio, pcm, text=text, text_method="dtw"))
-        sc.add(cond, "audio_only", a, truth)
-        sc.add(cond, "audio_recognizer", r, truth)
-        sc.add(cond, "text_known", t, truth)
-        sc.add(cond, "floor_only", f, truth)
-        sc.add(cond, "vad_baseline", baseline_of(f), truth)
-    res = sc.result()
-    res["clips"] = used
-    res["reference"] = (
-        "pocketsphinx forced alignment of the transcript: biased in favour of the "
-        "pocketsphinx-based methods (audio_recognizer; text_known_align would score ~1.0 by "
-        "construction: omitted); the classifier and the espeak-template text_known are not "
-        "pocketsphinx-based"
-    )
-    return res
+        sc = Scorer()
+        for c in clips:
+            n = -(-c.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+            truth = frame_truth(c.spans, n)
+            sc.audio_s += c.pcm.size / SAMPLE_RATE_HZ
+            a = sc.timed("audio_only", partial(stream, audio, c.pcm))
+            r = sc.timed("audio_recognizer", partial(stream, audio_rec, c.pcm))
+            f = sc.timed("floor_only", partial(stream, floor, c.pcm))
+            sc.add(name, "audio_only", a, truth, c.spans)
+            sc.add(name, "audio_recognizer", r, truth, c.spans)
+            sc.add(name, "floor_only", f, truth, c.spans)
+            sc.add(name, "vad_baseline", baseline_of(f), truth, c.spans)
+            if c.text and c.labels != "mfa-textgrid" and name != "real_video":
+                # Words known (the espeak template warped onto the audio); the reference is
+                # pocketsphinx's alignment of the same words.
+                t = sc.timed(
+                    "text_known",
+                    partial(track_from_audio, c.pcm, text=c.text, text_method="dtw"),
+                )
+                sc.add(name, "text_known", t, truth, c.spans)
+        res = sc.result()
+        res["speakers"] = len({c.speaker for c in clips})
+        res["clips"] = len(clips)
+        res["reference"] = reference
+        acc = res["accuracy"]
+        res["margin_over_baseline"] = round(
+            acc["audio_only"]["overall"] - acc["vad_baseline"]["overall"], 3
+        )
+        out[name] = res
+    return out
 
 
 def mandarin_generated() -> dict[str, Any]:
@@ -290,9 +351,9 @@ def mandarin_generated() -> dict[str, Any]:
             sc.audio_s += u.pcm.size / SAMPLE_RATE_HZ
             m = sc.timed("audio_only", partial(stream, model, u.pcm))
             f = sc.timed("floor_only", partial(stream, floor, u.pcm))
-            sc.add(f"cmn@{rate}wpm", "audio_only", m, truth)
-            sc.add(f"cmn@{rate}wpm", "floor_only", f, truth)
-            sc.add(f"cmn@{rate}wpm", "vad_baseline", baseline_of(f), truth)
+            sc.add(f"cmn@{rate}wpm", "audio_only", m, truth, u.phonemes)
+            sc.add(f"cmn@{rate}wpm", "floor_only", f, truth, u.phonemes)
+            sc.add(f"cmn@{rate}wpm", "vad_baseline", baseline_of(f), truth, u.phonemes)
     res = sc.result()
     res["reference"] = "exact espeak-ng phoneme times (cmn)"
     return res
@@ -332,10 +393,10 @@ def piper_generated(sentences: Sequence[str]) -> dict[str, Any]:
                 "text_known", partial(track_from_audio, r.pcm, text=text, text_method="dtw")
             )
             f = sc.timed("floor_only", partial(stream, floor, r.pcm))
-            sc.add(cond, "audio_only", a, truth)
-            sc.add(cond, "text_known", t, truth)
-            sc.add(cond, "floor_only", f, truth)
-            sc.add(cond, "vad_baseline", baseline_of(f), truth)
+            sc.add(cond, "audio_only", a, truth, r.spans)
+            sc.add(cond, "text_known", t, truth, r.spans)
+            sc.add(cond, "floor_only", f, truth, r.spans)
+            sc.add(cond, "vad_baseline", baseline_of(f), truth, r.spans)
     res = sc.result()
     res["reference"] = (
         "exact piper phoneme alignments (en_US-joe-medium, default noise; IPA -> shape table "
@@ -364,8 +425,10 @@ def load_times() -> dict[str, float]:
 def print_table(res: dict[str, Any]) -> None:
     print(f"lip-sync accuracy (frame shape, {FRAME_RATE_HZ} fps, 9 shapes A-H,X)")
     print(f"sentences: {res['sentences']}; model load CPU s: {res['load_s']}")
-    for key in ("english_generated", "piper_generated", "english_human", "mandarin_generated"):
-        part = res.get(key)
+    parts = [(k, res.get(k)) for k in ("english_generated", "piper_generated")]
+    parts += [(f"human: {k}", v) for k, v in res.get("english_human", {}).items()]
+    parts += [("mandarin_generated", res.get("mandarin_generated"))]
+    for key, part in parts:
         if part is None:
             continue
         print(f"\n== {key} ==")
@@ -373,6 +436,10 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"  SKIPPED: {part['skipped']}")
             continue
         print(f"  reference: {part['reference']}; {part['frames']} frames, {part['audio_s']} s")
+        if "speakers" in part:
+            print(f"  speakers: {part['speakers']}, clips: {part['clips']}")
+        if "pbm_closures_shown" in part:
+            print(f"  P/B/M closures shown: {part['pbm_closures_shown']}")
         if "alignment_succeeded" in part:
             print(f"  forced alignment succeeded on {part['alignment_succeeded']} utterances")
         acc = part["accuracy"]
@@ -410,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         res["english_generated"] = english_generated(sentences, args.quick)
         res["piper_generated"] = piper_generated(sentences)
     if not args.quick and not args.only_piper:
-        res["english_human"] = english_human()
+        res["english_human"] = english_human(sentences)
         res["mandarin_generated"] = mandarin_generated()
     # ---- words known on human English: benchmarks/alignment.py (independent MFA labels) ----
     if not args.quick and not args.only_piper:

@@ -1,6 +1,10 @@
-"""Train the audio lip-sync frame classifier (src/avatarcast/speech/models/lipsync_en.npz).
+"""The PREVIOUS lip-sync classifier recipe (espeak [+ piper], numpy training), kept for its
+helpers (sentences, voices, augmentation: tools/lipsync_data.py uses them) and as the
+espeak-only comparison. The shipped model is now made by tools/lipsync_data.py +
+tools/train_lipsync_net.py (see docs/lipsync.md); this script writes a model of the same
+format (one hidden layer) to --out.
 
-    .venv/bin/python tools/train_lipsync_model.py            # ~4 min on 2 cores (the shipped model)
+    .venv/bin/python tools/train_lipsync_model.py --out /tmp/espeak_only.npz  # ~4 min
     .venv/bin/python tools/train_lipsync_model.py --quick    # small run, for checking
     .venv/bin/python tools/train_lipsync_model.py --with-piper  # + piper's joe voice (train extra)
 
@@ -46,7 +50,6 @@ from avatarcast.speech.tts import PhonemeSpan, get_backend
 from avatarcast.speech.visemes import SHAPES, Shape
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "avatarcast" / "speech" / "models" / "lipsync_en.npz"
 SEED = 20251125
 
 
@@ -392,11 +395,13 @@ def train(
                 mh = m[name] / (1 - b1**step)
                 vh = v[name] / (1 - b2**step)
                 params[name] -= (lr * mh / (np.sqrt(vh) + eps)).astype(np.float32)
-        model = LipSyncModel(mean=mean, scale=scale, **params)
+        model = LipSyncModel(
+            mean, scale, (params["w1"], params["w2"]), (params["b1"], params["b2"])
+        )
         acc = float(np.mean(np.argmax(model.logits(xv), axis=1) == yv))
         print(f"  epoch {ep + 1}/{epochs}: train loss {loss_sum / n:.3f}, held-out acc {acc:.3f}")
         _ = zv
-    return LipSyncModel(mean=mean, scale=scale, **params)
+    return LipSyncModel(mean, scale, (params["w1"], params["w2"]), (params["b1"], params["b2"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--per-sentence", type=int, default=10)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, required=True)
     ap.add_argument(
         "--with-piper",
         action="store_true",

@@ -16,6 +16,7 @@ from avatarcast.speech.lipsync_model import (
     N_FEATURES,
     dtw_path,
     dtw_transfer,
+    frame_features,
     load_model,
     utterance_features,
 )
@@ -34,7 +35,7 @@ def test_model_file_is_small_shared_and_read_only() -> None:
         assert path.stat().st_size < 2 * 1024 * 1024
     model = load_model()
     assert load_model() is model
-    assert model.w1.shape[0] == N_FEATURES and model.w2.shape[1] == len(SHAPES)
+    assert model.n_inputs == N_FEATURES and model.n_outputs == len(SHAPES)
     with pytest.raises(ValueError):
         model.w1[0, 0] = 1.0
 
@@ -48,6 +49,13 @@ def test_classifier_beats_voice_activity_on_unseen_speech(voice: str) -> None:
     an.add(np.zeros(n * 640 - u.pcm.size, np.int16))
     x = utterance_features(an)
     assert x.shape == (n, N_FEATURES)
+    # The batch features are the streaming engine's per-frame features.
+    mel, cmn = np.array(an.mel_db, np.float32), np.array(an.cmn_db, np.float32)
+    lev, noise = np.array(an.level_db), np.array(an.noise_db)
+    for f in (0, n // 2, n - 1):
+        nh = an.n_hops
+        one = frame_features(mel, lev, noise, cmn[min(4 * f + 3, nh - 1)], 4 * f, nh, True)
+        assert np.allclose(one, x[f], atol=1e-5)  # float32 rounding only
     truth = frame_labels(u.phonemes, n)
     pred = [SHAPES[int(i)] for i in np.argmax(load_model().logits(x), axis=1)]
     acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])

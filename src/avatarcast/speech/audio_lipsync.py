@@ -12,11 +12,13 @@ Per frame:
 2. Shape of a speech frame, by `method`:
    - "model" (default, any language): the learned frame classifier (`lipsync_model`) over
      log mel band energies from 160 ms before to 160 ms after the frame (inside the
-     lookahead). Trained on English espeak speech; it also beats the spectral rules by far
-     on Mandarin, German and French speech (benchmarks/lipsync.py), so it is used for all
-     languages.
-   - "recognizer" (English only, the previous method, ~8x the CPU): a streaming pocketsphinx
-     phone recognizer, mapped with `shape_of_arpabet` and corrected by the floor's shape.
+     lookahead) against the running mean spectrum. Trained on English voices (synthetic and
+     a few human); it only sees the spectrum, beats the spectral rules by far on Mandarin,
+     and is the language-independent path. It also overrules the gate where it is sure a
+     "rest" frame is speech (quiet speech in noise), and closures get a bias.
+   - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
+     pocketsphinx phone recognizer, mapped with `shape_of_arpabet` and corrected by the
+     floor's shape.
    - "floor" (or language="floor"): the energy/spectrum rules only.
 3. Known text (offline, `track_from_audio(pcm, text=...)`, English): espeak-ng renders the
    text (exact phoneme times; re-rendered at the input's speech rate) and the classifier's
@@ -50,7 +52,14 @@ from avatarcast.speech.lipsync_model import (
     frame_features,
     load_model,
 )
-from avatarcast.speech.visemes import DEFAULT_OPEN, REST, MouthPose, Shape, shape_of_arpabet
+from avatarcast.speech.visemes import (
+    DEFAULT_OPEN,
+    REST,
+    SHAPES,
+    MouthPose,
+    Shape,
+    shape_of_arpabet,
+)
 
 if TYPE_CHECKING:
     from avatarcast.speech.recognizer import Aligner, PhoneRecognizer, Segment
@@ -61,6 +70,14 @@ _EASE = 0.6  # fraction of the way to the target openness per frame (coarticulat
 _A_MIN_S = 0.015  # a closure covering this much of a frame wins the frame (keeps P/B/M visible)
 _ONSET_JUMP_DB = 30.0  # level jump within 10 ms that marks a burst out of silence
 _RESTART_AFTER_S = 15.0  # restart the recognizer in a long pause after this much audio
+# Added to the classifier's closure (A) score: a P/B/M closure lasts one or two frames and
+# must be seen (tuned on held-out human speakers, see docs/lipsync.md).
+A_LOGIT_BIAS = 1.0
+_A_INDEX = 0  # SHAPES.index(Shape.A)
+_X_INDEX = 8  # SHAPES.index(Shape.X)
+# A frame the voice-activity gate calls rest is speech when the classifier gives silence
+# less than this probability (tuned on held-out human speakers, see docs/lipsync.md).
+GATE_OVERRIDE_PX = 0.3
 
 # (recognised shape, floor shape) → shape, where the pair disagrees systematically. Counted
 # on the TRAINING sentences only (3 voices): allphone decoding over-hears AA and UW/UH where
@@ -141,7 +158,7 @@ class StreamingLipSync:
         if language.strip().lower().startswith("floor"):
             method = "floor"  # language="floor": the energy/spectrum rules only
         if method == "recognizer" and not is_english(language):
-            method = "floor"  # the phone recognizer is English only
+            method = "model"  # the phone recognizer is English only; the classifier is not
         self.method = method
         self._recognizer: PhoneRecognizer | None = None
         self._model: LipSyncModel | None = None
@@ -178,7 +195,7 @@ class StreamingLipSync:
         self._segs: list[tuple[float, float, Shape]] = []
         self._seg_starts: list[float] = []
         self._spans: list[tuple[float, float, Shape]] | None = None  # aligned (offline)
-        self._model_cache: dict[int, Shape] = {}
+        self._model_cache: dict[int, NDArray[np.float32]] = {}
         if self._recognizer is not None:
             self._recognizer.reset()
 
@@ -300,6 +317,17 @@ class StreamingLipSync:
 
     def _raw_shape(self, n: int) -> Shape:
         gate = self._gate(n)
+        if (
+            gate == "rest"
+            and self._model is not None
+            and self._spans is None
+            and self._hops.n_hops > n * self._hops_per_frame
+        ):
+            pr = self._model_probs(n)
+            # Quiet or noisy speech the gate misses (hesitations, a hoarse voice in a noisy
+            # room): the classifier, trained with noise, is sure it is not silence.
+            if pr[_X_INDEX] < GATE_OVERRIDE_PX:
+                return SHAPES[int(np.argmax(pr[:-1]))]
         if gate == "rest":
             # Lips close just before a speech onset that bursts out of silence (a plosive,
             # often P/B): an utterance-initial closure is silent, so otherwise never shown.
@@ -307,8 +335,15 @@ class StreamingLipSync:
         if self._model is not None and self._spans is None:
             shape = self._model_shape(n)
             if gate == "gap":
-                return shape if shape is not Shape.X else Shape.A
-            return shape if shape is not Shape.X else self._floor_shape(n)
+                # A short silence inside speech is a closure unless the classifier hears a
+                # vowel-like shape there (a consonant B/X there is the silent P/B/M hold).
+                return Shape.A if shape in (Shape.A, Shape.B, Shape.X) else shape
+            if shape is Shape.X:
+                # Speech the classifier calls silence: the floor's closure (a quiet dip with
+                # nasal murmur) if it sees one, else the voice-activity B (the floor's other
+                # shapes are worse than B on human speech).
+                return Shape.A if self._floor_shape(n) is Shape.A else Shape.B
+            return shape
         t0, t1 = n / self.fps, (n + 1) / self.fps
         heard = Shape.X
         if self._segs:
@@ -323,7 +358,12 @@ class StreamingLipSync:
         return _FUSION.get((heard, floor), heard)
 
     def _model_shape(self, n: int) -> Shape:
-        """The learned classifier's shape for frame n (cached once its window is complete)."""
+        """The classifier's shape for frame n (closures favoured by `A_LOGIT_BIAS`)."""
+        return SHAPES[int(np.argmax(self._model_probs(n)))]
+
+    def _model_probs(self, n: int) -> NDArray[np.float32]:
+        """The classifier's shape probabilities for frame n (cached once its window is
+        complete, so each frame is classified once)."""
         cached = self._model_cache.get(n)
         if cached is not None:
             return cached
@@ -333,19 +373,24 @@ class StreamingLipSync:
         # itself at 25 fps).
         h0 = n * self._hops_per_frame + self._hops_per_frame // 2 - 2
         nh = hops.n_hops
+        lo = max(0, h0 - 16)
         x = frame_features(
-            np.asarray(hops.mel_db[max(0, h0 - 16) : h0 + MAX_FUTURE_HOPS], np.float32),
-            np.asarray(hops.level_db[max(0, h0 - 16) : h0 + MAX_FUTURE_HOPS]),
-            np.asarray(hops.noise_db[max(0, h0 - 16) : h0 + MAX_FUTURE_HOPS]),
-            h0 - max(0, h0 - 16),
-            max(0, min(nh, h0 + MAX_FUTURE_HOPS) - max(0, h0 - 16)),
+            np.asarray(hops.mel_db[lo : h0 + MAX_FUTURE_HOPS], np.float32),
+            np.asarray(hops.level_db[lo : h0 + MAX_FUTURE_HOPS]),
+            np.asarray(hops.noise_db[lo : h0 + MAX_FUTURE_HOPS]),
+            hops.cmn_db[min(h0 + 3, nh - 1)] if nh else None,
+            h0 - lo,
+            max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
             self._finished,
         )
-        shape = self._model.shape(x)
+        z = self._model.logits(x)
+        z[_A_INDEX] += A_LOGIT_BIAS
+        e = np.exp(z - np.max(z))
+        probs = (e / np.sum(e)).astype(np.float32)
         if self._finished or nh >= h0 + MAX_FUTURE_HOPS:
-            self._model_cache[n] = shape
-            self._model_cache.pop(n - 3, None)
-        return shape
+            self._model_cache[n] = probs
+            self._model_cache.pop(n - 4, None)
+        return probs
 
     def _abrupt_onset_after(self, n: int) -> bool:
         if self._gate(n + 1) != "speech":

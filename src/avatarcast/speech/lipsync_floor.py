@@ -19,7 +19,7 @@ import numpy as np
 import webrtcvad
 from numpy.typing import NDArray
 
-from avatarcast.speech.lipsync_model import mel_band_edges
+from avatarcast.speech.lipsync_model import N_MEL, mel_band_edges
 from avatarcast.speech.visemes import Shape
 
 HOP = 160  # 10 ms at 16 kHz: the analysis step, and pocketsphinx's frame step
@@ -33,6 +33,7 @@ _EDGE_BINS = np.array([round(f / _BIN_HZ) for f in BAND_EDGES_HZ], dtype=np.intp
 _MEL_BINS = mel_band_edges(_N_FFT, 16000)
 _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
 _EPS = 1e-3
+CMN_HOPS = 300  # spectral mean over the last ~3 s of speech (exponential after that)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,11 @@ class HopAnalyzer:
         self.level_db: list[float] = []
         self.bands_db: list[NDArray[np.float32]] = []
         self.mel_db: list[NDArray[np.float32]] = []  # lipsync_model features
+        # Running mean of mel_db over the speech hops so far (the channel's spectral shape:
+        # microphone, room, voice), so the classifier can see each hop against it.
+        self.cmn_db: list[NDArray[np.float32]] = []
+        self._cmn = np.zeros(N_MEL, np.float64)
+        self._cmn_count = 0
         self.speech: list[bool] = []
         self.noise_db: list[float] = []
         self.peak_db: list[float] = []
@@ -125,9 +131,15 @@ class HopAnalyzer:
             self._noise = min(e, self._noise + p.noise_rise_db_per_hop)
             self._peak = max(e, self._peak - p.peak_decay_db_per_hop, self._noise + 20.0)
             vad = self._vad.is_speech(raw[i * 2 * HOP : (i + 1) * 2 * HOP], 16000)
-            self.speech.append(
-                bool(vad) and e > self._noise + p.speech_margin_db and e > p.abs_min_db
-            )
+            is_speech = bool(vad) and e > self._noise + p.speech_margin_db and e > p.abs_min_db
+            self.speech.append(is_speech)
+            # Plain average over the first CMN_HOPS speech hops, then exponential; before
+            # any speech, the newest hop.
+            if is_speech or self._cmn_count == 0:
+                self._cmn_count = min(self._cmn_count + 1, CMN_HOPS) if is_speech else 0
+                k = max(1, self._cmn_count)
+                self._cmn += (mel_db[i].astype(np.float64) - self._cmn) / k
+            self.cmn_db.append(self._cmn.astype(np.float32))
             self.level_db.append(e)
             self.bands_db.append(bands_db[i])
             self.mel_db.append(mel_db[i])

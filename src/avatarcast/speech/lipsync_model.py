@@ -4,12 +4,14 @@ Features (per 10 ms hop, computed by `lipsync_floor.HopAnalyzer` from the FFT it
 takes): `N_MEL` log energies in mel-spaced rectangular bands, the hop's level and the running
 noise floor. For video frame n (hops 4n..4n+3 at 25 fps) the classifier sees `CONTEXT` hop
 positions from 160 ms before the frame to 160 ms after it (inside the 200 ms lookahead),
-normalised by the loudest hop of that window (gain invariance), then a one-hidden-layer MLP
-(numpy, ~60 k multiply-adds per frame) gives the nine shape probabilities.
+normalised by the loudest hop of that window (gain invariance), plus the running mean
+spectrum of the speech so far (channel normalisation); then an MLP (numpy, two ReLU layers,
+~108 k multiply-adds per frame) gives the nine shape scores.
 
-The weights (`models/lipsync_en.npz`, trained by tools/train_lipsync_model.py on generated
-espeak-ng speech with augmentation, never on the benchmark's TEST sentences) are loaded once,
-lazily, read-only, and shared by all engines.
+The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
+from espeak-ng, flite, festival and piper voices and a few human clips, never from the
+benchmark's TEST sentences or its evaluation speakers) are loaded once, lazily, read-only, and
+shared by all engines.
 
 Determinism: every frame is classified on its own (one vector × matrix product), from hop
 features that are computed row by row, so chunking cannot change the result.
@@ -37,10 +39,14 @@ N_MEL = 20
 CONTEXT: tuple[int, ...] = (*range(-16, 0, 2), 0, 1, 2, 3, *range(5, 20, 2))
 MAX_FUTURE_HOPS = max(CONTEXT) + 1  # hops after the frame's first hop the window needs
 PER_HOP = N_MEL + 2
-N_FEATURES = len(CONTEXT) * PER_HOP
+# Plus, once per frame, the running spectral mean (`HopAnalyzer.cmn_db`) at the frame's last
+# hop on the same relative scale: the first layer is linear, so this lets the network see
+# every hop against the channel's average spectrum (cepstral-mean-like normalisation).
+N_FEATURES = len(CONTEXT) * PER_HOP + N_MEL
 SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
+FEATURE_VERSION = 2
 
 
 def mel_band_edges(n_fft: int = 320, sample_rate: int = 16000) -> NDArray[np.intp]:
@@ -61,6 +67,7 @@ def frame_features(
     mel_db: NDArray[np.float32],
     level_db: NDArray[np.float64],
     noise_db: NDArray[np.float64],
+    cmn_db: NDArray[np.float32] | None,
     h0: int,
     n_known: int,
     ended: bool,
@@ -68,9 +75,10 @@ def frame_features(
     """Feature vector of the frame whose first hop is h0.
 
     mel_db (hops, N_MEL), level_db and noise_db (hops,) of the hops analysed so far (n_known
-    of them). Hops before 0, and after the end of the audio once it `ended`, are silence;
-    hops not yet analysed while streaming (lookahead shorter than the window) repeat the
-    newest analysed hop.
+    of them); cmn_db: `HopAnalyzer.cmn_db` at hop min(h0 + 3, n_known - 1) (None if no
+    hop). Hops before 0, and after the end of the audio once it `ended`, are silence; hops
+    not yet analysed while streaming (lookahead shorter than the window) repeat the newest
+    analysed hop.
     """
     idx = np.array([h0 + k for k in CONTEXT], dtype=np.intp)
     valid = (idx >= 0) & (idx < n_known)
@@ -81,71 +89,122 @@ def frame_features(
     mel = np.where(valid[:, None], mel_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
     lev = np.where(valid, level_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
     noise = np.where(valid, noise_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
+    cmn = cmn_db if cmn_db is not None else np.full(N_MEL, SILENCE_DB, np.float32)
     ref = float(np.max(lev))
     rel_mel = np.maximum(mel - ref, _FLOOR_REL_DB) * 0.1
     rel_lev = np.maximum(lev - ref, _FLOOR_REL_DB) * 0.1
     snr = np.clip(lev - noise, 0.0, 60.0) * 0.1
+    rel_cmn = np.maximum(cmn - ref, _FLOOR_REL_DB) * 0.1
     feats = np.concatenate([rel_mel, rel_lev[:, None], snr[:, None]], axis=1)
-    return feats.astype(np.float32).reshape(-1)
+    return np.concatenate([feats.reshape(-1), rel_cmn]).astype(np.float32)
+
+
+def _arrays(an: HopAnalyzer) -> tuple[NDArray[np.float32], ...]:
+    n_hops = an.n_hops
+    return (
+        np.asarray(an.mel_db, dtype=np.float32).reshape(n_hops, N_MEL),
+        np.asarray(an.level_db, dtype=np.float64),
+        np.asarray(an.noise_db, dtype=np.float64),
+        np.asarray(an.cmn_db, dtype=np.float32).reshape(n_hops, N_MEL),
+    )
+
+
+def window_features(an: HopAnalyzer, starts: NDArray[np.intp]) -> NDArray[np.float32]:
+    """`frame_features` of finished audio for every window start hop in `starts` (batch)."""
+    n_hops = an.n_hops
+    if starts.size == 0 or n_hops == 0:
+        return np.zeros((starts.size, N_FEATURES), np.float32)
+    mel, lev, noise, cmn_all = _arrays(an)
+    idx = starts[:, None] + np.array(CONTEXT, np.intp)[None, :]
+    valid = (idx >= 0) & (idx < n_hops)
+    safe = np.clip(idx, 0, n_hops - 1)
+    m = np.where(valid[..., None], mel[safe], SILENCE_DB)
+    lv = np.where(valid, lev[safe], SILENCE_DB)
+    nz = np.where(valid, noise[safe], SILENCE_DB)
+    cmn = cmn_all[np.clip(starts + 3, 0, n_hops - 1)]
+    ref = lv.max(axis=1)
+    rel_mel = np.maximum(m - ref[:, None, None], _FLOOR_REL_DB) * 0.1
+    rel_lev = np.maximum(lv - ref[:, None], _FLOOR_REL_DB) * 0.1
+    snr = np.clip(lv - nz, 0.0, 60.0) * 0.1
+    rel_cmn = np.maximum(cmn - ref[:, None], _FLOOR_REL_DB) * 0.1
+    feats = np.concatenate([rel_mel, rel_lev[..., None], snr[..., None]], axis=2)
+    return np.concatenate([feats.reshape(starts.size, -1), rel_cmn], axis=1).astype(np.float32)
 
 
 def utterance_features(an: HopAnalyzer) -> NDArray[np.float32]:
     """Features of every 25 fps frame of a finished analysis (training / batch use)."""
-    n_hops = an.n_hops
-    mel = np.asarray(an.mel_db, dtype=np.float32).reshape(n_hops, N_MEL)
-    lev = np.asarray(an.level_db, dtype=np.float64)
-    noise = np.asarray(an.noise_db, dtype=np.float64)
-    n_frames = -(-n_hops // 4)
-    return (
-        np.stack([frame_features(mel, lev, noise, 4 * f, n_hops, True) for f in range(n_frames)])
-        if n_frames
-        else np.zeros((0, N_FEATURES), np.float32)
-    )
+    n_frames = -(-an.n_hops // 4)
+    return window_features(an, np.arange(n_frames, dtype=np.intp) * 4)
 
 
 @dataclass(frozen=True)
 class LipSyncModel:
-    """Standardisation + one hidden ReLU layer + softmax over SHAPES (read-only arrays)."""
+    """Standardisation + ReLU hidden layers + a linear layer over SHAPES (read-only arrays).
+
+    weights[i], biases[i]: layer i; every layer but the last is followed by ReLU.
+    """
 
     mean: NDArray[np.float32]
     scale: NDArray[np.float32]
-    w1: NDArray[np.float32]
-    b1: NDArray[np.float32]
-    w2: NDArray[np.float32]
-    b2: NDArray[np.float32]
+    weights: tuple[NDArray[np.float32], ...]
+    biases: tuple[NDArray[np.float32], ...]
+
+    @property
+    def w1(self) -> NDArray[np.float32]:
+        return self.weights[0]
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.weights[-1].shape[1])
 
     def logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Shape scores (unnormalised log-probabilities) for one vector or rows of vectors."""
-        z = (x - self.mean) * self.scale
-        h = np.maximum(z @ self.w1 + self.b1, 0.0)
-        return np.asarray(h @ self.w2 + self.b2, dtype=np.float32)
+        h = (x - self.mean) * self.scale
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = h @ w + b
+            if i < last:
+                h = np.maximum(h, 0.0)
+        return np.asarray(h, dtype=np.float32)
 
     def shape(self, x: NDArray[np.float32]) -> Shape:
         return SHAPES[int(np.argmax(self.logits(x)))]
 
     def save(self, path: str) -> None:
-        np.savez_compressed(
-            path,
-            mean=self.mean,
-            scale=self.scale,
-            w1=self.w1.astype(np.float16),
-            b1=self.b1,
-            w2=self.w2,
-            b2=self.b2,
-            context=np.array(CONTEXT),
-        )
+        arrays: dict[str, NDArray[np.generic]] = {
+            "mean": self.mean,
+            "scale": self.scale,
+            "context": np.array(CONTEXT),
+            "feature_version": np.array(FEATURE_VERSION),
+        }
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            arrays[f"w{i + 1}"] = w.astype(np.float16)  # halves the file; logits change < 1e-3
+            arrays[f"b{i + 1}"] = b
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def from_npz(cls, data: dict[str, NDArray[np.generic]]) -> LipSyncModel:
         if tuple(int(v) for v in data["context"]) != CONTEXT:
             raise ValueError("model was trained with another feature context")
-        arrays = {
-            k: np.asarray(data[k], dtype=np.float32)
-            for k in ("mean", "scale", "w1", "b1", "w2", "b2")
-        }
-        for a in arrays.values():
-            a.setflags(write=False)
-        return cls(**arrays)
+        if int(data.get("feature_version", 1)) != FEATURE_VERSION:
+            raise ValueError("model was trained with another feature version")
+
+        def ro(a: NDArray[np.generic]) -> NDArray[np.float32]:
+            out = np.asarray(a, dtype=np.float32)
+            out.setflags(write=False)
+            return out
+
+        n = sum(1 for k in data if k.startswith("w") and k[1:].isdigit())
+        weights = tuple(ro(data[f"w{i + 1}"]) for i in range(n))
+        biases = tuple(ro(data[f"b{i + 1}"]) for i in range(n))
+        model = cls(ro(data["mean"]), ro(data["scale"]), weights, biases)
+        if model.n_inputs != N_FEATURES or model.n_outputs != len(SHAPES):
+            raise ValueError("model does not fit the features / shapes")
+        return model
 
 
 @lru_cache(maxsize=1)
@@ -167,10 +226,7 @@ def hop_log_probs(an: HopAnalyzer, model: LipSyncModel) -> NDArray[np.float32]:
     n_hops = an.n_hops
     if n_hops == 0:
         return np.zeros((0, len(SHAPES)), np.float32)
-    mel = np.asarray(an.mel_db, dtype=np.float32).reshape(n_hops, N_MEL)
-    lev = np.asarray(an.level_db, dtype=np.float64)
-    noise = np.asarray(an.noise_db, dtype=np.float64)
-    x = np.stack([frame_features(mel, lev, noise, h, n_hops, True) for h in range(n_hops)])
+    x = window_features(an, np.arange(n_hops, dtype=np.intp))
     lo = model.logits(x).astype(np.float64)
     lo -= lo.max(axis=1, keepdims=True)
     lo -= np.log(np.exp(lo).sum(axis=1, keepdims=True))

