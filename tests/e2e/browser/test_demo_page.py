@@ -23,7 +23,7 @@ from browser_support import CHROMIUM, HERE, NETNS_ENV, REPO, Box, PageUnderTest,
 from avatarcast.api.auth import sign
 from avatarcast.client import Client
 
-SUITE_TIMEOUT_S = 900  # a hang guard: on a loaded machine the builds (nice 19) are slow
+SUITE_TIMEOUT_S = 1500  # a hang guard: on a loaded machine the builds (nice 19) are slow
 
 
 # ---- the runner (outside the namespace) --------------------------------------------------
