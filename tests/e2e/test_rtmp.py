@@ -333,20 +333,20 @@ def test_rtmp_session_plays_back_with_sei_and_survives_a_server_restart(
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
-        before = live.frames_sent
         nginx.stop(signal.SIGKILL)
-        wait_until(lambda: out.state == "reconnecting", 5, "the output to notice")
+        wait_until(lambda: out.state == "reconnecting", 30, "the output to notice")
         assert out.last_error
-        # a few failed attempts against a closed port
-        wait_until(lambda: out.failed_attempts >= 2, 30, "failed reconnects")
+        before = live.frames_sent  # from here on the server is down...
+        # ...until a few attempts against the closed port have failed
+        wait_until(lambda: out.failed_attempts >= 3, 60, "failed reconnects")
         during = live.frames_sent - before
         nginx.start()
-        wait_until(lambda: out.reconnects >= 1 and out.state == "streaming", 10, "a reconnect")
+        wait_until(lambda: out.reconnects >= 1 and out.state == "streaming", 60, "a reconnect")
         status = out.status()
         assert status["reconnects"] >= 1 and status["state"] == "streaming", status
         # The session never stopped: frames kept being published while the server was down
         # (its frame rate then is not a test bound; outputs write on their own thread).
-        assert during > 10, during
+        assert during > 0, during
         stat = c.stat_session(sid)
         assert stat["SessionStatus"] == 1
         assert [o["state"] for o in stat["Outputs"]] == ["streaming"]

@@ -16,7 +16,7 @@ import pytest
 from browser_support import PageUnderTest, Server
 from test_demo_page import (
     assert_no_console_errors,
-    frames_in_2s,
+    frames_keep_coming,
     log_lines,
     shot,
     start_stream,
@@ -25,7 +25,7 @@ from test_demo_page import (
 
 from avatarcast.client import Client
 
-BUILD_TIMEOUT_MS = 60_000
+BUILD_TIMEOUT_MS = 240_000  # a hang guard: builds run at nice 19, slow on a loaded machine
 
 # Records every stage the panel shows (data-stage of #build-progress), in order.
 STAGE_RECORDER = """() => {
@@ -147,9 +147,8 @@ def test_build_a_photo_avatar_stream_it_and_delete_it(
         assert [s["SessionId"] for s in c.list_sessions(asset_key=key)] == [sid]
     assert page.evaluate("document.getElementById('video').videoWidth") == 540
     assert page.evaluate("document.getElementById('video').videoHeight") == 960
-    frames = frames_in_2s(demo)
-    assert frames[0] >= 30, frames  # decoded frames in 2 s
-    assert frames[1] > 1.5, frames  # currentTime advanced
+    frames = frames_keep_coming(demo)
+    assert frames[0] >= 25 and frames[1] > 0.5, frames  # presented, and the clock advanced
     shot(demo, artifacts, "08-built-avatar-playing")
 
     # Delete is refused while the stream uses it: the server's words are shown.
