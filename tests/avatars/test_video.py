@@ -25,7 +25,11 @@ SPRITE_BORDER_MAX = 1.0  # |luma| change on the sprite box border (weights are 0
 # mean |luma|, sprite vs the loop frame under the still ring of the blend, un-weighted (<= 5.0
 # since the blend over real mouths stops short of the jaw: its ring reaches the lip corners,
 # which E and F narrow)
-RUNTIME_RING_MAX = 6.5
+# 6.5 with the espeak-trained audio classifier; the human-speech one (issue 10) labels this
+# clip's espeak voice differently, and its D slots now come from frame 138 (build ring 7.5 vs
+# 4.1 for frame 136 before): 10.0-11.0 measured at run time. Still far below the 22.6 seen
+# when the mouth offset is ignored, which is what this bound guards.
+RUNTIME_RING_MAX = 11.5
 # mean |luma|, harvested vs key frame on the jaw-wide blend's still ring (~7.5 since no slot
 # is warped: the ring is no longer pushed out by the warps' changes)
 RING_MISMATCH_MAX = 9.0
@@ -78,8 +82,10 @@ def test_mouth_bank_is_harvested_and_labelled(
     assert bank["labels"] == "audio+landmarks"
     harvested = [s for s in bank["slots"] if s["source"] == "video"]
     assert len(harvested) >= 25, bank["harvested_slots"]
-    # every shape the sentence says clearly is harvested for its usual openness
-    for shape, level in (("B", 2), ("C", 4), ("D", 6), ("E", 3), ("F", 2), ("G", 1), ("H", 3)):
+    # every shape the sentence says clearly is harvested for its usual openness (not G: the
+    # human-speech audio classifier rarely hears espeak's short f/v here; G is then filled
+    # from its nearest harvested mouth)
+    for shape, level in (("B", 2), ("C", 4), ("D", 6), ("E", 3), ("F", 2), ("H", 3)):
         assert any(s["shape"] == shape and s["level"] == level for s in harvested), shape
     # labels (heard shapes + landmarks) against the video's script
     right, total = bank_accuracy(bank, video[1])
