@@ -122,7 +122,12 @@ export class WhepPlayer {
     const deleted = resource
       ? fetch(resource, { method: "DELETE", keepalive: true }).then(() => {}, () => {})
       : Promise.resolve();
-    if (pc) pc.close();
+    // Hang up only once the server has the DELETE (at most 1 s): a hang-up that arrives
+    // first makes the server drop the viewer, and the DELETE then 404s (a console error).
+    if (pc) {
+      const timeout = new Promise((resolve) => setTimeout(resolve, 1000));
+      Promise.race([deleted, timeout]).then(() => pc.close());
+    }
     return deleted;
   }
 
