@@ -116,3 +116,16 @@ def test_pads_go_to_the_next_phoneme() -> None:
     starts_grouped = np.cumsum([0] + [n for _, n in grouped])[:-1]
     starts_moved = np.cumsum([0] + [n for _, n in moved])[:-1]
     assert (starts_moved[1:] < starts_grouped[1:]).all()
+
+
+def test_auto_backend_resolves_voices_of_both_engines() -> None:
+    """What TimbreKey validation at create relies on: the default `auto` backend knows the
+    piper voice by its alias, espeak's by theirs, and refuses a name neither has."""
+    auto = get_backend("auto")
+    assert auto.resolve_voice("joe") == "en_US-joe-medium"
+    assert auto.resolve_voice("en-us") == "en-us"
+    assert PiperBackend().resolve_voice("en_US-joe-medium") == "en_US-joe-medium"
+    with pytest.raises(TextInputError):
+        auto.resolve_voice("no-such-voice")
+    with pytest.raises(TextInputError):
+        PiperBackend().resolve_voice("en-us")
