@@ -26,7 +26,7 @@ import numpy as np
 from avatarcast import SAMPLES_PER_FRAME
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.tts import TtsBackend, get_backend
 from avatarcast.stream.encoder import AacEncoder, H264Encoder, VideoOptions

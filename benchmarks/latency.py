@@ -58,15 +58,15 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
+from avatarcast.client.viewer import AudioSample, Box, VideoSample, WhepViewer
 from avatarcast.render.frame import FrameState
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import MouthPose, Shape
-from avatarcast.viewer import AudioSample, Box, VideoSample, WhepViewer
 
 GOALS = {  # (goal, how to compare)
     "create_to_first_frame_ms": "< 1000",

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
 from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import MonotonicClock
 from avatarcast.stream.encoder import VideoOptions

@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py --minutes 30 [--sample-s 10] [--tracemalloc] [--after-close-s 30]
 
-The server runs in its own process (`avatarcast.server`'s app under uvicorn, as `serve` runs
+The server runs in its own process (`avatarcast.api.server`'s app under uvicorn, as `serve` runs
 it), so its memory is measured alone. This script drives it as clients would: 4 sessions
 (3 WebRTC, 1 `Protocol: rtmp` pushing to a local nginx-rtmp started with
 `scripts/rtmp-server.sh`), each speaking text after text over its command channel (the next
@@ -82,8 +82,8 @@ def _serve(a: argparse.Namespace) -> None:
     """Child mode: run the server; append one JSON sample per interval to `a.samples`."""
     import uvicorn
 
+    from avatarcast.api.server import _config, build_context
     from avatarcast.avatars import registry
-    from avatarcast.server import _config, build_context
     from avatarcast.settings import Settings
 
     if a.tracemalloc:
@@ -224,7 +224,7 @@ class Viewer(threading.Thread):
         asyncio.run(self._watch())
 
     async def _watch(self) -> None:
-        from avatarcast.viewer import WhepViewer
+        from avatarcast.client.viewer import WhepViewer
 
         try:
             async with WhepViewer(

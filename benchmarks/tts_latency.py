@@ -91,7 +91,7 @@ def _timed(engine: Any, text: str, voice: str) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     from avatarcast.avatars.registry import load_avatar
-    from avatarcast.engine import Engine
+    from avatarcast.engine.timeline import Engine
     from avatarcast.speech.piper_tts import PiperBackend
     from avatarcast.speech.tts import VoiceRouter
 

@@ -16,8 +16,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from avatarcast.cli.say import run_say
 from avatarcast.client import ApiError, Client
-from avatarcast.say import run_say
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 import sys
 
-from avatarcast.cli import main
+from avatarcast.cli.main import main
 
 sys.exit(main())

@@ -22,10 +22,10 @@ import httpx
 import numpy as np
 import pytest
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.jobs import JOBS_DIR, STAGES
 from avatarcast.avatars.jobs import UPLOADS_DIR as JOBS_UPLOADS
 from avatarcast.client import CUSTOM_BASE, ApiError, AvatarBuildError, Client, new_req_id
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
 from avatarcast.sessions.store import Store

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from avatarcast.api.auth import sign
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import CHANNEL_PATH, CUSTOM_BASE, SESSION_BASE, Client, new_req_id
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 

@@ -18,8 +18,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from avatarcast.api.app import create_app
 from avatarcast.api.codes import wire_codes
 from avatarcast.api.openapi import OPENAPI_PATH
+from avatarcast.api.server import build_context, run_server_in_thread
 from avatarcast.api.ws import CHANNEL_PATH
-from avatarcast.server import build_context, run_server_in_thread
 from avatarcast.settings import Settings
 
 METHODS = {"get", "post", "put", "patch", "delete", "options"}

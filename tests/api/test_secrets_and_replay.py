@@ -17,10 +17,10 @@ import pytest
 from websockets.sync.client import connect
 
 from avatarcast.api.auth import NonceBook
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AuthError
 from avatarcast.logmask import mask
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 

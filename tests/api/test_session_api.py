@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AvatarLoadError
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
 from avatarcast.sessions.store import Store

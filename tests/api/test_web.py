@@ -15,8 +15,8 @@ import pytest
 
 from avatarcast.api.app import create_app
 from avatarcast.api.auth import sign
+from avatarcast.api.server import build_context
 from avatarcast.api.web import is_loopback_host, png_bytes
-from avatarcast.server import build_context
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 

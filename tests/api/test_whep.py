@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from avatarcast.api.whep import whep_routes
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock

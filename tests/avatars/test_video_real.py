@@ -182,8 +182,8 @@ def test_loop_has_no_jump_at_its_seam(real_builds: dict[str, dict], name: str) -
 def test_speech_opens_the_mouth_and_pauses_close_it(
     real_builds: dict[str, dict], name: str, tmp_path: Path
 ) -> None:
-    from avatarcast.engine import Engine
-    from avatarcast.offline import render_queued
+    from avatarcast.engine.offline import render_queued
+    from avatarcast.engine.timeline import Engine
     from avatarcast.stream.encoder import VideoOptions
 
     avatar = _avatar(real_builds[name])

@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
+from avatarcast.client.viewer import WhepViewer
 from avatarcast.render.alpha import luma_to_matte
 from avatarcast.render.frame import FrameState, YuvFrame
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.webrtc import use_host_addresses
-from avatarcast.viewer import WhepViewer
 
 W, H = 540, 960
 SWAY = 8  # px: head sway plus the codec's soft edge

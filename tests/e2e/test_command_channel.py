@@ -21,8 +21,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
@@ -232,7 +232,7 @@ def test_reconnect_replaces_the_old_socket_and_replays(client: Any, speech: np.n
 def test_say_paces_audio_and_text_and_reports_errors(
     client: Any, speech: np.ndarray, tmp_path: Path
 ) -> None:
-    from avatarcast.say import audio_messages, run_say
+    from avatarcast.cli.say import audio_messages, run_say
     from avatarcast.speech.audio import save_wav
 
     sid = _session(client)

@@ -29,6 +29,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import (
     CHANNEL_PATH,
     COMMAND_PATH,
@@ -37,7 +38,6 @@ from avatarcast.client import (
     Client,
     new_req_id,
 )
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 

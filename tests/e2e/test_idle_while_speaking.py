@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 

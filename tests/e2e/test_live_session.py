@@ -29,16 +29,16 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
+from avatarcast.client.viewer import AudioSample, Box, VideoSample, WhepViewer
 from avatarcast.render.frame import FrameState
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import MouthPose, Shape
 from avatarcast.stream.webrtc import use_host_addresses
-from avatarcast.viewer import AudioSample, Box, VideoSample, WhepViewer
 
 LOOPBACK = ["127.0.0.1"]
 CHUNK_BYTES = 5120  # 160 ms of 16 kHz s16 mono

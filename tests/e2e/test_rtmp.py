@@ -30,9 +30,9 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from avatarcast.api.codes import wire_code
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import ApiError, Client
 from avatarcast.errors import RequestError
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
 from avatarcast.sessions.store import Store

@@ -10,8 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
-from avatarcast.server import run_server_in_thread
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.webrtc import use_host_addresses

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, EngineFrame
+from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.sessions.drive import DriveChannel
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 
 ENGINE = Engine(load_avatar("default"))  # shared: every example leaves it idle
 IDS = REQ[:3]

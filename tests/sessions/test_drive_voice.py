@@ -7,7 +7,7 @@ import pytest
 from drive_harness import REQ, Harness, arun, msg
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.speech.piper_tts import PiperBackend
 from avatarcast.speech.tts import get_backend
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, SpeechEvent
+from avatarcast.engine.timeline import Engine, SpeechEvent
 from avatarcast.errors import TextInputError
 from avatarcast.speech.piper_tts import PiperBackend, chunk_tokens, speech_pieces
 from avatarcast.speech.text_known import aligned_spans

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import REST, Engine, EngineFrame
+from avatarcast.engine.timeline import REST, Engine, EngineFrame
 from avatarcast.sessions.media import attach_media, detach_media
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings

@@ -11,7 +11,7 @@ import pytest
 
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
 from avatarcast.errors import EncoderError
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import ManualClock, MonotonicClock

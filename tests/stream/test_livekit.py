@@ -22,7 +22,7 @@ from livekit.api.access_token import Claims
 
 from avatarcast.api.codes import wire_code
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, EngineFrame
+from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.sessions.manager import SessionManager

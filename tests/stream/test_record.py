@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avatarcast.engine import SpeechEvent
+from avatarcast.engine.timeline import SpeechEvent
 from avatarcast.sessions.media import attach_media, detach_media
 from avatarcast.sessions.session import Session
 from avatarcast.settings import Settings

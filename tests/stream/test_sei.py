@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from avatarcast.engine import EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import EngineFrame, SpeechEvent
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.visemes import MouthPose, Shape
 from avatarcast.stream.encoder import H264Encoder, VideoOptions

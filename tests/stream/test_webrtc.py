@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState
 from avatarcast.settings import Settings

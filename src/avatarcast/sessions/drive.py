@@ -29,7 +29,7 @@ import numpy as np
 
 from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.api.codes import INTERNAL, wire_code
-from avatarcast.engine import Engine, EngineFrame
+from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import (
     AudioInputError,
     AvatarcastError,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from avatarcast.engine import Pcm
+from avatarcast.engine.timeline import Pcm
 from avatarcast.errors import RequestError
 from avatarcast.validate import JsonSyntaxError, check_free_text, check_name, loads
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from avatarcast import SAMPLES_PER_FRAME
-from avatarcast.engine import EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import EngineFrame, SpeechEvent
 from avatarcast.sessions.drive_messages import FinalType, status_message
 from avatarcast.sessions.drive_outbox import Outbox
 from avatarcast.sessions.drive_state import Kind, Utterance

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.errors import AvatarcastError, AvatarLoadError
 from avatarcast.sessions.session import Session
 from avatarcast.settings import Settings

@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from avatarcast.engine import Engine
+    from avatarcast.engine.timeline import Engine
     from avatarcast.sessions.drive import DriveChannel
     from avatarcast.sessions.outputs import Output
     from avatarcast.stream.live import LiveStream

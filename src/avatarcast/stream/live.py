@@ -49,7 +49,7 @@ from av.audio.codeccontext import AudioCodecContext
 from av.video.frame import PictureType
 
 from avatarcast import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
-from avatarcast.engine import Engine, EngineFrame, Pcm
+from avatarcast.engine.timeline import Engine, EngineFrame, Pcm
 from avatarcast.errors import EncoderError
 from avatarcast.render.frame import YuvFrame
 from avatarcast.stream.clock import Clock, FramePacer

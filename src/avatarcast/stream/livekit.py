@@ -48,7 +48,7 @@ with warnings.catch_warnings():
     from livekit import api, rtc
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.engine import EngineFrame, Pcm
+from avatarcast.engine.timeline import EngineFrame, Pcm
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import YuvFrame
 from avatarcast.stream.fanout import FanOutClosed

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from avatarcast.engine import EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import EngineFrame, SpeechEvent
 
 # uuid5(NAMESPACE_URL, "https://avatarcast/sei/v1") = e289d289-13d9-530d-9627-bea675320482,
 # fixed forever: readers match on it.

@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---- the server --------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from avatarcast.server import run_server_in_thread
+    from avatarcast.api.server import run_server_in_thread
     from avatarcast.sessions.store import Store
     from avatarcast.settings import Settings
     from avatarcast.stream.webrtc import use_host_addresses

@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from avatarcast.client.viewer import WhepError, WhepViewer
 from avatarcast.errors import InputError
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.audio import resample
 from avatarcast.stream.encoder import VideoOptions
 from avatarcast.stream.mp4 import Mp4Writer
-from avatarcast.viewer import WhepError, WhepViewer
 
 
 async def record(

@@ -242,8 +242,8 @@ class _Progress:
 
 def _cmd_render(args: argparse.Namespace, cfg: Settings) -> int:
     from avatarcast.avatars.registry import load_avatar
-    from avatarcast.engine import Engine
-    from avatarcast.offline import render_queued
+    from avatarcast.engine.offline import render_queued
+    from avatarcast.engine.timeline import Engine
     from avatarcast.speech.audio import load_audio
     from avatarcast.speech.tts import get_backend
     from avatarcast.stream.encoder import VideoOptions
@@ -370,8 +370,8 @@ def _cmd_avatar(args: argparse.Namespace, cfg: Settings) -> int:
                     row.update(kind="damaged", error=str(exc))
             print(json.dumps(row))
     elif args.avatar_command == "show":
-        from avatarcast.engine import Engine
-        from avatarcast.offline import render_queued
+        from avatarcast.engine.offline import render_queued
+        from avatarcast.engine.timeline import Engine
         from avatarcast.speech.tts import get_backend
         from avatarcast.stream.encoder import VideoOptions
 
@@ -400,7 +400,7 @@ def _cmd_voices(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, cfg: Settings) -> int:
-    from avatarcast.server import serve
+    from avatarcast.api.server import serve
 
     serve(cfg)
     return 0
@@ -511,7 +511,7 @@ def _cmd_usage(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
-    from avatarcast.say import run_say
+    from avatarcast.cli.say import run_say
 
     appkey, token = cfg.appkey, cfg.accesstoken
     if args.key_file:
@@ -538,7 +538,7 @@ def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
 def _cmd_watch(args: argparse.Namespace, cfg: Settings) -> int:
     import asyncio
 
-    from avatarcast.watch import record
+    from avatarcast.cli.watch import record
 
     summary = asyncio.run(
         record(

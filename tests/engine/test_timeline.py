@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine import Engine, EngineFrame, SpeechEvent
+from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
 from avatarcast.errors import AudioInputError
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import Shape

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarcast import FRAME_RATE_HZ
-from avatarcast.engine import Engine
+from avatarcast.engine.timeline import Engine
 from avatarcast.render.alpha import matte_to_luma
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.visemes import MouthPose

@@ -1,0 +1,1 @@
+"""The `avatarcast` command and its subcommands (`main.main` is the entry point)."""

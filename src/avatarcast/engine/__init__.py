@@ -1,0 +1,1 @@
+"""The media pipeline's driver: the timeline (`timeline.Engine`) and its offline renderer."""
