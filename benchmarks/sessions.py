@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
 from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import MonotonicClock
 from avatarcast.stream.encoder import VideoOptions
-from avatarcast.stream.live import LiveStream
 
 TEXT = (
     "Welcome to our store. I can help you find a product, check an order, or answer a "

@@ -111,7 +111,8 @@ def _serve(a: argparse.Namespace) -> None:
             status = _proc_status()
             sessions = []
             for s in list(ctx.manager._sessions.values()):
-                live = s.live
+                host = getattr(s.host, "host", None)  # the SessionHost behind a LocalHost
+                live = host.live if host is not None else None
                 if live is None or live.pacer is None or live.closed:
                     continue
                 due = int((ctx.clock.now() - live.pacer.start) * live.options.fps) + 1

@@ -161,7 +161,7 @@ def test_make_confirm_stream_and_scoping(server: Server) -> None:
     # a session streams the built-in avatar during the build
     sid = owner.create_session_by_asset("default", "watcher")["SessionId"]
     owner.wait_ready(sid, timeout_s=20)
-    live = server.sessions["watcher"].live
+    live = server.sessions["watcher"].host.host.live
     assert live is not None
     frames0 = live.frames_sent
 
@@ -278,7 +278,7 @@ def test_video_upload_make_list_delete(server: Server, talking_mp4: Path) -> Non
     # a session streams the built-in avatar while the video builds
     watcher = owner.create_session_by_asset("default", "video-watcher")["SessionId"]
     owner.wait_ready(watcher, timeout_s=20)
-    live = server.sessions["video-watcher"].live
+    live = server.sessions["video-watcher"].host.host.live
     assert live is not None
     frames0 = live.frames_sent
     t0 = time.monotonic()

@@ -21,13 +21,12 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from starlette.applications import Starlette
 
 from avatarcast.api.whep import whep_routes
-from avatarcast.avatars.registry import load_avatar
-from avatarcast.engine.timeline import Engine
+from avatarcast.engine.host import SessionHost
+from avatarcast.engine.spec import HostSpec
+from avatarcast.sessions.handle import LocalHost
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
-from avatarcast.stream.encoder import VideoOptions
-from avatarcast.stream.live import LiveStream
 from avatarcast.stream.webrtc import use_host_addresses
 
 SDP = {"Content-Type": "application/sdp"}
@@ -83,20 +82,25 @@ async def serve(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task[None], str
     return server, task, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def session(sid: str, live: LiveStream | None, status: SessionStatus) -> Session:
-    return Session(sid, "key", "user", "default", "webrtc", 3, status=status, live=live)
+def session(sid: str, host: SessionHost | None, status: SessionStatus) -> Session:
+    handle = LocalHost.of(host) if host is not None else None
+    return Session(sid, "key", "user", "default", "webrtc", 3, status=status, host=handle)
 
 
 def test_whep_post_play_delete_and_errors() -> None:
     async def main() -> None:
-        live = LiveStream(Engine(load_avatar("default")), VideoOptions(), MonotonicClock())
-        await live.start()
+        settings = Settings(ice_host_addresses="127.0.0.1")
+        host = SessionHost(HostSpec("s1", "default"), settings, MonotonicClock())
+        await asyncio.to_thread(host.load)
+        await host.start()
+        live = host.live
+        assert live is not None
         manager = FakeManager()
-        ok = session("s1", live, SessionStatus.READY)
+        ok = session("s1", host, SessionStatus.READY)
         manager.sessions["s1"] = ok
         manager.sessions["s2"] = session("s2", None, SessionStatus.PREPARING)
         manager.sessions["s3"] = session("s3", None, SessionStatus.CLOSED)
-        ctx = SimpleNamespace(settings=Settings(ice_host_addresses="127.0.0.1"), manager=manager)
+        ctx = SimpleNamespace(settings=settings, manager=manager)
         server, task, base = await serve(Starlette(routes=whep_routes(ctx)))  # type: ignore[arg-type]
         viewer = Viewer()
         try:
@@ -154,7 +158,7 @@ def test_whep_post_play_delete_and_errors() -> None:
             await viewer.pc.close()
             server.should_exit = True
             await asyncio.wait_for(task, 5)
-            await live.stop()
+            await host.stop()
 
     async def bounded() -> None:
         await asyncio.wait_for(main(), 30)

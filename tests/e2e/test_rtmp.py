@@ -237,7 +237,7 @@ class Player:
 
 
 def rtmp_output(session: Session) -> RtmpOutput:
-    (out,) = [o for o in session.outputs if isinstance(o, RtmpOutput)]
+    (out,) = [o for o in session.host.host.outputs if isinstance(o, RtmpOutput)]
     return out
 
 
@@ -272,7 +272,7 @@ def test_rtmp_session_plays_back_with_sei_and_survives_a_server_restart(
     c.wait_ready(sid, 15)
     c.start_session(sid)
     session = stack.sessions[sid]
-    live, out = session.live, rtmp_output(session)
+    live, out = session.host.host.live, rtmp_output(session)
     assert live is not None and live.pacer is not None
     speech = get_backend("espeak").synthesize("Hello from the RTMP test.", voice="en-us").pcm
     try:
@@ -370,16 +370,17 @@ def test_rtmp_without_ingest_or_custom_url_is_a_clear_100001(stack: Stack, tmp_p
     bare = Settings(data_dir=tmp_path)
     session = Session("s1", "k", "u", "default", "rtmp", 3)
     with pytest.raises(RequestError, match="CssCustomPushUrl") as info:
-        play_url(session, bare)
+        play_url(session.output_target(), bare)
     assert wire_code(info.value) == 100001
     # A custom push URL wins, and is also what players open.
     custom = "rtmp://cdn.example/app/key?secret=1"
     session.extra = {"ProtocolOption": {"CssCustomPushUrl": custom}}
     cdn = replace(stack.settings, rtmp_push_hosts="cdn.example")  # allowed by the operator
-    assert push_url(session, cdn) == custom == play_url(session, cdn)
+    target = session.output_target()
+    assert push_url(target, cdn) == custom == play_url(target, cdn)
     session.extra = {"ProtocolOption": {"CssCustomPushUrl": "http://nope"}}
     with pytest.raises(RequestError, match="rtmp://"):
-        push_url(session, bare)
+        push_url(session.output_target(), bare)
     # Through the API: a server without an ingest refuses rtmp without a push URL.
     c = stack.client
     with pytest.raises(ApiError) as api_err:

@@ -1,7 +1,9 @@
 """A drive channel on a real engine, with a frame loop the test turns by hand.
 
-No live stream: the test calls `engine.next_frame()` then `channel.on_frame(frame)`, which is
-exactly what the live stream does after each frame is published. The clock is a
+No live stream: the channel drives the engine through the in-process handle (`LocalHost`
+over the engine's `EngineControls`), and the test calls `engine.next_frame()` then
+`channel.on_frame(frame)`, which is exactly what the session host does after each frame is
+published. The clock is a
 `ManualClock(auto_advance=False)`: its sleepers wake only when the test advances it (the default
 `sleep_until` jumps time forward, which suits offline rendering but would fire every timer at
 once).
@@ -21,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.host import EngineControls
 from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.sessions.drive import DriveChannel
+from avatarcast.sessions.handle import LocalHost
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
@@ -89,8 +93,13 @@ class Harness:
         )
         self.settings = replace(Settings(), **settings)
         self.activity = 0
+        self.controls = EngineControls(self.engine)
         self.channel = DriveChannel(
-            self.session, self.engine, self.settings, self.clock, on_activity=self._touch
+            self.session,
+            LocalHost(self.controls),
+            self.settings,
+            self.clock,
+            on_activity=self._touch,
         )
         self.session.drive = self.channel
         self.out: list[dict[str, Any]] = []

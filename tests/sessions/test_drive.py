@@ -334,7 +334,7 @@ async def test_heartbeat_renews_activity_without_reply_and_sei_is_kept(
     assert h.activity == 1
     r = REQ[24]
     await h.send(audio(r, 1, speech[:CHUNK], VideoSeiInfo='{"slide": 3}'))
-    assert h.channel.sei_info(r) == '{"slide": 3}'
+    assert h.controls.sei_info(r) == '{"slide": 3}'
     bad = await h.send(audio(r, 2, speech[:CHUNK], VideoSeiInfo=7))
     assert bad[0]["ErrorCode"] == 100001 and "VideoSeiInfo" in bad[0]["ErrorMessage"]
     await h.channel.close()

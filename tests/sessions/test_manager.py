@@ -123,12 +123,16 @@ def test_live_stream_failure_after_ready_fails_the_session(tmp_path: Path) -> No
             if s.status is SessionStatus.READY:
                 break
             await asyncio.sleep(0.05)
-        assert s.status is SessionStatus.READY and s.engine is not None and s.live is not None
+        assert (
+            s.status is SessionStatus.READY
+            and s.host.host.engine is not None
+            and s.host.host.live is not None
+        )
 
         def broken() -> None:
             raise RuntimeError("renderer exploded")
 
-        s.engine.next_frame = broken  # type: ignore[method-assign,assignment]
+        s.host.host.engine.next_frame = broken  # type: ignore[method-assign,assignment]
         for _ in range(100):
             if s.status is SessionStatus.FAILED:
                 break

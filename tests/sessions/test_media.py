@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatarcast.sessions.media import attach_media, build_engine, detach_media
+from avatarcast.engine.host import build_engine
+from avatarcast.sessions.media import attach_media, detach_media
 from avatarcast.sessions.session import Session
 from avatarcast.settings import Settings
 from avatarcast.speech import tts
@@ -28,7 +29,7 @@ def test_tts_backend_setting_is_the_backend_the_session_speaks_with(
 
     async def spoken(backend: str) -> np.ndarray:
         settings = Settings(data_dir=tmp_path, tts_backend=backend).validate()
-        engine = await build_engine(session, settings)
+        engine = await asyncio.to_thread(build_engine, session.host_spec(), settings)
         assert engine.tts is tts.get_backend(backend)
         return engine.say_text(TEXT).pcm
 
@@ -45,9 +46,9 @@ def _speech_kbps(bitrate_kbps: int, tmp_path: Path, speech: np.ndarray) -> float
 
     async def main() -> float:
         await attach_media(session, settings, ManualClock(100.0))
-        assert session.live is not None and session.engine is not None
-        sub = session.live.audio.subscribe(max_queue=10_000)
-        session.engine.say_audio(speech)
+        assert session.host.host.live is not None and session.host.host.engine is not None
+        sub = session.host.host.live.audio.subscribe(max_queue=10_000)
+        session.host.host.engine.say_audio(speech)
         n_frames = -(-speech.size // 640)
         sizes: list[int] = []
         while len(sizes) < 2 * n_frames:  # the speech's 20 ms packets, from its first sound

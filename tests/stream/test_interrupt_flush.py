@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import REST, Engine, EngineFrame
 from avatarcast.sessions.media import attach_media, detach_media
 from avatarcast.sessions.session import Session, SessionStatus
@@ -30,7 +31,6 @@ from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import ManualClock
 from avatarcast.stream.encoder import VideoOptions
-from avatarcast.stream.live import LiveStream
 from avatarcast.stream.webrtc import H264Track, OpusTrack
 
 FRAME_S = 0.04
@@ -100,7 +100,7 @@ def test_interrupt_flushes_the_viewer_queues_of_a_session(
     async def main() -> None:
         clock = ManualClock(100.0, auto_advance=False)
         await attach_media(session, settings, clock)
-        live, engine, drive = session.live, session.engine, session.drive
+        live, engine, drive = session.host.host.live, session.host.host.engine, session.drive
         assert live is not None and engine is not None and drive is not None
         frames = Frames(live)
         sent: list[dict[str, Any]] = []

@@ -22,6 +22,7 @@ from livekit.api.access_token import Claims
 
 from avatarcast.api.codes import wire_code
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState, YuvFrame
@@ -32,7 +33,6 @@ from avatarcast.settings import Settings
 from avatarcast.stream import livekit
 from avatarcast.stream.clock import ManualClock, MonotonicClock
 from avatarcast.stream.encoder import VideoOptions
-from avatarcast.stream.live import LiveStream
 
 KEY, SECRET = "APIdevkey", "a-test-secret-that-is-long-enough-for-hs256"
 SETTINGS = Settings(
@@ -104,7 +104,7 @@ def test_publisher_and_viewer_tokens_carry_their_grants() -> None:
 
 def test_play_url_carries_server_room_and_a_viewer_token() -> None:
     session = _session(RoomName="lobby")
-    url = livekit.play_url(session, SETTINGS)
+    url = livekit.play_url(session.output_target(), SETTINGS)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == SETTINGS.livekit_url
     q = parse_qs(parts.query)
@@ -115,10 +115,12 @@ def test_play_url_carries_server_room_and_a_viewer_token() -> None:
     assert claims.video.can_publish is False
 
     # Default room: the session's own; a URL that has a query already gets '&'.
-    q2 = parse_qs(urlsplit(livekit.play_url(_session(), SETTINGS)).query)
+    q2 = parse_qs(urlsplit(livekit.play_url(_session().output_target(), SETTINGS)).query)
     assert q2["room"] == [f"avatarcast-{session.id}"]
     with_query = Settings(**{**SETTINGS.__dict__, "livekit_url": "wss://lk.test/?region=eu"})
-    assert "/?region=eu&room=avatarcast-" in livekit.play_url(_session(), with_query)
+    assert "/?region=eu&room=avatarcast-" in livekit.play_url(
+        _session().output_target(), with_query
+    )
 
 
 def test_unconfigured_server_and_bad_room_are_100001() -> None:
@@ -128,13 +130,13 @@ def test_unconfigured_server_and_bad_room_are_100001() -> None:
         Settings(livekit_url="rtmp://x", livekit_api_key=KEY, livekit_api_secret=SECRET),
     ):
         with pytest.raises(RequestError, match="LiveKit is not configured") as info:
-            livekit.play_url(_session(), settings)
+            livekit.play_url(_session().output_target(), settings)
         assert wire_code(info.value) == 100001
         assert not livekit.configured(settings)
     assert livekit.configured(SETTINGS)
     for bad in ("", 42, "r" * 129):
         with pytest.raises(RequestError, match="RoomName"):
-            livekit.play_url(_session(RoomName=bad), SETTINGS)
+            livekit.play_url(_session(RoomName=bad).output_target(), SETTINGS)
 
 
 def test_createsession_trtc_without_livekit_settings_fails_at_once(tmp_path: Path) -> None:
@@ -385,11 +387,11 @@ def test_trtc_session_with_unreachable_server_comes_up_and_reports(tmp_path: Pat
         q = parse_qs(urlsplit(s.play_url).query)
         assert q["room"] == ["stage"]
         await until(lambda: s.status is SessionStatus.READY, 15, "the session to be ready")
-        (out,) = s.outputs
+        (out,) = s.host.host.outputs
         await until(lambda: out.status()["failures"] >= 1, 10, "a failed join")
         st = out.status()
         assert st["name"] == "livekit" and st["identity"] == "bob" and st["room"] == "stage"
-        assert s.live is not None and s.live.running
+        assert s.host.host.live is not None and s.host.host.live.running
         await manager.close_all()
         assert out.status()["state"] == "stopped"
         store.close()

@@ -9,15 +9,13 @@ import pytest
 
 from avatarcast.api.codes import wire_code
 from avatarcast.errors import RequestError
-from avatarcast.sessions.session import Session
 from avatarcast.settings import Settings
 from avatarcast.stream.rtmp import push_url
+from avatarcast.stream.target import OutputTarget
 
 
-def _session(url: str) -> Session:
-    s = Session("s1", "k", "u", "default", "rtmp", 3)
-    s.extra = {"ProtocolOption": {"CssCustomPushUrl": url}}
-    return s
+def _session(url: str) -> OutputTarget:
+    return OutputTarget("s1", "u", {"CssCustomPushUrl": url})
 
 
 @pytest.fixture

@@ -37,22 +37,22 @@ def test_recording_is_a_complete_mp4_of_the_session(tmp_path: Path) -> None:
 
     async def main() -> tuple[int, int]:
         await attach_media(session, settings, MonotonicClock())
-        assert session.live is not None and session.engine is not None
-        (rec,) = [o for o in session.outputs if isinstance(o, RecordOutput)]
+        assert session.host.host.live is not None and session.host.host.engine is not None
+        (rec,) = [o for o in session.host.host.outputs if isinstance(o, RecordOutput)]
         ended: list[int] = []
-        session.live.frame_listeners.append(
+        session.host.host.live.frame_listeners.append(
             lambda f: ended.extend(f.index for e, _ in f.events if e is SpeechEvent.END)
         )
         await until(lambda: rec.frames >= 12, "half a second recorded")  # silent so far
-        session.engine.push_audio(speech, "utt-1")
-        session.engine.end_audio()
+        session.host.host.engine.push_audio(speech, "utt-1")
+        session.host.host.engine.end_audio()
         await until(lambda: bool(ended), "the speech's last frame")
-        last = session.live.frames_sent
+        last = session.host.host.live.frames_sent
         await until(lambda: rec.frames >= last - 10, "the recorder to catch up")
         assert rec.status()["state"] == "recording"
         assert not rec.path.exists() and rec.part.exists()  # not final before close
         await detach_media(session)
-        return rec.frames, session.live.frames_sent
+        return rec.frames, session.host.host.live.frames_sent
 
     recorded, produced = asyncio.run(main())
     path = settings.record_path / "rec1.mp4"

@@ -9,8 +9,7 @@ import numpy as np
 from avatarcast.engine.timeline import EngineFrame, SpeechEvent
 from avatarcast.render.frame import YuvFrame
 from avatarcast.speech.visemes import MouthPose, Shape
-from avatarcast.stream.encoder import H264Encoder, VideoOptions
-from avatarcast.stream.live import encode_h264, with_sei
+from avatarcast.stream.encoder import H264Encoder, VideoOptions, encode_h264
 from avatarcast.stream.sei import (
     SEI_UUID,
     build_sei_nal,
@@ -21,6 +20,7 @@ from avatarcast.stream.sei import (
     sei_payload,
     split_annexb,
     unescape,
+    with_sei,
 )
 
 

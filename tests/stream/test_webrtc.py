@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState
@@ -33,7 +34,6 @@ from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import MouthPose, Shape
 from avatarcast.stream.clock import MonotonicClock
 from avatarcast.stream.encoder import VideoOptions
-from avatarcast.stream.live import LiveStream
 from avatarcast.stream.webrtc import WebRtcOutput, use_host_addresses
 
 SETTINGS = Settings(ice_host_addresses="127.0.0.1")  # loopback only; no ICE servers

@@ -117,7 +117,7 @@ async def stat_session(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
         "ErrorCode": s.error_code,
         "ErrorMessage": s.error_message,
         # Ours: the state of each extra output (RTMP push, LiveKit, recorder).
-        "Outputs": [o.status() for o in s.outputs],
+        "Outputs": s.media_status()["Outputs"],
     }
 
 

@@ -52,7 +52,7 @@ from avatarcast.api.context import ApiContext
 from avatarcast.avatars.jobs import asset_owner
 from avatarcast.avatars.registry import available_avatars, load_avatar
 from avatarcast.errors import AvatarcastError
-from avatarcast.sessions import outputs
+from avatarcast.stream import outputs
 
 log = logging.getLogger(__name__)
 

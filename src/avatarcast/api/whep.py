@@ -14,7 +14,6 @@ Trickle ICE (PATCH) is not offered: Starlette answers 405, which WHEP clients ac
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 
@@ -25,7 +24,6 @@ from starlette.routing import BaseRoute, Route
 from avatarcast.api.context import ApiContext
 from avatarcast.errors import QuotaError, RequestError, SessionClosed
 from avatarcast.sessions.session import Session, SessionStatus
-from avatarcast.stream.webrtc import WebRtcOutput
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +57,7 @@ def _token_of(request: Request) -> str:
     return token
 
 
-class _Outputs:
-    """One `WebRtcOutput` per live stream, created by its first viewer, dropped when it ends."""
-
-    def __init__(self, ctx: ApiContext) -> None:
-        self.ctx = ctx
-        self._by_session: dict[str, WebRtcOutput] = {}
-
-    def of(self, session: Session) -> WebRtcOutput | None:
-        out = self._by_session.get(session.id)
-        if out is not None and (out.closed or out.live is not session.live):
-            del self._by_session[session.id]
-            out = None
-        if out is None and session.live is not None and not session.live.closed:
-            out = WebRtcOutput(session.live, self.ctx.settings)
-            out.on_closed = functools.partial(self._forget, session.id, out)
-            self._by_session[session.id] = out
-        return out
-
-    def _forget(self, session_id: str, out: WebRtcOutput) -> None:
-        # The live stream ended and the output closed its viewers: drop it, so the registry
-        # holds only outputs of running streams.
-        if self._by_session.get(session_id) is out:
-            del self._by_session[session_id]
-
-    def existing(self, session_id: str) -> WebRtcOutput | None:
-        return self._by_session.get(session_id)
-
-
 def whep_routes(ctx: ApiContext) -> list[BaseRoute]:
-    outputs = _Outputs(ctx)
-
     async def offer(request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=PREFLIGHT)
@@ -117,11 +85,11 @@ def whep_routes(ctx: ApiContext) -> list[BaseRoute]:
             sdp = body.decode("utf-8")
         except UnicodeDecodeError:
             return _text(400, "offer is not UTF-8 text")
-        output = outputs.of(session)
-        if output is None:
+        host = session.host
+        if host is None:
             return _text(409, "session has no live stream")
         try:
-            answer, resource_id = await output.answer(sdp)
+            answer, resource_id = await host.whep_answer(sdp)
         except RequestError as exc:
             return _text(400, exc.message)
         except SessionClosed as exc:
@@ -138,8 +106,9 @@ def whep_routes(ctx: ApiContext) -> list[BaseRoute]:
     async def resource(request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=PREFLIGHT)
-        output = outputs.existing(request.path_params["session_id"])
-        if output is None or not await output.close(request.path_params["resource_id"]):
+        session = find_session(ctx, request.path_params["session_id"])
+        host = session.host if session is not None else None
+        if host is None or not await host.whep_close(request.path_params["resource_id"]):
             return _text(404, "no such viewer")
         return _text(200, "viewer closed")
 

@@ -20,14 +20,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
-from numpy.typing import NDArray
 
 from avatarcast import FRAME_RATE_HZ, SAMPLES_PER_FRAME
 from avatarcast.avatars.base import Avatar
 from avatarcast.errors import AudioInputError
+from avatarcast.media import Pcm, SpeechEvent
 from avatarcast.render.frame import YuvFrame
 from avatarcast.render.motion import IdleMotion
 from avatarcast.speech.audio_lipsync import StreamingLipSync, is_english, track_from_audio
@@ -36,13 +35,7 @@ from avatarcast.speech.text_stream import AlignedLipSync
 from avatarcast.speech.tts import PhonemeSpan, TtsBackend, Utterance
 from avatarcast.speech.visemes import REST, MouthPose, Shape
 
-Pcm = NDArray[np.int16]
-
-
-class SpeechEvent(StrEnum):
-    START = "start"  # this frame is the first one of an utterance
-    END = "end"  # this frame is the last one of an utterance
-    INTERRUPTED = "interrupted"  # the utterance was cut short before this frame
+__all__ = ["Engine", "EngineFrame", "Pcm", "SpeechEvent"]  # Pcm, SpeechEvent: avatarcast.media
 
 
 @dataclass(slots=True)

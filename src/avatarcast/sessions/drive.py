@@ -23,13 +23,12 @@ import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.api.codes import INTERNAL, wire_code
-from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import (
     AudioInputError,
     AvatarcastError,
@@ -41,7 +40,9 @@ from avatarcast.errors import (
     TtsError,
     WrongTime,
 )
+from avatarcast.media import FrameMeta
 from avatarcast.sessions.drive_messages import (
+    OUTPUT_NOTICE,
     AudioChunk,
     Command,
     FinalType,
@@ -61,7 +62,7 @@ from avatarcast.sessions.drive_messages import (
 from avatarcast.sessions.drive_outbox import Outbox, Sender
 from avatarcast.sessions.drive_state import Kind, Utterance
 from avatarcast.sessions.drive_status import Statuses
-from avatarcast.sessions.session import Session
+from avatarcast.sessions.handle import HostHandle
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import Clock
 
@@ -76,18 +77,37 @@ _FINAL_REASONS = {
 }
 
 
+class DriveOwner(Protocol):
+    """What the channel reads of its session (a `Session` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    @property
+    def started(self) -> bool: ...
+
+    @property
+    def voice(self) -> str | None: ...
+
+    @property
+    def stream_max_interval_ms(self) -> int: ...
+
+
 class DriveChannel:
     def __init__(
         self,
-        session: Session,
-        engine: Engine,
+        session: DriveOwner,
+        host: HostHandle,
         settings: Settings,
         clock: Clock,
         *,
         on_activity: Callable[[], None] = lambda: None,
     ) -> None:
         self._session = session
-        self._engine = engine
+        self._host = host
         self._settings = settings
         self._clock = clock
         self._on_activity = on_activity
@@ -101,12 +121,6 @@ class DriveChannel:
         self._out = Outbox(session.id)
         self._st = Statuses(session.id, self._out, self._forget)
         self._closed = False
-        if engine.language.strip().lower().startswith("en"):
-            # SEND_AUDIO may carry its words (Data.Text): have the aligner's decoder loaded
-            # before the first such chunk, not while the channel waits for it.
-            from avatarcast.speech.text_stream import prewarm
-
-            prewarm()
 
     # ---- transport side ---------------------------------------------------------------------
     @property
@@ -138,6 +152,10 @@ class DriveChannel:
         """An out-of-band message to the current socket (e.g. an output's state); not replayed."""
         self._out.post(msg)
 
+    def output_notice(self, event: dict[str, Any]) -> None:
+        """An output's state changed: a Type 10 notice (ours, docs/outputs.md)."""
+        self.notice({"Type": OUTPUT_NOTICE, "SessionId": self._session.id, **event})
+
     def detach(self, send: Sender) -> None:
         """The socket of `send` is gone (a no-op if it was already replaced)."""
         self._out.detach(send)
@@ -151,11 +169,6 @@ class DriveChannel:
         for u in self._known.values():
             self._cancel_timer(u)
         await self._out.close()
-
-    def sei_info(self, utterance_id: str | None) -> str | None:
-        """`VideoSeiInfo` of the utterance an engine frame belongs to (for the SEI writer)."""
-        u = self._st.uids.get(utterance_id) if utterance_id else None
-        return u.sei if u else None
 
     # ---- commands in --------------------------------------------------------------------------
     async def handle_raw(self, text: str) -> None:
@@ -230,7 +243,7 @@ class DriveChannel:
 
     async def _audio(self, req_id: str, chunk: AudioChunk) -> None:
         if chunk.seq is None:  # a bare {"Interrupt": true}
-            self._interrupt()
+            await self._interrupt()
             return
         u = self._known.get(req_id)
         if u is None:
@@ -239,7 +252,7 @@ class DriveChannel:
                 raise RequestError("Data.Audio is empty in the first chunk of an utterance")
             self._check_room(chunk.pcm.size, after_interrupt=chunk.interrupt)
             if chunk.interrupt:
-                self._interrupt()
+                await self._interrupt()
             self._open(u)
         else:
             u = self._existing(req_id, Kind.AUDIO, chunk.seq)
@@ -272,7 +285,7 @@ class DriveChannel:
     async def _text(self, req_id: str, req: TextRequest) -> None:
         if req_id in self._known:
             raise RequestError(f"ReqId {req_id} was already used by an earlier request")
-        self._interrupt()  # spec: a new text interrupts; an empty one only stops
+        await self._interrupt()  # spec: a new text interrupts; an empty one only stops
         if not req.text.strip():
             return
         u = Utterance(
@@ -280,36 +293,13 @@ class DriveChannel:
         )
         self._st.uids[req_id] = u  # before queueing: a frame may start it at once
         voice = req.voice or self._session.voice
-        # Wait only until the first sentence is queued: a natural voice makes long text
-        # sentence by sentence while it plays, and an Interrupt must not wait for all of it.
-        loop = asyncio.get_running_loop()
-        queued = asyncio.Event()
-
-        def on_queued() -> None:  # on the TTS thread
-            loop.call_soon_threadsafe(queued.set)
-
-        job = asyncio.ensure_future(
-            asyncio.to_thread(self._engine.say_text, req.text, voice, req_id, on_queued)
-        )
-        waiter = asyncio.ensure_future(queued.wait())
-        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if job.done() and job.exception() is not None and not queued.is_set():
-            exc = job.exception()
+        try:  # returns once the first sentence is queued (long text goes on meanwhile)
+            await self._host.say_text(req.text, voice, req_id, None)
+        except BaseException:
             del self._st.uids[req_id]
-            if isinstance(exc, AvatarcastError):
-                raise exc
-            raise TtsError(f"text-to-speech failed: {exc}") from exc
-        job.add_done_callback(self._log_late_tts_failure)
+            raise
         self._known[req_id] = u
         self._st.announce(u)
-
-    def _log_late_tts_failure(self, job: asyncio.Future[Any]) -> None:
-        """A sentence after the first failed: what was made plays; the request ends there."""
-        if not job.cancelled() and job.exception() is not None:
-            log.warning(
-                "session %s: text-to-speech stopped early: %s", self._session.id, job.exception()
-            )
 
     async def _stream(self, req_id: str, frag: TextFragment) -> None:
         u = self._known.get(req_id)
@@ -317,7 +307,7 @@ class DriveChannel:
             u = self._new(req_id, Kind.STREAM, frag.seq)
             u.voice = frag.voice
             if frag.interrupt:
-                self._interrupt()
+                await self._interrupt()
             self._open(u)
         else:
             u = self._existing(req_id, Kind.STREAM, frag.seq)
@@ -364,7 +354,7 @@ class DriveChannel:
             if not head.final:
                 return
             if head.kind is Kind.AUDIO:
-                await asyncio.to_thread(self._engine.end_audio)
+                await self._host.end_audio()
             self._inputs.popleft().feeding = False
             self._st.stream_done(head)
 
@@ -375,7 +365,7 @@ class DriveChannel:
             pcm = u.pending[0] if len(u.pending) == 1 else np.concatenate(u.pending)
             u.pending = []
             try:
-                await asyncio.to_thread(self._engine.push_audio, pcm, u.req_id, u.text)
+                await self._host.push_audio(pcm, u.req_id, u.text, u.sei)
             except AudioInputError:  # the engine's own bound is tighter than ours: keep it
                 u.pending = [pcm]
                 self._stuck = True
@@ -387,7 +377,7 @@ class DriveChannel:
             self._st.uids[uid] = u
             try:
                 voice = u.voice or self._session.voice
-                await asyncio.to_thread(self._engine.say_text, sentence, voice, uid)
+                await self._host.say_text(sentence, voice, uid, None)
             except Exception as exc:  # one unspeakable sentence must not end the stream
                 del self._st.uids[uid]
                 err = exc if isinstance(exc, AvatarcastError) else TtsError(str(exc))
@@ -411,13 +401,10 @@ class DriveChannel:
                 f"{limit_s:g} s; chunk dropped, send it again with the same Seq later"
             )
 
-    def _interrupt(self) -> None:
+    async def _interrupt(self) -> None:
         """Cut every request; each one's Over waits for a frame made after the cut."""
-        live = self._session.live
-        if self._engine.interrupt() and live is not None:
-            # Speech already encoded and queued for viewers must not play either. Only when
-            # something was cut: a text sent while idle should not cost an IDR.
-            live.flush()
+        # The host also drops what its outputs queued and not sent: cut speech never plays.
+        after = await self._host.interrupt()
         cut = [u for u in self._known.values() if not (u.over or u.cut)]
         for u in cut:
             u.cut = True
@@ -425,7 +412,7 @@ class DriveChannel:
                 u.final_type = FinalType.INTERRUPTED
             u.pending, u.sentences, u.text_rest, u.feeding = [], [], "", False
             self._cancel_timer(u)
-        self._st.cut(cut, self._engine.frame_index)
+        self._st.cut(cut, after)
         self._inputs.clear()
         self._stuck = False
 
@@ -463,7 +450,7 @@ class DriveChannel:
             await self._advance()
 
     # ---- frames → statuses ----------------------------------------------------------------
-    def on_frame(self, frame: EngineFrame) -> None:
+    def on_frame(self, frame: FrameMeta) -> None:
         """Called on the event loop for every frame right after it is on the stream."""
         if self._closed:
             return

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from avatarcast.engine.timeline import Pcm
 from avatarcast.errors import RequestError
+from avatarcast.media import Pcm
 from avatarcast.validate import JsonSyntaxError, check_free_text, check_name, loads
 
 MAX_MESSAGE_CHARS = 1 << 20  # far above a 160 ms chunk (6.8 kB of Base64) or a 4000-byte text
 MAX_TEXT_BYTES = 4000  # spec: Text ≤ 4000 bytes (UTF-8)
 MAX_SEI_BYTES = 4096  # one SEI NAL per frame; keep it well under a frame's size
+OUTPUT_NOTICE = 10  # ours: downstream message type of output notices (see docs/outputs.md)
 MAX_SENTENCE_CHARS = 600  # a streamed text with no punctuation is still spoken in pieces
 REQ_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
 
-from avatarcast.engine.timeline import Pcm
+from avatarcast.media import Pcm
 
 
 class Kind(Enum):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from avatarcast import SAMPLES_PER_FRAME
-from avatarcast.engine.timeline import EngineFrame, SpeechEvent
+from avatarcast.media import FrameMeta, SpeechEvent
 from avatarcast.sessions.drive_messages import FinalType, status_message
 from avatarcast.sessions.drive_outbox import Outbox
 from avatarcast.sessions.drive_state import Kind, Utterance
@@ -38,7 +38,7 @@ class Statuses:
         self._cut.extend(requests)
         self._cut_frame = next_frame_index
 
-    def on_frame(self, frame: EngineFrame) -> None:
+    def on_frame(self, frame: FrameMeta) -> None:
         interrupted = any(ev is SpeechEvent.INTERRUPTED for ev, _ in frame.events)
         if self._cut and (interrupted or frame.index >= self._cut_frame):
             cut, self._cut = self._cut, []

@@ -28,7 +28,6 @@ from avatarcast.errors import (
     TextInputError,
     UnknownAvatarError,
 )
-from avatarcast.sessions import outputs
 from avatarcast.sessions.media import MediaFactory, attach_media, detach_media
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
@@ -40,6 +39,7 @@ from avatarcast.sessions.session import (
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
+from avatarcast.stream import outputs
 from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class SessionManager:
 
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
-            return outputs.play_url(session, self.settings)
+            return outputs.play_url(session.protocol, session.output_target(), self.settings)
         # The WHEP module serves exactly this path; the token lets a viewer in without a key.
         return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
 
@@ -191,7 +191,7 @@ class SessionManager:
                 session.status = SessionStatus.READY
                 self._metered_at[session.id] = self.clock.now()
                 log.info("session %s ready", session.id)
-                if session.live is not None:
+                if session.host is not None:
                     self._watchers[session.id] = asyncio.create_task(
                         self._watch(session), name=f"watch-{session.id}"
                     )
@@ -202,14 +202,14 @@ class SessionManager:
         await detach_media(session)
 
     async def _watch(self, session: Session) -> None:
-        """A live stream that dies after ready fails its session (status 4, statsession says
-        why) and releases its media and quota; it never takes the server or others down."""
-        live = session.live
-        assert live is not None
-        await live.wait_closed()
+        """Media that dies after ready fails its session (status 4, statsession says why) and
+        releases its media and quota; it never takes the server or others down."""
+        host = session.host
+        assert host is not None
+        await host.wait_closed()
         self._watchers.pop(session.id, None)
-        if session.status is SessionStatus.READY and live.error is not None:
-            error = live.error
+        if session.status is SessionStatus.READY and host.error is not None:
+            error = host.error
             log.error("session %s: live stream failed: %s", session.id, error)
             self._end(session, SessionStatus.FAILED, wire_code(error), f"stream failed: {error}")
             await detach_media(session)

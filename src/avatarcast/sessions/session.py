@@ -2,8 +2,8 @@
 
 States (IVH `SessionStatus`): 3 preparing → 1 ready → 2 closed, or 3 → 4 failed.
 `started` (IVH `IsSessionStarted`) turns true at `startsession` and stays true.
-The media parts (engine, live stream, drive channel) are attached by the manager; this module
-knows nothing of HTTP.
+The media (`host`, a handle on the session's `SessionHost`) and the drive channel are
+attached by the manager; this module knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from avatarcast.engine.spec import HostSpec
+from avatarcast.stream.target import OutputTarget
+
 if TYPE_CHECKING:
-    from avatarcast.engine.timeline import Engine
     from avatarcast.sessions.drive import DriveChannel
-    from avatarcast.sessions.outputs import Output
-    from avatarcast.stream.live import LiveStream
+    from avatarcast.sessions.handle import HostHandle
 
 
 class SessionStatus(IntEnum):
@@ -56,14 +57,35 @@ class Session:
     extra: dict[str, Any] = field(default_factory=dict)  # ProtocolOption, ExtraInfo, ... as given
     play_url: str = ""  # PlayStreamAddr
     play_token: str = field(default_factory=lambda: uuid.uuid4().hex)  # in the WHEP URL
-    engine: Engine | None = None
-    live: LiveStream | None = None
+    host: HostHandle | None = None  # the media: engine, live stream, outputs, viewers
     drive: DriveChannel | None = None
-    outputs: list[Output] = field(default_factory=list)  # RTMP push, LiveKit, recorder
 
     @property
     def is_open(self) -> bool:
         return self.status in (SessionStatus.PREPARING, SessionStatus.READY)
+
+    def host_spec(self) -> HostSpec:
+        """What the session's media host needs to know (plain values)."""
+        option = self.extra.get("ProtocolOption")
+        return HostSpec(
+            session_id=self.id,
+            asset_key=self.asset_key,
+            protocol=self.protocol,
+            user_id=self.user_id,
+            alpha=self.alpha,
+            voice=self.voice,
+            protocol_option=dict(option) if isinstance(option, dict) else {},
+        )
+
+    def output_target(self) -> OutputTarget:
+        """Who the session's outputs stream for (play URLs are made from it)."""
+        return self.host_spec().target()
+
+    def media_status(self) -> dict[str, Any]:
+        """Outputs, frames sent, late frames, viewers: the media's own account."""
+        if self.host is None:
+            return {"Outputs": [], "FramesSent": 0, "LateFrames": 0, "Viewers": 0}
+        return self.host.status()
 
     @property
     def speak_status(self) -> str:

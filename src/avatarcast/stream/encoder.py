@@ -13,11 +13,18 @@ import av
 import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
 from numpy.typing import NDArray
 
 from avatarcast import FRAME_RATE_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
 from avatarcast.errors import EncoderError
+from avatarcast.media import Pcm
 from avatarcast.render.frame import YuvFrame
+
+VIDEO_CLOCK_HZ = 90_000  # RTP/MPEG video clock
+OPUS_FRAME_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, the usual WebRTC Opus packet
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
+AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE_HZ)
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,9 @@ class H264Encoder:
         assert isinstance(ctx, VideoCodecContext)
         return cls(ctx, opts)
 
-    def encode(self, frame: YuvFrame, pts: int) -> list[av.Packet]:
+    def encode(self, frame: YuvFrame, pts: int, keyframe: bool = False) -> list[av.Packet]:
+        """One frame in, its packets out (x264 zerolatency: at once); `keyframe` forces an
+        IDR (a closed GOP here), which restarts the keyint count."""
         if frame.width != self.opts.width or frame.height != self.opts.height:
             raise EncoderError(
                 f"frame is {frame.width}x{frame.height}, encoder expects "
@@ -71,6 +80,8 @@ class H264Encoder:
         vf = av.VideoFrame.from_ndarray(frame.data, format="yuv420p")
         vf.pts = pts
         vf.time_base = Fraction(1, self.opts.fps)
+        if keyframe:
+            vf.pict_type = PictureType.I
         try:
             return list(self.ctx.encode(vf))
         except av.error.FFmpegError as exc:
@@ -78,6 +89,58 @@ class H264Encoder:
 
     def flush(self) -> list[av.Packet]:
         return list(self.ctx.encode(None))
+
+
+def encode_h264(
+    enc: H264Encoder, frame: YuvFrame, index: int, keyframe: bool
+) -> tuple[av.Packet, ...]:
+    """Frame slot `index` encoded, an IDR when asked, packets stamped with 90 kHz pts."""
+    packets = enc.encode(frame, index, keyframe)
+    pts = index * VIDEO_CLOCK_HZ // enc.opts.fps
+    for p in packets:
+        p.pts = p.dts = pts
+        p.time_base = VIDEO_TIME_BASE
+    return tuple(packets)
+
+
+class OpusEncoder:
+    """Opus (libopus) of the 16 kHz mono timeline, once per session, 20 ms packets.
+
+    libopus takes 16 kHz input directly, so no resampling is needed; RTP still runs the
+    48 kHz Opus clock (aiortc converts the pts). Packets are re-stamped with the timeline's
+    pts because libopus shifts its own by the encoder's initial padding.
+    """
+
+    def __init__(self, bitrate_kbps: int = 32) -> None:
+        ctx = av.CodecContext.create("libopus", "w")
+        assert isinstance(ctx, AudioCodecContext)
+        ctx.sample_rate = SAMPLE_RATE_HZ
+        ctx.layout = "mono"
+        ctx.format = "s16"
+        ctx.bit_rate = bitrate_kbps * 1000
+        ctx.time_base = AUDIO_TIME_BASE
+        # Speech; constrained VBR keeps the rate near `bitrate_kbps`: unconstrained, libopus
+        # spent ~103 kbps on espeak speech at a 64 kbps target (16 kHz mono, measured).
+        ctx.options = {"application": "voip", "vbr": "constrained"}
+        self.ctx = ctx
+
+    def encode(self, pcm: Pcm, first_sample: int) -> tuple[av.Packet, ...]:
+        out: list[av.Packet] = []
+        for k in range(0, pcm.size, OPUS_FRAME_SAMPLES):
+            chunk = pcm[k : k + OPUS_FRAME_SAMPLES]
+            af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            af.sample_rate = SAMPLE_RATE_HZ
+            af.pts = first_sample + k
+            af.time_base = AUDIO_TIME_BASE
+            try:
+                packets = self.ctx.encode(af)
+            except av.error.FFmpegError as exc:
+                raise EncoderError(f"Opus encoding failed: {exc}") from exc
+            for p in packets:  # libopus gives exactly one packet per 20 ms frame
+                p.pts = p.dts = first_sample + k
+                p.time_base = AUDIO_TIME_BASE
+                out.append(p)
+        return tuple(out)
 
 
 class AacEncoder:

@@ -48,15 +48,15 @@ with warnings.catch_warnings():
     from livekit import api, rtc
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.engine.timeline import EngineFrame, Pcm
 from avatarcast.errors import RequestError
+from avatarcast.media import Pcm
 from avatarcast.render.frame import YuvFrame
 from avatarcast.stream.fanout import FanOutClosed
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.session import Session
     from avatarcast.settings import Settings
-    from avatarcast.stream.live import LiveStream
+    from avatarcast.stream.packets import MediaSource, RawFrame
+    from avatarcast.stream.target import OutputTarget
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,11 @@ def configured(settings: Settings) -> bool:
     return True
 
 
-def room_name(session: Session) -> str:
+def room_name(target: OutputTarget) -> str:
     """`ProtocolOption.RoomName`, or a room of the session's own."""
-    option = session.extra.get("ProtocolOption") or {}
-    name = option.get(ROOM_OPTION) if isinstance(option, dict) else None
+    name = target.option(ROOM_OPTION)
     if name is None:
-        return f"avatarcast-{session.id}"
+        return f"avatarcast-{target.session_id}"
     if not isinstance(name, str) or not 0 < len(name) <= MAX_ROOM_CHARS:
         raise RequestError(
             f"ProtocolOption.{ROOM_OPTION} must be a string of 1..{MAX_ROOM_CHARS} characters"
@@ -118,8 +117,8 @@ def room_name(session: Session) -> str:
     return name
 
 
-def viewer_identity(session: Session) -> str:
-    return f"viewer-{session.id}"
+def viewer_identity(target: OutputTarget) -> str:
+    return f"viewer-{target.session_id}"
 
 
 def publisher_token(cfg: LiveKitConfig, room: str, identity: str) -> str:
@@ -151,11 +150,11 @@ def viewer_token(cfg: LiveKitConfig, room: str, identity: str) -> str:
     )
 
 
-def play_url(session: Session, settings: Settings) -> str:
+def play_url(target: OutputTarget, settings: Settings) -> str:
     """PlayStreamAddr: `<livekit_url>?room=<room>&token=<viewer token>`."""
     cfg = config(settings)
-    room = room_name(session)
-    query = urlencode({"room": room, "token": viewer_token(cfg, room, viewer_identity(session))})
+    room = room_name(target)
+    query = urlencode({"room": room, "token": viewer_token(cfg, room, viewer_identity(target))})
     return f"{cfg.url}{'&' if urlsplit(cfg.url).query else '?'}{query}"
 
 
@@ -173,9 +172,7 @@ def audio_frame(pcm: Pcm) -> rtc.AudioFrame:
 
 
 # ---- the per-frame hook ----------------------------------------------------------------------
-def attach_frame_listener(
-    live: LiveStream, fn: Callable[[EngineFrame], None]
-) -> Callable[[], None]:
+def attach_frame_listener(live: MediaSource, fn: Callable[[RawFrame], None]) -> Callable[[], None]:
     """Get every engine frame after it is published; returns the detach function."""
     live.frame_listeners.append(fn)
 
@@ -194,7 +191,7 @@ class LiveKitOutput:
 
     def __init__(
         self,
-        live: LiveStream,
+        live: MediaSource,
         cfg: LiveKitConfig,
         room: str,
         identity: str,
@@ -288,7 +285,7 @@ class LiveKitOutput:
         }
 
     # ---- media -------------------------------------------------------------------------------
-    def _on_frame(self, frame: EngineFrame) -> None:
+    def _on_frame(self, frame: RawFrame) -> None:
         """On the event loop, once per frame: capture is a synchronous ~0.1 ms FFI copy."""
         if not self.publishing or self._video_source is None:
             return  # nobody to send to: skip the copy
@@ -398,12 +395,12 @@ class LiveKitOutput:
                 await asyncio.wait_for(room.disconnect(), 5.0)
 
 
-def make_output(session: Session, settings: Settings, live: LiveStream) -> LiveKitOutput:
+def make_output(target: OutputTarget, settings: Settings, live: MediaSource) -> LiveKitOutput:
     cfg = config(settings)  # raises 100001 if unconfigured (normally caught by play_url first)
     return LiveKitOutput(
         live,
         cfg,
-        room_name(session),
-        session.user_id,
+        room_name(target),
+        target.user_id,
         video_bitrate_kbps=settings.video_bitrate_kbps,
     )

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avatarcast.stream.fanout import FanOutClosed, Subscription
-from avatarcast.stream.live import AudioChunk, LiveStream, VideoPacket
+from avatarcast.stream.packets import AudioChunk, MediaSource, VideoPacket
 from avatarcast.stream.remux import LiveMuxer, SerialWorker, access_unit
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.session import Session
     from avatarcast.settings import Settings
+    from avatarcast.stream.target import OutputTarget
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class RecordOutput:
     name = "record"
 
     def __init__(
-        self, live: LiveStream, path: Path, *, audio_bitrate_kbps: int = 64, session_id: str = ""
+        self, live: MediaSource, path: Path, *, audio_bitrate_kbps: int = 64, session_id: str = ""
     ) -> None:
         self.live = live
         self.path = path
@@ -152,10 +152,10 @@ class RecordOutput:
         return True
 
 
-def make_output(session: Session, settings: Settings, live: LiveStream) -> RecordOutput:
+def make_output(target: OutputTarget, settings: Settings, live: MediaSource) -> RecordOutput:
     return RecordOutput(
         live,
-        settings.record_path / f"{session.id}.mp4",
+        settings.record_path / f"{target.session_id}.mp4",
         audio_bitrate_kbps=settings.audio_bitrate_kbps,
-        session_id=session.id,
+        session_id=target.session_id,
     )

@@ -34,7 +34,7 @@ from av.audio.codeccontext import AudioCodecContext
 
 from avatarcast import SAMPLES_PER_FRAME
 from avatarcast.stream.encoder import AacEncoder
-from avatarcast.stream.live import VIDEO_CLOCK_HZ, VIDEO_TIME_BASE, AudioChunk, VideoPacket
+from avatarcast.stream.packets import VIDEO_CLOCK_HZ, VIDEO_TIME_BASE, AudioChunk, VideoPacket
 
 log = logging.getLogger(__name__)
 

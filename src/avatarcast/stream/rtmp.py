@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 
 from avatarcast.errors import RequestError
 from avatarcast.stream.fanout import FanOutClosed, Subscription
-from avatarcast.stream.live import AudioChunk, LiveStream, VideoPacket
+from avatarcast.stream.packets import AudioChunk, MediaSource, VideoPacket
 from avatarcast.stream.remux import LiveMuxer, SerialWorker, access_unit
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.session import Session
     from avatarcast.settings import Settings
+    from avatarcast.stream.target import OutputTarget
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,11 @@ VIDEO_QUEUE = 50  # 2 s of frames waiting for the writer; beyond that, skip to a
 AUDIO_QUEUE = 100
 STALL_S = 5.0  # a write blocked this long is reported as stalled
 STOP_WAIT_S = 5.0
-OUTPUT_NOTICE = 10  # ours: downstream message type of output notices (see docs/outputs.md)
 
 
 # ---- URLs ------------------------------------------------------------------------------------
-def _custom_url(session: Session) -> str:
-    option = session.extra.get("ProtocolOption") or {}
-    url = option.get("CssCustomPushUrl") if isinstance(option, dict) else None
+def _custom_url(target: OutputTarget) -> str:
+    url = target.option("CssCustomPushUrl")
     return url.strip() if isinstance(url, str) else ""
 
 
@@ -87,9 +85,9 @@ def check_push_host(url: str, settings: Settings) -> None:
         )
 
 
-def push_url(session: Session, settings: Settings) -> str:
+def push_url(target: OutputTarget, settings: Settings) -> str:
     """Where this session's stream is pushed; RequestError (100001) if nowhere."""
-    custom = _custom_url(session)
+    custom = _custom_url(target)
     if custom:
         if not custom.startswith(("rtmp://", "rtmps://")):
             raise RequestError("ProtocolOption.CssCustomPushUrl must be an rtmp:// URL")
@@ -100,15 +98,16 @@ def push_url(session: Session, settings: Settings) -> str:
             "Protocol rtmp needs ProtocolOption.CssCustomPushUrl: this server has no RTMP "
             "ingest configured (setting rtmp_ingest_url)"
         )
-    return f"{settings.rtmp_ingest_url.rstrip('/')}/{session.id}"
+    return f"{settings.rtmp_ingest_url.rstrip('/')}/{target.session_id}"
 
 
-def play_url(session: Session, settings: Settings) -> str:
+def play_url(target: OutputTarget, settings: Settings) -> str:
     """PlayStreamAddr of an rtmp session."""
-    url = push_url(session, settings)
-    if _custom_url(session) or not settings.rtmp_play_url_template:
+    url = push_url(target, settings)
+    if _custom_url(target) or not settings.rtmp_play_url_template:
         return url
-    return settings.rtmp_play_url_template.format(stream_key=session.id, session_id=session.id)
+    sid = target.session_id
+    return settings.rtmp_play_url_template.format(stream_key=sid, session_id=sid)
 
 
 def redact(url: str) -> str:
@@ -122,16 +121,16 @@ class RtmpOutput:
 
     def __init__(
         self,
-        live: LiveStream,
+        live: MediaSource,
         url: str,
         *,
-        session: Session | None = None,
+        target: OutputTarget | None = None,
         reconnect_max_s: float = 10.0,
         audio_bitrate_kbps: int = 64,
     ) -> None:
         self.live = live
         self.url = url
-        self.session = session
+        self.target = target
         self.reconnect_max_s = max(RECONNECT_MIN_S, reconnect_max_s)
         self.audio_bitrate_kbps = audio_bitrate_kbps
         # Writer-thread state (read by status() from the loop: plain attribute reads).
@@ -162,7 +161,7 @@ class RtmpOutput:
         """Begin pushing; returns at once (connecting happens on the writer thread)."""
         self._video = self.live.video.subscribe(VIDEO_QUEUE)
         self._audio = self.live.audio.subscribe(AUDIO_QUEUE)
-        self._worker = SerialWorker(f"rtmp-{self.session.id if self.session else 'out'}")
+        self._worker = SerialWorker(f"rtmp-{self.target.session_id if self.target else 'out'}")
         self._task = asyncio.create_task(self._pump(), name="rtmp-pump")
         self.live.request_keyframe()  # the subscription starts at a keyframe: make it soon
 
@@ -234,15 +233,11 @@ class RtmpOutput:
         self._notice(text)
 
     def _notice(self, text: str, state: str | None = None) -> None:
-        drive = self.session.drive if self.session is not None else None
-        notice = getattr(drive, "notice", None)
-        if not callable(notice) or self.session is None:
+        if self.target is None:
             return
         with contextlib.suppress(Exception):  # a notice must never hurt the stream
-            notice(
+            self.target.notify(
                 {
-                    "Type": OUTPUT_NOTICE,
-                    "SessionId": self.session.id,
                     "Output": self.name,
                     # The event is newer than `self.state`, which the writer thread sets.
                     "State": state or self.state,
@@ -309,11 +304,11 @@ def configured(settings: Settings) -> bool:
     return bool(settings.rtmp_ingest_url)
 
 
-def make_output(session: Session, settings: Settings, live: LiveStream) -> RtmpOutput:
+def make_output(target: OutputTarget, settings: Settings, live: MediaSource) -> RtmpOutput:
     return RtmpOutput(
         live,
-        push_url(session, settings),
-        session=session,
+        push_url(target, settings),
+        target=target,
         reconnect_max_s=settings.rtmp_reconnect_max_s,
         audio_bitrate_kbps=settings.audio_bitrate_kbps,
     )

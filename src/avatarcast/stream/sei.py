@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from avatarcast.engine.timeline import EngineFrame, SpeechEvent
+import av
+
+from avatarcast.media import FrameMeta, SpeechEvent
 
 # uuid5(NAMESPACE_URL, "https://avatarcast/sei/v1") = e289d289-13d9-530d-9627-bea675320482,
 # fixed forever: readers match on it.
@@ -213,14 +215,15 @@ def find_sei(data: bytes, uuid: bytes = SEI_UUID, fmt: str = "auto") -> list[Sei
 # ---- the live stream's hook --------------------------------------------------------------------
 def sei_for_frames(
     lookup: Callable[[str | None], str | None],
-) -> Callable[[EngineFrame], bytes | None]:
-    """`LiveStream(sei_for=...)`: the SEI NAL of a frame, from `DriveChannel.sei_info`.
+) -> Callable[[FrameMeta], bytes | None]:
+    """`LiveStream(sei_for=...)`: the SEI NAL of a frame; `lookup` gives the `VideoSeiInfo`
+    of an utterance id (the session host keeps them).
 
     Runs on the session's worker thread before the frame is published, so the drive channel
     has not yet processed this frame's events (an utterance's END frame still finds it).
     """
 
-    def sei_for(frame: EngineFrame) -> bytes | None:
+    def sei_for(frame: FrameMeta) -> bytes | None:
         status = ""
         uid = frame.utterance_id
         for ev, ev_uid in frame.events:
@@ -236,3 +239,20 @@ def sei_for_frames(
         return build_sei_nal(sei_payload(info, status))
 
     return sei_for
+
+
+def with_sei(packets: tuple[av.Packet, ...], sei_nal: bytes) -> tuple[av.Packet, ...]:
+    """The frame's packets with `sei_nal` inserted before the first slice of the first one.
+
+    Packets are shared by every output once published, so a new packet replaces the
+    encoder's (same timestamps and key flag) rather than editing it.
+    """
+    if not packets:
+        return packets
+    first = packets[0]
+    out = av.Packet(insert_sei(bytes(first), sei_nal))
+    out.pts, out.dts = first.pts, first.dts
+    if first.time_base is not None:
+        out.time_base = first.time_base
+    out.is_keyframe = first.is_keyframe
+    return (out, *packets[1:])

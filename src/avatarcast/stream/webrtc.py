@@ -43,7 +43,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from avatarcast.errors import QuotaError, RequestError, SessionClosed
 from avatarcast.settings import Settings
 from avatarcast.stream.fanout import FanOutClosed, Subscription
-from avatarcast.stream.live import AudioChunk, LiveStream, VideoPacket
+from avatarcast.stream.packets import AudioChunk, MediaSource, VideoPacket
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class H264Track(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, live: LiveStream, queue_ms: int) -> None:
+    def __init__(self, live: MediaSource, queue_ms: int) -> None:
         super().__init__()
         self._live = live
         self._max_queue = max(2, queue_ms // FRAME_MS)
@@ -152,7 +152,7 @@ class OpusTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, live: LiveStream, queue_ms: int) -> None:
+    def __init__(self, live: MediaSource, queue_ms: int) -> None:
         super().__init__()
         self._live = live
         self._max_queue = max(2, queue_ms // FRAME_MS)
@@ -211,7 +211,7 @@ class WebRtcOutput:
 
     def __init__(
         self,
-        live: LiveStream,
+        live: MediaSource,
         settings: Settings,
         *,
         max_viewers: int = 32,

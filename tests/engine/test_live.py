@@ -11,13 +11,14 @@ import pytest
 
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
 from avatarcast.errors import EncoderError
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import ManualClock, MonotonicClock
 from avatarcast.stream.encoder import VideoOptions
 from avatarcast.stream.fanout import FanOutClosed
-from avatarcast.stream.live import AudioChunk, LiveStream, VideoPacket
+from avatarcast.stream.packets import AudioChunk, VideoPacket
 
 START = 100.0
 

@@ -1,4 +1,4 @@
-"""Outputs a session streams to besides its WHEP viewers, chosen by `Protocol` and settings.
+"""Outputs a stream goes to besides its WHEP viewers, chosen by `Protocol` and settings.
 
 Every session has a live stream that WebRTC viewers attach to. `Protocol: rtmp` adds an RTMP
 push, `Protocol: trtc` a LiveKit room participant; a recorder can be added to every session
@@ -7,8 +7,8 @@ encoded packets, so outputs know nothing of each other, and one that fails is de
 (and reported) without touching the session or the others.
 
 An output module provides three functions, named in `_MODULES`:
-    make_output(session, settings, live) -> Output
-    play_url(session, settings) -> str        # the PlayStreamAddr for that protocol
+    make_output(target, settings, source) -> Output
+    play_url(target, settings) -> str         # the PlayStreamAddr for that protocol
     configured(settings) -> bool              # whether the settings name where it goes
 The modules are imported on first use only: the LiveKit SDK loads a native library that a
 server without trtc sessions never needs. They are part of the package, so an import error is
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.session import Session
     from avatarcast.settings import Settings
-    from avatarcast.stream.live import LiveStream
+    from avatarcast.stream.packets import MediaSource
+    from avatarcast.stream.target import OutputTarget
 
 
 class Output(Protocol):
@@ -67,19 +67,21 @@ def configured(protocol: str, settings: Settings) -> bool:
     return bool(_function(protocol, "configured")(settings))
 
 
-def play_url(session: Session, settings: Settings) -> str:
+def play_url(protocol: str, target: OutputTarget, settings: Settings) -> str:
     """PlayStreamAddr of a non-WebRTC protocol (the WHEP URL is the manager's)."""
-    url: str = _function(session.protocol, "play_url")(session, settings)
+    url: str = _function(protocol, "play_url")(target, settings)
     return url
 
 
-def make_outputs(session: Session, settings: Settings, live: LiveStream) -> list[Output]:
-    """The outputs this session needs beyond WHEP viewers, not yet started."""
+def make_outputs(
+    protocol: str, target: OutputTarget, settings: Settings, source: MediaSource
+) -> list[Output]:
+    """The outputs a stream of `protocol` needs beyond WHEP viewers, not yet started."""
     outputs: list[Output] = []
-    if session.protocol in _MODULES:
-        outputs.append(_function(session.protocol, "make_output")(session, settings, live))
+    if protocol in _MODULES:
+        outputs.append(_function(protocol, "make_output")(target, settings, source))
     if settings.record_sessions:  # always-on audit recording, whatever the protocol
         from avatarcast.stream.record import make_output as make_recorder
 
-        outputs.append(make_recorder(session, settings, live))
+        outputs.append(make_recorder(target, settings, source))
     return outputs

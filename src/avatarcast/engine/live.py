@@ -41,132 +41,17 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from fractions import Fraction
 
-import av
-from av.audio.codeccontext import AudioCodecContext
-from av.video.frame import PictureType
-
-from avatarcast import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME
-from avatarcast.engine.timeline import Engine, EngineFrame, Pcm
+from avatarcast import SAMPLES_PER_FRAME
+from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import EncoderError
-from avatarcast.render.frame import YuvFrame
 from avatarcast.stream.clock import Clock, FramePacer
-from avatarcast.stream.encoder import H264Encoder, VideoOptions
+from avatarcast.stream.encoder import H264Encoder, OpusEncoder, VideoOptions, encode_h264
 from avatarcast.stream.fanout import FanOut
-from avatarcast.stream.sei import insert_sei
+from avatarcast.stream.packets import AudioChunk, RawFrame, VideoPacket
+from avatarcast.stream.sei import with_sei
 
 log = logging.getLogger(__name__)
-
-VIDEO_CLOCK_HZ = 90_000  # RTP/MPEG video clock
-OPUS_FRAME_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, the usual WebRTC Opus packet
-VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
-AUDIO_TIME_BASE = Fraction(1, SAMPLE_RATE_HZ)
-
-
-@dataclass(frozen=True, slots=True)
-class VideoPacket:
-    """The encoded picture of frame slot `index` (Annex B H.264, SPS/PPS on keyframes)."""
-
-    index: int
-    packets: tuple[av.Packet, ...]  # pts in 1/90000; shared by every viewer, never mutated
-    keyframe: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AudioChunk:
-    """The 40 ms of audio that belongs to frame slot `index`, raw and Opus-encoded."""
-
-    index: int
-    pcm: Pcm  # SAMPLES_PER_FRAME int16 samples at 16 kHz
-    opus: tuple[av.Packet, ...]  # two 20 ms packets, pts in 1/16000
-
-
-class OpusEncoder:
-    """Opus (libopus) of the 16 kHz mono timeline, once per session, 20 ms packets.
-
-    libopus takes 16 kHz input directly, so no resampling is needed; RTP still runs the
-    48 kHz Opus clock (aiortc converts the pts). Packets are re-stamped with the timeline's
-    pts because libopus shifts its own by the encoder's initial padding.
-    """
-
-    def __init__(self, bitrate_kbps: int = 32) -> None:
-        ctx = av.CodecContext.create("libopus", "w")
-        assert isinstance(ctx, AudioCodecContext)
-        ctx.sample_rate = SAMPLE_RATE_HZ
-        ctx.layout = "mono"
-        ctx.format = "s16"
-        ctx.bit_rate = bitrate_kbps * 1000
-        ctx.time_base = AUDIO_TIME_BASE
-        # Speech; constrained VBR keeps the rate near `bitrate_kbps`: unconstrained, libopus
-        # spent ~103 kbps on espeak speech at a 64 kbps target (16 kHz mono, measured).
-        ctx.options = {"application": "voip", "vbr": "constrained"}
-        self.ctx = ctx
-
-    def encode(self, pcm: Pcm, first_sample: int) -> tuple[av.Packet, ...]:
-        out: list[av.Packet] = []
-        for k in range(0, pcm.size, OPUS_FRAME_SAMPLES):
-            chunk = pcm[k : k + OPUS_FRAME_SAMPLES]
-            af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-            af.sample_rate = SAMPLE_RATE_HZ
-            af.pts = first_sample + k
-            af.time_base = AUDIO_TIME_BASE
-            try:
-                packets = self.ctx.encode(af)
-            except av.error.FFmpegError as exc:
-                raise EncoderError(f"Opus encoding failed: {exc}") from exc
-            for p in packets:  # libopus gives exactly one packet per 20 ms frame
-                p.pts = p.dts = first_sample + k
-                p.time_base = AUDIO_TIME_BASE
-                out.append(p)
-        return tuple(out)
-
-
-def encode_h264(
-    enc: H264Encoder, frame: YuvFrame, index: int, keyframe: bool
-) -> tuple[av.Packet, ...]:
-    """`enc.encode`, plus forcing an IDR when asked and stamping 90 kHz pts.
-
-    x264 with `zerolatency` has no lookahead and no B-frames: one packet out per frame in,
-    at once. A forced I picture is an IDR here (closed GOP), and restarts the keyint count.
-    """
-    if frame.width != enc.opts.width or frame.height != enc.opts.height:
-        raise EncoderError(
-            f"frame is {frame.width}x{frame.height}, encoder expects "
-            f"{enc.opts.width}x{enc.opts.height}"
-        )
-    vf = av.VideoFrame.from_ndarray(frame.data, format="yuv420p")
-    vf.pts = index
-    vf.time_base = Fraction(1, enc.opts.fps)
-    if keyframe:
-        vf.pict_type = PictureType.I
-    try:
-        packets = list(enc.ctx.encode(vf))
-    except av.error.FFmpegError as exc:
-        raise EncoderError(f"H.264 encoding failed: {exc}") from exc
-    pts = index * VIDEO_CLOCK_HZ // enc.opts.fps
-    for p in packets:
-        p.pts = p.dts = pts
-        p.time_base = VIDEO_TIME_BASE
-    return tuple(packets)
-
-
-def with_sei(packets: tuple[av.Packet, ...], sei_nal: bytes) -> tuple[av.Packet, ...]:
-    """The frame's packets with `sei_nal` inserted before the first slice of the first one.
-
-    Packets are shared by every output once published, so a new packet replaces the
-    encoder's (same timestamps and key flag) rather than editing it.
-    """
-    if not packets:
-        return packets
-    first = packets[0]
-    out = av.Packet(insert_sei(bytes(first), sei_nal))
-    out.pts, out.dts = first.pts, first.dts
-    if first.time_base is not None:
-        out.time_base = first.time_base
-    out.is_keyframe = first.is_keyframe
-    return (out, *packets[1:])
 
 
 class LiveStream:
@@ -190,7 +75,7 @@ class LiveStream:
         self.clock = clock
         self.on_frame = on_frame
         # Raw frames for outputs that encode themselves (LiveKit); called after on_frame.
-        self.frame_listeners: list[Callable[[EngineFrame], None]] = []
+        self.frame_listeners: list[Callable[[RawFrame], None]] = []
         # Called on the loop by `flush()`, after the fan-outs are emptied (outputs' own queues).
         self.flush_listeners: list[Callable[[], None]] = []
         self.sei_for = sei_for

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from avatarcast.sessions import outputs
 from avatarcast.settings import Settings
+from avatarcast.stream import outputs
 
 
 def test_protocols_are_supported_and_configured_from_the_settings() -> None:
