@@ -1,6 +1,7 @@
 """Live sessions on this machine: CPU per session, and their frame rate while an avatar builds.
 
     python benchmarks/sessions.py --json [--sessions 4] [--seconds 10] [--video-60s]
+    python benchmarks/sessions.py --json --idle [--sessions 16] [--seconds 10]
 
 Runs N live sessions in this process exactly as the server does (`Engine` → `LiveStream`:
 render, H.264 + Opus encode, real-time pacing on the wall clock; no network viewers), each
@@ -14,6 +15,12 @@ speaking the same text in a loop, on all cores. Two phases:
    `--video-60s` a 60 s 1920x1080 recording with sound. Reports the build's wall seconds and
    the sessions' frame rate and late (skipped) frames meanwhile. Goal (issue 6): sessions
    stay at 25 fps (late frames 0).
+
+`--idle` instead measures what an idle session costs (issue 13): N sessions nobody speaks to,
+first rendering and encoding every frame (`idle_loop_shared = false`), then N new sessions on
+the shared idle loop (encoded once, built before they start), each for `--seconds`, in one run.
+`cpu_s_per_session_s` = process CPU seconds / (wall seconds x sessions); the loop's encoded
+size and build CPU are reported too.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
 from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.engine.idle_loop import shared_loops
 from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine
 from avatarcast.speech.tts import get_backend
@@ -44,23 +52,33 @@ TEXT = (
 
 
 class Sessions:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, talk: bool = True, idle_loop: bool = False) -> None:
         self.avatar = load_avatar("default", None, 540, 960)
         self.tts = get_backend("espeak")
         self.streams: list[LiveStream] = []
         self.engines: list[Engine] = []
         self.n = n
+        self.talk = talk
+        self.idle_loop = idle_loop
 
     async def start(self) -> None:
         clock = MonotonicClock()
         for i in range(self.n):
             engine = Engine(self.avatar, seed=i, tts=self.tts)
-            live = LiveStream(engine, VideoOptions(width=540, height=960), clock, name=f"s{i}")
+            live = LiveStream(
+                engine,
+                VideoOptions(width=540, height=960),
+                clock,
+                idle_loop=self.idle_loop,
+                name=f"s{i}",
+            )
             await live.start()
             self.engines.append(engine)
             self.streams.append(live)
 
     def keep_talking(self) -> None:
+        if not self.talk:
+            return
         for engine in self.engines:
             if engine.idle():
                 engine.say_text(TEXT)
@@ -94,6 +112,37 @@ async def measure(sessions: Sessions, until: asyncio.Future[Job] | float) -> dic
         "late_frames": sum(b[1] - a[1] for a, b in zip(c0, c1, strict=True)),
         "cpu_cores_per_session": round(cpu / wall / sessions.n, 4),
     }
+
+
+async def run_idle(a: argparse.Namespace) -> dict[str, object]:
+    """Idle sessions, rendered and encoded vs on the shared loop, one after the other."""
+    out: dict[str, object] = {"sessions": a.sessions, "cores": len(os.sched_getaffinity(0))}
+    avatar = load_avatar("default", None, 540, 960)
+    cpu0 = time.process_time()
+    loop = shared_loops().get(avatar, VideoOptions(width=540, height=960), 32)
+    assert loop is not None and loop.wait_ready(300), "the idle loop was not built"
+    out["loop"] = {
+        "frames": loop.period_frames,
+        "keyframe_every": loop.keyframe_every,
+        "kbytes": round(loop.nbytes / 1024, 1),
+        "build_cpu_s": round(time.process_time() - cpu0, 2),
+    }
+    for name, shared in (("rendered", False), ("shared_loop", True)):
+        sessions = Sessions(a.sessions, talk=False, idle_loop=shared)
+        await sessions.start()
+        await measure(sessions, 2.0)  # warm-up: caches, encoders
+        m = await measure(sessions, a.seconds)
+        m["cpu_s_per_session_s"] = m.pop("cpu_cores_per_session")
+        m["frames_from_loop"] = sum(s.loop_frames for s in sessions.streams)
+        await sessions.stop()
+        out[name] = m
+    rendered, looped = out["rendered"], out["shared_loop"]
+    assert isinstance(rendered, dict) and isinstance(looped, dict)
+    out["cost_ratio"] = round(
+        looped["cpu_s_per_session_s"] / max(rendered["cpu_s_per_session_s"], 1e-9), 4
+    )
+    out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 async def run(a: argparse.Namespace) -> dict[str, object]:
@@ -151,8 +200,11 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the 'alone' phase")
     ap.add_argument("--video-60s", action="store_true", help="build a 60 s 1080p video")
+    ap.add_argument(
+        "--idle", action="store_true", help="idle cost per session, with and without sharing"
+    )
     a = ap.parse_args()
-    out = asyncio.run(run(a))
+    out = asyncio.run(run_idle(a) if a.idle else run(a))
     if a.json:
         print(json.dumps(out))
     else:

@@ -57,6 +57,13 @@ class Settings:
     x264_preset: str = field(default="ultrafast", metadata=_help("libx264 preset"))
     video_bitrate_kbps: int = field(default=1500, metadata=_help("H.264 target bitrate"))
     keyframe_interval_s: float = field(default=2.0, metadata=_help("maximum GOP length"))
+    idle_loop_shared: bool = field(
+        default=True,
+        metadata=_help(
+            "idle sessions play an idle loop encoded once per avatar (shared) instead of "
+            "rendering and encoding every frame"
+        ),
+    )
     audio_bitrate_kbps: int = field(
         default=64, metadata=_help("audio bitrate of every output (WebRTC Opus, RTMP/MP4 AAC)")
     )

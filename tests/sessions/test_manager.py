@@ -133,6 +133,8 @@ def test_live_stream_failure_after_ready_fails_the_session(tmp_path: Path) -> No
             raise RuntimeError("renderer exploded")
 
         s.host.host.engine.next_frame = broken  # type: ignore[method-assign,assignment]
+        # an idle session on the shared idle loop makes its frames with this one
+        s.host.host.engine.skip_idle_frame = broken  # type: ignore[method-assign,assignment]
         for _ in range(100):
             if s.status is SessionStatus.FAILED:
                 break

@@ -186,6 +186,7 @@ class SessionHost:
             on_frame=self._on_frame,
             sei_for=sei_for_frames(controls.sei_info),
             audio_bitrate_kbps=self.settings.audio_bitrate_kbps,
+            idle_loop=self.settings.idle_loop_shared,
             name=f"live-{self.spec.session_id[:8]}",
         )
         controls.flush = live.flush

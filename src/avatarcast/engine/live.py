@@ -27,6 +27,24 @@ subscribers of the video skip to a keyframe after a flush. So the first frame an
 gets after an interrupt is made after it: the closed mouth, with silence. Outputs that keep
 a queue of their own (LiveKit's SDK buffer) empty it from `flush_listeners`.
 
+Idle loop (`idle_loop=True`, the `idle_loop_shared` setting): while the engine is idle, a slot
+publishes the shared loop's packets for the phase the engine is at (`avatarcast.engine.idle_loop`),
+restamped with the slot's pts, without rendering or encoding: `engine.skip_idle_frame()`
+advances the engine (same index, events and silence as a rendered idle frame). The engine's
+idle motion is the loop's, so its phases match. Switches:
+- onto the loop only at a loop keyframe phase (an IDR with SPS/PPS): from the start of the
+  stream, or after speech once the engine is idle again (at most `KEYFRAME_EVERY` frames of
+  live rendering after the last word, `idle_loop.KEYFRAME_EVERY`);
+- off the loop when speech has a frame ready: that frame is rendered and encoded as an IDR by
+  the session's own encoder, with the motion of that phase (no jump);
+- a keyframe request (a viewer joined) or a flush while on the loop: served at once, by the
+  loop's own keyframe if this phase is one, else by leaving the loop for a live IDR (and
+  rejoining at the next loop keyframe phase).
+The phase follows the engine's frame index, not the slot: a skipped slot (below) skips no
+loop frame, so every published P-frame's reference was published before it. Frame listeners
+(LiveKit) still get each frame's picture: a loop frame is rendered for them (on the worker
+thread), never encoded. SEI is inserted into loop packets as into live ones.
+
 Late frames: if the loop falls more than `max_burst_frames` slots behind (a stalled machine),
 it skips to the slot due now instead of bursting every missed frame, and counts the skipped
 slots in `late_frames`. Nothing drifts: the next deadline is still `start + n / fps`. Speech
@@ -43,6 +61,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from avatarcast import SAMPLES_PER_FRAME
+from avatarcast.engine.idle_loop import IdleLoop, IdleLoops, shared_loops
 from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import EncoderError
 from avatarcast.stream.clock import Clock, FramePacer
@@ -68,8 +87,12 @@ class LiveStream:
         audio_bitrate_kbps: int = 32,
         max_burst_frames: int = 3,
         min_keyframe_gap_s: float = 0.25,
+        idle_loop: bool = False,
+        idle_loops: IdleLoops | None = None,
         name: str = "live",
     ) -> None:
+        """`idle_loop`: play the shared idle loop while idle (from `idle_loops`, by default
+        the process's registry) instead of rendering and encoding."""
         self.engine = engine
         self.options = video
         self.clock = clock
@@ -86,7 +109,12 @@ class LiveStream:
         # Keyframe-aware fan-out for video (skip to the next IDR), drop-oldest for audio.
         self.video: FanOut[VideoPacket] = FanOut(is_keyframe=lambda p: p.keyframe)
         self.audio: FanOut[AudioChunk] = FanOut()
+        self.idle_loop = idle_loop
+        self._idle_loops = idle_loops
+        self.loop: IdleLoop | None = None
+        self.on_loop = False  # the last published frame came from the shared loop
         self.frames_sent = 0
+        self.loop_frames = 0  # of those, frames published from the shared loop
         self.late_frames = 0  # slots skipped because the loop ran too far behind
         self.flushes = 0  # interrupts that emptied the outputs' queues
         self.discarded_frames = 0  # frames made before a flush and never published
@@ -148,6 +176,14 @@ class LiveStream:
         if self._task is not None:
             raise RuntimeError("LiveStream already started")
         loop = asyncio.get_running_loop()
+        if self.idle_loop:
+            registry = self._idle_loops or shared_loops()
+            idle = registry.get(self.engine.avatar, self.options, self.audio_bitrate_kbps)
+            if idle is not None:
+                # From frame 0 the engine moves as the loop does, starting at a loop keyframe
+                # phase picked by its own seed (sessions do not blink in step).
+                self.engine.use_motion(idle.motion_for(self.engine.motion.seed))
+                self.loop = idle
         self._video_enc = H264Encoder.standalone(self.options)
         self._audio_enc = OpusEncoder(self.audio_bitrate_kbps)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
@@ -179,11 +215,27 @@ class LiveStream:
         self._closed.set()
 
     # ---- the loop -----------------------------------------------------------------------
-    def _produce(self, n: int, keyframe: bool) -> tuple[EngineFrame, VideoPacket, AudioChunk]:
-        """One slot's work, on the worker thread: render, encode video, encode audio."""
+    def _produce(
+        self, n: int, keyframe: bool, try_loop: bool = True
+    ) -> tuple[EngineFrame, VideoPacket, AudioChunk]:
+        """One slot's work, on the worker thread: the shared loop's packets of this phase,
+        or render, encode video, encode audio."""
         assert self._video_enc is not None and self._audio_enc is not None
-        frame = self.engine.next_frame()
-        packets = encode_h264(self._video_enc, frame.video, n, keyframe)
+        looped = self._from_loop(n, keyframe) if try_loop else None
+        if looped is not None:
+            frame, vp, ac = looped
+        else:
+            # Leaving the loop: the decoder's reference is the loop's picture, not ours.
+            keyframe = keyframe or self.on_loop
+            self.on_loop = False
+            frame = self.engine.next_frame()
+            packets = encode_h264(self._video_enc, frame.video, n, keyframe)
+            opus = self._audio_enc.encode(frame.audio, n * SAMPLES_PER_FRAME)
+            is_key = any(p.is_keyframe for p in packets)
+            vp, ac = VideoPacket(n, packets, is_key), AudioChunk(n, frame.audio, opus)
+        return frame, self._with_sei(frame, vp), ac
+
+    def _with_sei(self, frame: EngineFrame, vp: VideoPacket) -> VideoPacket:
         if self.sei_for is not None:
             try:
                 sei = self.sei_for(frame)
@@ -191,10 +243,30 @@ class LiveStream:
                 log.exception("%s: SEI for frame %d failed", self.name, frame.index)
                 sei = None
             if sei:
-                packets = with_sei(packets, sei)
-        opus = self._audio_enc.encode(frame.audio, n * SAMPLES_PER_FRAME)
-        is_key = any(p.is_keyframe for p in packets)
-        return frame, VideoPacket(n, packets, is_key), AudioChunk(n, frame.audio, opus)
+                vp = VideoPacket(vp.index, with_sei(vp.packets, sei), vp.keyframe)
+        return vp
+
+    def _from_loop(
+        self, n: int, keyframe: bool
+    ) -> tuple[EngineFrame, VideoPacket, AudioChunk] | None:
+        """Slot `n` from the shared idle loop, or None when it must be rendered live."""
+        loop = self.loop
+        if loop is None or not loop.ready:
+            return None
+        phase = self.engine.motion.phase(self.engine.frame_index)
+        at_key = loop.is_keyframe(phase)
+        if keyframe and not at_key:
+            return None  # a keyframe now: only a live IDR gives one at this phase
+        if not self.on_loop and not (at_key and self.engine.idle()):
+            return None  # the loop is joined at its keyframes, once nothing is queued
+        frame = self.engine.skip_idle_frame()
+        if frame is None:
+            return None  # speech has a frame ready
+        self.on_loop = True
+        self.loop_frames += 1
+        if self.frame_listeners:
+            _ = frame.video  # rendered here, on the worker thread, for the raw-frame outputs
+        return frame, loop.video_packet(phase, n), loop.audio_chunk(phase, n)
 
     def _catch_up(self, n: int) -> int:
         """The slot to produce next: `n`, or the slot due now if `n` is too far behind."""
@@ -220,9 +292,16 @@ class LiveStream:
                 if keyframe:
                     self._keyframe_wanted = self._keyframe_forced = False
                 flushes = self.flushes
-                frame, vp, ac = await loop.run_in_executor(
-                    self._executor, self._produce, n, keyframe
-                )
+                # On the loop a slot costs no render and no encode: made here, without the
+                # hop to the worker thread (which cost more than the slot itself).
+                inline = self.on_loop and not self.frame_listeners
+                looped = self._from_loop(n, keyframe) if inline else None
+                if looped is not None:
+                    frame, vp, ac = looped[0], self._with_sei(looped[0], looped[1]), looped[2]
+                else:  # leaving the loop, or not on it: the worker renders and encodes
+                    frame, vp, ac = await loop.run_in_executor(
+                        self._executor, self._produce, n, keyframe, not inline
+                    )
                 if vp.keyframe:
                     self._last_keyframe = n
                 # A flush during the job: the frame may show the cut speech. Not published;

@@ -38,18 +38,51 @@ from avatarcast.speech.visemes import REST, MouthPose, Shape
 __all__ = ["Engine", "EngineFrame", "Pcm", "SpeechEvent"]  # Pcm, SpeechEvent: avatarcast.media
 
 
-@dataclass(slots=True)
 class EngineFrame:
-    index: int
-    video: YuvFrame
-    audio: Pcm  # exactly SAMPLES_PER_FRAME samples
-    mouth: MouthPose
-    utterance_id: str | None = None
-    events: list[tuple[SpeechEvent, str]] = field(default_factory=list)
+    """Frame `index` of the session timeline: its picture, its 40 ms of audio, its events.
+
+    `video` may be given as a function that renders it: a skipped idle frame
+    (`Engine.skip_idle_frame`) renders only if someone looks at its picture.
+    """
+
+    __slots__ = ("_video", "audio", "events", "index", "mouth", "utterance_id")
+
+    def __init__(
+        self,
+        index: int,
+        video: YuvFrame | Callable[[], YuvFrame],
+        audio: Pcm,  # exactly SAMPLES_PER_FRAME samples
+        mouth: MouthPose,
+        utterance_id: str | None = None,
+        events: list[tuple[SpeechEvent, str]] | None = None,
+    ) -> None:
+        self.index = index
+        self._video = video
+        self.audio = audio
+        self.mouth = mouth
+        self.utterance_id = utterance_id
+        self.events = events if events is not None else []
+
+    @property
+    def video(self) -> YuvFrame:
+        """The picture (rendered now if it was not yet: call it off the event loop)."""
+        if not isinstance(self._video, YuvFrame):
+            self._video = self._video()
+        return self._video
+
+    @property
+    def rendered(self) -> bool:
+        return isinstance(self._video, YuvFrame)
 
     @property
     def time_s(self) -> float:
         return self.index / FRAME_RATE_HZ
+
+    def __repr__(self) -> str:
+        return (
+            f"EngineFrame(index={self.index}, utterance_id={self.utterance_id!r}, "
+            f"events={self.events!r})"
+        )
 
 
 class _PcmQueue:
@@ -327,7 +360,33 @@ class Engine:
         with self._lock:
             return not self._queue
 
+    def use_motion(self, motion: IdleMotion) -> None:
+        """Idle motion from now on (a live stream on a shared idle loop follows the loop's)."""
+        with self._lock:
+            self.motion = motion
+
     # ---- output -------------------------------------------------------------------------
+    def skip_idle_frame(self) -> EngineFrame | None:
+        """Advance one idle frame without rendering it, or None if the next frame is not idle.
+
+        The frame is exactly the one `next_frame()` would make (index, silence, rest mouth,
+        pending events such as an interrupt's), except that its picture is rendered only if
+        read (`EngineFrame.video`). None when speech has a frame ready: call `next_frame()`.
+        A live stream on a shared idle loop calls this instead of rendering.
+        """
+        with self._lock:
+            sp = self._queue[0] if self._queue else None
+            if sp is not None and sp.frame_ready(sp.played_frames):
+                return None
+            index = self._frame_index
+            self._frame_index += 1
+            events, self._pending_events = self._pending_events, []
+            motion = self.motion
+        state = motion.state(index, REST)
+        avatar = self.avatar
+        silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
+        return EngineFrame(index, lambda: avatar.render(state), silence, REST, None, events)
+
     def next_frame(self) -> EngineFrame:
         with self._lock:
             index = self._frame_index
@@ -346,9 +405,10 @@ class Engine:
                 if sp.final and sp.played_frames == sp.total_frames:
                     events.append((SpeechEvent.END, sp.id))
                     self._release(self._queue.popleft())
+            motion = self.motion
         if audio is None:
             audio = np.zeros(SAMPLES_PER_FRAME, np.int16)
-        state = self.motion.state(index, mouth)
+        state = motion.state(index, mouth)
         video = self.avatar.render(state)
         return EngineFrame(index, video, audio, mouth, uid, events)
 

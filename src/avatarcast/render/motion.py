@@ -8,6 +8,13 @@ Blinks: the timeline is cut into 4 s slots; each slot holds one blink at a rando
 ±1 s around its centre, so consecutive blinks are 2–6 s apart. Some blinks are doubled (a second
 blink 0.3–0.4 s after the first; counted as one blink event). Randomness comes from a hash of
 (seed, slot), not from a generator that would have to be advanced.
+
+Periodic motion (`period_frames=L`): state(n) == state(n + L) exactly, so L frames can be
+encoded once and looped (`avatarcast.engine.idle_loop`). Every frequency is rounded to a
+whole number of cycles per period (a component that rounds to 0 cycles holds still), the
+period holds a whole number of blink slots (about 4 s each) whose blinks repeat with it, and
+`phase_frames` shifts where frame 0 falls in the period: sessions sharing one loop start at
+different places in it, so they do not blink in step.
 """
 
 from __future__ import annotations
@@ -47,28 +54,65 @@ def _hash01(seed: int, *keys: int) -> float:
 class IdleMotion:
     """Deterministic idle motion of one session (or one render)."""
 
-    def __init__(self, seed: int, fps: int = FRAME_RATE_HZ) -> None:
+    def __init__(
+        self,
+        seed: int,
+        fps: int = FRAME_RATE_HZ,
+        *,
+        period_frames: int | None = None,
+        phase_frames: int = 0,
+    ) -> None:
+        if period_frames is not None and period_frames < 1:
+            raise ValueError("period_frames must be at least 1")
         self.seed = seed
         self.fps = fps
+        self.period_frames = period_frames
+        self.phase_frames = phase_frames % period_frames if period_frames else 0
+        period_s = period_frames / fps if period_frames else None
+        self._blink_slot_s = BLINK_SLOT_S
+        self._blink_jitter_s = BLINK_JITTER_S
+        self._blink_slots = 0  # slots per period (0: aperiodic)
+        if period_s is not None:
+            self._blink_slots = max(1, round(period_s / BLINK_SLOT_S))
+            self._blink_slot_s = period_s / self._blink_slots
+            # a blink (and a double blink's second one, ~0.65 s in all) stays inside its slot
+            self._blink_jitter_s = min(BLINK_JITTER_S, max(0.0, self._blink_slot_s / 2 - 0.7))
+
+        def fit(f: float) -> float:  # a whole number of cycles per period
+            return f if period_s is None else round(f * period_s) / period_s
+
         # per-seed phases and slightly different rates, so two avatars never move in lockstep
         r = [_hash01(seed, 1_000 + i) for i in range(12)]
-        self._breath_hz = BREATH_HZ * (0.9 + 0.2 * r[0])
+        self._breath_hz = fit(BREATH_HZ * (0.9 + 0.2 * r[0]))
+        self._breath_slow_hz = fit(0.071)
         self._breath_phase = 2 * math.pi * r[1]
-        # incommensurate frequencies (Hz): a smooth sway that never visibly repeats
+        # incommensurate frequencies (Hz): a smooth sway that never visibly repeats (unless
+        # periodic: then it repeats every period, by design)
         self._sway_x = [
-            (0.11 * (0.9 + 0.2 * r[2]), 0.6, 2 * math.pi * r[3]),
-            (0.047, 0.3, 2 * math.pi * r[4]),
-            (0.173 * (0.9 + 0.2 * r[5]), 0.1, 2 * math.pi * r[6]),
+            (fit(0.11 * (0.9 + 0.2 * r[2])), 0.6, 2 * math.pi * r[3]),
+            (fit(0.047), 0.3, 2 * math.pi * r[4]),
+            (fit(0.173 * (0.9 + 0.2 * r[5])), 0.1, 2 * math.pi * r[6]),
         ]
         self._sway_y = [
-            (0.083 * (0.9 + 0.2 * r[7]), 0.7, 2 * math.pi * r[8]),
-            (0.031, 0.3, 2 * math.pi * r[9]),
+            (fit(0.083 * (0.9 + 0.2 * r[7])), 0.7, 2 * math.pi * r[8]),
+            (fit(0.031), 0.3, 2 * math.pi * r[9]),
         ]
-        self._tilt = [(0.067, 0.7, 2 * math.pi * r[10]), (0.139, 0.3, 2 * math.pi * r[11])]
+        self._tilt = [
+            (fit(0.067), 0.7, 2 * math.pi * r[10]),
+            (fit(0.139), 0.3, 2 * math.pi * r[11]),
+        ]
+
+    def phase(self, frame_index: int) -> int:
+        """Where frame `frame_index` falls in the period (the index itself if aperiodic)."""
+        if self.period_frames is None:
+            return frame_index
+        return (frame_index + self.phase_frames) % self.period_frames
 
     def blink_starts(self, slot: int) -> list[float]:
         """Start times (s) of the blinks of one slot: one, or two for a double blink."""
-        t0 = (slot + 0.5) * BLINK_SLOT_S + BLINK_JITTER_S * (2 * _hash01(self.seed, slot, 1) - 1)
+        t0 = (slot + 0.5) * self._blink_slot_s + self._blink_jitter_s * (
+            2 * _hash01(self.seed, slot, 1) - 1
+        )
         t0 = math.floor(t0 * self.fps) / self.fps  # starts on a frame: the lids always shut
         starts = [t0]
         if _hash01(self.seed, slot, 2) < DOUBLE_BLINK_P:
@@ -77,23 +121,33 @@ class IdleMotion:
         return starts
 
     def blink(self, t: float) -> float:
-        """Eyelid closure 0..1 at time t (s)."""
-        slot = math.floor(t / BLINK_SLOT_S)
+        """Eyelid closure 0..1 at time t (s); periodic motion: t within its period."""
+        slot = math.floor(t / self._blink_slot_s)
         best = 0.0
         for s in (slot - 1, slot, slot + 1):
-            if s < 0:
+            if self._blink_slots:  # slots repeat with the period: the blink of slot s % k
+                key = s % self._blink_slots
+                shift = (s - key) * self._blink_slot_s
+            elif s < 0:
                 continue
-            duration = 0.18 + 0.07 * _hash01(self.seed, s, 4)  # 180–250 ms
-            for t0 in self.blink_starts(s):
+            else:
+                key, shift = s, 0.0
+            duration = 0.18 + 0.07 * _hash01(self.seed, key, 4)  # 180–250 ms
+            for t0 in self.blink_starts(key):
                 # sample one frame late: the first frame of a blink is already half closed
-                u = t - t0 + 1.0 / self.fps
+                u = t - (t0 + shift) + 1.0 / self.fps
                 best = max(best, _blink_profile(u, duration))
         return best
 
     def state(self, frame_index: int, mouth: MouthPose) -> FrameState:
+        """Frame `frame_index`'s motion; periodic motion gives the state of its phase (the
+        same numbers, so the same picture, for every frame of one phase)."""
+        frame_index = self.phase(frame_index)
         t = frame_index / self.fps
         breath = math.sin(2 * math.pi * self._breath_hz * t + self._breath_phase)
-        breath = 0.85 * breath + 0.15 * math.sin(2 * math.pi * 0.071 * t + self._breath_phase)
+        breath = 0.85 * breath + 0.15 * math.sin(
+            2 * math.pi * self._breath_slow_hz * t + self._breath_phase
+        )
         return FrameState(
             mouth=mouth,
             blink=self.blink(t),
