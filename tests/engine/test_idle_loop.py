@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import av
 import numpy as np
@@ -68,11 +70,12 @@ class Run:
         hook: Callable[[Run, EngineFrame], None] | None = None,
         *,
         idle_loop: bool = True,
+        opts: VideoOptions = OPTS,
     ) -> None:
         self.clock = ManualClock(100.0)
         self.live = LiveStream(
             engine,
-            OPTS,
+            opts,
             self.clock,
             on_frame=self.on_frame,
             audio_bitrate_kbps=64,
@@ -194,7 +197,7 @@ def test_two_idle_sessions_publish_the_same_loop_bytes(avatar: Avatar, loops: Id
             assert frame.index == vp.index == ac.index == n
             assert [p.pts for p in vp.packets] == [n * 3600]  # restamped for this session
             assert [p.pts for p in ac.opus] == [n * 640, n * 640 + 320]
-            assert vp.keyframe == (phase % 25 == 0)
+            assert vp.keyframe == (phase % r.live.loop.keyframe_every == 0)
             seen.setdefault(phase, au(vp))
             assert seen[phase] == au(vp)  # the loop wraps: the same bytes again
         assert r.slots[0][1].keyframe  # the stream starts at a loop keyframe
@@ -236,8 +239,8 @@ def test_speech_leaves_the_loop_with_an_idr_and_rejoins_at_a_loop_keyframe(
     rejoin = next(
         i for i in range(end + 1, len(slots)) if au(slots[i][1]) == loop_au(loop, phases[i])
     )
-    assert phases[rejoin] % 25 == 0 and slots[rejoin][1].keyframe  # back at a loop keyframe
-    assert rejoin - end <= 25  # at the first loop keyframe after the speech
+    assert loop.is_keyframe(phases[rejoin]) and slots[rejoin][1].keyframe  # at a loop keyframe
+    assert rejoin - end <= loop.keyframe_every  # the first one after the speech
     for i in range(start, rejoin):
         assert au(slots[i][1]) != loop_au(loop, phases[i])  # live in between
     for i in range(rejoin, len(slots)):
@@ -293,10 +296,11 @@ def test_an_interrupt_cuts_to_a_keyframe_and_the_stream_still_decodes(
 
 # ---- viewers ---------------------------------------------------------------------------------
 def test_a_viewer_joining_an_idle_session_gets_a_keyframe_at_once(
-    avatar: Avatar, loops: IdleLoops
+    avatar: Avatar, loops: IdleLoops, loop: IdleLoop
 ) -> None:
-    # two joins mid-GOP of the loop, each > 0.25 s after the last keyframe (the rate limit)
-    joins = (33, 90)
+    # Joins each > 0.25 s after the last keyframe (the rate limit): two mid-GOP of the loop,
+    # one just before a loop keyframe phase (seed 6 starts at phase 100 of 200, GOP 50).
+    joins = (33, 90, 149)
     got: dict[int, list[VideoPacket]] = {}
     subs: dict[int, object] = {}
 
@@ -309,15 +313,20 @@ def test_a_viewer_joining_an_idle_session_gets_a_keyframe_at_once(
             subs[frame.index] = run.live.video.subscribe(max_queue=1000)
             run.live.request_keyframe()
 
-    run = Run(Engine(avatar, seed=6), loops, stop_after=130, hook=join)
+    run = Run(Engine(avatar, seed=6), loops, stop_after=170, hook=join)
     asyncio.run(run.run())
+    slots, phases = run.slots, run.phases
+    assert loop.keyframe_every == 50 and phases[0] == 100
     for j in joins:
         first = got[j][0]
         assert first.index == j + 1 and first.keyframe  # the very next slot, a keyframe
-        assert run.phases[j + 1] % 25 != 0  # not a loop keyframe phase: a live IDR
-        frames = decode([(run.slots[vp.index][0], vp, run.slots[vp.index][2]) for vp in got[j]])
+        frames = decode([slots[vp.index] for vp in got[j]])
         assert len(frames) == len(got[j])  # the viewer decodes from its first packet on
-    assert run.live.loop_frames > 130 - 2 * 25  # back on the loop after each
+        back = next(k for k in range(j + 1, len(slots)) if loop.is_keyframe(phases[k]))
+        for i in range(j + 1, back):  # mid-GOP: a live IDR, live until the loop's keyframe
+            assert au(slots[i][1]) != loop_au(loop, phases[i])
+        assert au(slots[back][1]) == loop_au(loop, phases[back])  # then the loop again
+    assert back == 150 and got[149][0].index == 150  # at a loop keyframe: the loop's own
 
 
 def test_raw_frame_listeners_get_the_loop_picture(avatar: Avatar, loops: IdleLoops) -> None:
@@ -344,3 +353,61 @@ def test_one_loop_per_avatar_size_and_alpha_mode(avatar: Avatar, loops: IdleLoop
     assert len(registry) == 2
     assert a.wait_ready(120)
     assert 100_000 < a.nbytes < 4_000_000  # encoded packets only, no raw frames
+
+
+# ---- a video avatar: its own recorded loop is the idle loop ----------------------------------
+SAMPLES = Path(__file__).resolve().parents[1] / "avatars"  # video_samples
+
+
+@pytest.fixture(scope="module")
+def video_avatar(tmp_path_factory: pytest.TempPathFactory) -> Avatar:
+    if str(SAMPLES) not in sys.path:
+        sys.path.insert(0, str(SAMPLES))
+    from video_samples import speaking_video
+
+    from avatarcast.avatars.video import build_video_avatar
+
+    tmp = tmp_path_factory.mktemp("video")
+    video, _ = speaking_video(tmp / "astronaut.mp4")
+    build_video_avatar(video, "astro-loop", tmp / "data")
+    return load_avatar("astro-loop", tmp / "data")
+
+
+def test_a_video_avatar_loops_its_recording_and_its_sessions_share_it(
+    video_avatar: Avatar, speech: np.ndarray
+) -> None:
+    recorded = len(video_avatar.loop)  # type: ignore[attr-defined]
+    period = loop_period(video_avatar)
+    assert period == recorded  # a 25 fps recording: one loop frame per output frame
+    # its idle pictures repeat with that period (what makes sharing them sound)
+    for n in (0, 7, period - 1):
+        a = video_avatar.render(FrameState(frame_index=n)).data
+        assert np.array_equal(a, video_avatar.render(FrameState(frame_index=n + period)).data)
+    registry = IdleLoops()
+    opts = VideoOptions(width=video_avatar.width, height=video_avatar.height)
+    loop = registry.get(video_avatar, opts, 64)
+    assert loop is not None and loop.wait_ready(120) and loop.period_frames == period
+
+    def speak_at_30(run: Run, frame: EngineFrame) -> None:
+        if frame.index == 30:
+            run.engine.say_audio(speech, utterance_id="u1")
+
+    def session(seed: int, hook: Callable[[Run, EngineFrame], None] | None) -> Run:
+        engine = Engine(video_avatar, seed=seed)
+        return Run(engine, registry, stop_after=period + 40, hook=hook, opts=opts)
+
+    runs = [session(1, None), session(2, speak_at_30)]
+
+    async def main() -> None:
+        await asyncio.gather(*(r.run() for r in runs))
+
+    asyncio.run(main())
+    idle, talking = runs
+    assert idle.live.loop is talking.live.loop is loop
+    assert idle.live.loop_frames == idle.live.frames_sent  # never rendered
+    for (_, vp, _), phase in zip(idle.slots, idle.phases, strict=True):
+        assert au(vp) == loop_au(loop, phase)
+    # the one that spoke left the loop and came back, and its whole stream decodes
+    assert 0 < talking.live.loop_frames < talking.live.frames_sent
+    assert au(talking.slots[-1][1]) == loop_au(loop, talking.phases[-1])
+    assert len(decode(talking.slots)) == len(talking.slots)

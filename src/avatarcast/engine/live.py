@@ -33,8 +33,8 @@ restamped with the slot's pts, without rendering or encoding: `engine.skip_idle_
 advances the engine (same index, events and silence as a rendered idle frame). The engine's
 idle motion is the loop's, so its phases match. Switches:
 - onto the loop only at a loop keyframe phase (an IDR with SPS/PPS): from the start of the
-  stream, or after speech once the engine is idle again (at most `KEYFRAME_EVERY` frames of
-  live rendering after the last word, `idle_loop.KEYFRAME_EVERY`);
+  stream, or after speech once the engine is idle again (at most one GOP of live rendering
+  after the last word);
 - off the loop when speech has a frame ready: that frame is rendered and encoded as an IDR by
   the session's own encoder, with the motion of that phase (no jump);
 - a keyframe request (a viewer joined) or a flush while on the loop: served at once, by the
@@ -263,7 +263,6 @@ class LiveStream:
         if frame is None:
             return None  # speech has a frame ready
         self.on_loop = True
-        self.loop_frames += 1
         if self.frame_listeners:
             _ = frame.video  # rendered here, on the worker thread, for the raw-frame outputs
         return frame, loop.video_packet(phase, n), loop.audio_chunk(phase, n)
@@ -313,6 +312,8 @@ class LiveStream:
                     self.video.publish(vp)
                     self.audio.publish(ac)
                     self.frames_sent += 1
+                    if self.on_loop:  # this frame came from the shared loop
+                        self.loop_frames += 1
                 if not self._first.done():
                     self._first.set_result(None)
                 if self.on_frame is not None:  # always: the drive channel counts every frame
