@@ -115,6 +115,12 @@ def loop_au(loop: IdleLoop, phase: int) -> bytes:
     return au(loop.video_packet(phase, 0))
 
 
+def parameter_sets(access_unit: bytes) -> list[bytes]:
+    """The SPS and PPS NAL units of an Annex-B access unit."""
+    nals = [n.rstrip(b"\x00") for n in access_unit.split(b"\x00\x00\x01")[1:]]
+    return [n for n in nals if n and n[0] & 0x1F in (7, 8)]
+
+
 def decode(slots: list[Slot]) -> list[np.ndarray]:
     """Every published access unit through one H.264 decoder, in order: the luma planes."""
     codec = av.CodecContext.create("h264", "r")
@@ -236,6 +242,8 @@ def test_speech_leaves_the_loop_with_an_idr_and_rejoins_at_a_loop_keyframe(
         assert au(slots[i][1]) == loop_au(loop, phases[i])  # idle: the loop
     first = slots[start][1]
     assert first.keyframe and au(first) != loop_au(loop, phases[start])  # our own IDR
+    # with the loop's SPS/PPS (same settings): a muxer that took either's headers keeps working
+    assert parameter_sets(au(first)) == parameter_sets(loop_au(loop, 0)) != []
     rejoin = next(
         i for i in range(end + 1, len(slots)) if au(slots[i][1]) == loop_au(loop, phases[i])
     )

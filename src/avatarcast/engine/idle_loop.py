@@ -22,11 +22,11 @@ instead (the recording's loop length, converted to 25 fps), up to `MAX_LOOP_FRAM
 one is not shared (its sessions render as before).
 
 Memory: the encoded access units and Opus packets only (no raw frames; an output that wants
-the raw picture of a loop frame gets it rendered by the engine). About 1 MB per loop at
-540x960 (measured figures: docs/architecture.md). Loops are kept in a process-wide registry of
-at most `MAX_LOOPS` (least recently used dropped; a session keeps its own loop alive), built
-lazily by one background thread, one at a time; until a loop is ready its sessions render
-live as before.
+the raw picture of a loop frame gets it rendered by the engine): 0.73 MB for the built-in
+avatar at 540x960, 0.79 MB with its alpha matte, 0.91 MB at 720x1280 (docs/outputs.md).
+Loops are kept in a process-wide registry of at most `MAX_LOOPS` (least recently used
+dropped; a session keeps its own loop alive), built lazily by a background thread, one at a
+time; until a loop is ready its sessions render live as before.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 LOOP_S = 8.0  # two 4 s blink slots; breathing and sway fitted to whole cycles of it
 MAX_LOOP_FRAMES = 60 * FRAME_RATE_HZ  # a video avatar's loop longer than this is not shared
-MAX_LOOPS = 16  # loops kept by the registry (each ~1 MB)
+MAX_LOOPS = 16  # loops kept by the registry (each about 0.7-0.9 MB)
 LOOP_SEED = 0  # the loop's motion; sessions differ by where in it they start (`motion_for`)
 WARM_UP_FRAMES = 25  # encoded and thrown away: rate control settles first
 

@@ -27,11 +27,12 @@ subscribers of the video skip to a keyframe after a flush. So the first frame an
 gets after an interrupt is made after it: the closed mouth, with silence. Outputs that keep
 a queue of their own (LiveKit's SDK buffer) empty it from `flush_listeners`.
 
-Idle loop (`idle_loop=True`, the `idle_loop_shared` setting): while the engine is idle, a slot
-publishes the shared loop's packets for the phase the engine is at (`avatarcast.engine.idle_loop`),
-restamped with the slot's pts, without rendering or encoding: `engine.skip_idle_frame()`
-advances the engine (same index, events and silence as a rendered idle frame). The engine's
-idle motion is the loop's, so its phases match. Switches:
+Idle loop (`idle_loop=True`, the `idle_loop_shared` setting; `avatarcast.engine.idle_loop`):
+while the engine is idle, a slot publishes the shared loop's packets for the phase the engine
+is at, restamped with the slot's pts, without rendering or encoding (so on the event loop
+itself, without the worker thread): `engine.skip_idle_frame()` advances the engine (same
+index, events and silence as a rendered idle frame). The engine's idle motion is the loop's,
+so its phases match. Switches:
 - onto the loop only at a loop keyframe phase (an IDR with SPS/PPS): from the start of the
   stream, or after speech once the engine is idle again (at most one GOP of live rendering
   after the last word);
