@@ -69,6 +69,12 @@ class QuotaError(AvatarcastError):
     code = "quota_exceeded"
 
 
+class CapacityError(QuotaError):
+    """The server is full: every media worker is at its load limit (100008, with why)."""
+
+    code = "server_full"
+
+
 class RateLimitError(AvatarcastError):
     code = "too_frequent"
 
@@ -115,3 +121,9 @@ class EncoderError(BackendError):
 
 class AvatarLoadError(BackendError):
     code = "avatar_load_failed"
+
+
+class MediaWorkerError(BackendError):
+    """The media worker process holding a session died."""
+
+    code = "media_worker_died"

@@ -152,6 +152,19 @@ class DriveChannel:
         """An out-of-band message to the current socket (e.g. an output's state); not replayed."""
         self._out.post(msg)
 
+    def media_failed(self, code: int, reason: str) -> None:
+        """The session's media died (status 4): a Type 10 notice with `Output` "session"."""
+        self.notice(
+            {
+                "Type": OUTPUT_NOTICE,
+                "SessionId": self._session.id,
+                "Output": "session",
+                "State": "failed",
+                "ErrorCode": code,
+                "Message": reason,
+            }
+        )
+
     def output_notice(self, event: dict[str, Any]) -> None:
         """An output's state changed: a Type 10 notice (ours, docs/outputs.md)."""
         self.notice({"Type": OUTPUT_NOTICE, "SessionId": self._session.id, **event})
