@@ -253,7 +253,7 @@ class WorkerPool:
             while worker.conn.poll():
                 self._dispatch(worker, worker.conn.recv())
         except (EOFError, OSError):
-            self._lost(worker, "its pipe closed")
+            self._lost(worker)
 
     def _dispatch(self, worker: WorkerProc, msg: Any) -> None:
         if isinstance(msg, SessionEvent):
@@ -275,21 +275,28 @@ class WorkerPool:
                 handle.end(msg.error)
 
     def _exited(self, worker: WorkerProc) -> None:
-        code = worker.process.exitcode
-        if code is not None and code < 0:
-            try:
-                how = f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"killed by signal {-code}"
-        else:
-            how = f"exited with status {code}"
-        self._lost(worker, how)
+        self._lost(worker)
 
-    def _lost(self, worker: WorkerProc, how: str) -> None:
+    @staticmethod
+    def _how_it_ended(process: BaseProcess) -> str:
+        process.join(1.0)  # it is gone or going: its pipe closed or its sentinel fired
+        code = process.exitcode
+        if code is None:
+            process.kill()  # alive without its pipe: of no use any more
+            process.join(1.0)
+            return "closed its pipe"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with status {code}"
+
+    def _lost(self, worker: WorkerProc) -> None:
         if worker.dead:
             return
-        worker.dead = True
         self._forget(worker)
+        how = self._how_it_ended(worker.process)
         error = MediaWorkerError(f"media worker {worker.id} (pid {worker.process.pid}) {how}")
         for future in worker.pending.values():
             if not future.done():
