@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.api.codes import INTERNAL, wire_code
+from avatarcast.codes import INTERNAL, wire_code
 from avatarcast.errors import (
     AudioInputError,
     AvatarcastError,

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.avatars.registry import available_avatars
+from avatarcast.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.errors import (
     QuotaError,
     RequestError,
