@@ -29,6 +29,7 @@ from avatarcast.errors import (
     UnknownAvatarError,
 )
 from avatarcast.sessions.media import MediaFactory, attach_media, detach_media
+from avatarcast.sessions.playback import whep_url
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
     PROTOCOLS,
@@ -173,8 +174,7 @@ class SessionManager:
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
             return outputs.play_url(session.protocol, session.output_target(), self.settings)
-        # The WHEP module serves exactly this path; the token lets a viewer in without a key.
-        return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
+        return whep_url(self.settings.base_url, session.id, session.play_token)
 
     async def _start_media(self, session: Session) -> None:
         try:
