@@ -22,8 +22,8 @@
         ├── EncoderError
         └── AvatarLoadError
 
-The CLI maps InputError to one line and exit status 2. The API maps each class to its wire
-code in exactly one table (`avatarcast.api.codes`). Nothing else invents error codes.
+The CLI maps InputError to one line and exit status 2. Each class maps to its wire
+code in exactly one table (`avatarcast.codes`). Nothing else invents error codes.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import pytest
 from livekit import api, rtc
 from livekit.api.access_token import Claims
 
-from avatarcast.api.codes import wire_code
 from avatarcast.avatars.registry import load_avatar
+from avatarcast.codes import wire_code
 from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import RequestError

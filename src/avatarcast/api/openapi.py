@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from avatarcast import __version__
-from avatarcast.api.app import SESSION_BASE
-from avatarcast.api.codes import wire_codes
 from avatarcast.api.customservice import CUSTOM_BASE
+from avatarcast.api.session_routes import SESSION_BASE
 from avatarcast.api.ws import CHANNEL_PATH, COMMAND_PATH
+from avatarcast.codes import wire_codes
 
 OPENAPI_PATH = "/v2/openapi.json"
 

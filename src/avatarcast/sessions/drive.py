@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.api.codes import INTERNAL, wire_code
+from avatarcast.codes import public_reason
 from avatarcast.errors import (
     AudioInputError,
     AvatarcastError,
@@ -481,10 +481,10 @@ class DriveChannel:
 
     # ---- messages out ---------------------------------------------------------------------------
     def _post_error(self, exc: BaseException, req_id: str, seq: int, prefix: str = "") -> None:
-        code = wire_code(exc)
-        if isinstance(exc, AvatarcastError) and code != INTERNAL:
-            reason = prefix + exc.message
-        else:  # a bug: log it whole, tell the client only that it happened
-            log.error("session %s: drive message failed", self._session.id, exc_info=exc)
-            reason = prefix + "internal error; the session keeps streaming"
-        self._out.post(error_message(self._session.id, req_id, seq, code, reason))
+        code, reason = public_reason(
+            exc,
+            log,
+            f"session {self._session.id}: drive message failed",
+            "internal error; the session keeps streaming",
+        )
+        self._out.post(error_message(self._session.id, req_id, seq, code, prefix + reason))

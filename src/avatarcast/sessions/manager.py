@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.avatars.registry import available_avatars
+from avatarcast.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.errors import (
     QuotaError,
     RequestError,
@@ -34,6 +34,7 @@ from avatarcast.sessions.media import (
     attach_worker_media,
     detach_media,
 )
+from avatarcast.sessions.playback import whep_url
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
     PROTOCOLS,
@@ -198,8 +199,7 @@ class SessionManager:
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
             return outputs.play_url(session.protocol, session.output_target(), self.settings)
-        # The WHEP module serves exactly this path; the token lets a viewer in without a key.
-        return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
+        return whep_url(self.settings.base_url, session.id, session.play_token)
 
     async def _start_media(self, session: Session) -> None:
         try:
