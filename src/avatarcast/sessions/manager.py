@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -272,6 +273,42 @@ class SessionManager:
             and (project_id is None or s.project_id == project_id)
             and (asset_key is None or s.asset_key == asset_key)
         ]
+
+    def media_status(self) -> dict[str, Any]:
+        """Workers, sessions per worker, load and the limit (for `GET /v2/status`).
+
+        Without media workers, the one "worker" is this process (Id -1).
+        """
+        open_sessions = [s for s in self._sessions.values() if s.is_open]
+        sessions = []
+        for s in open_sessions:
+            media = s.media_status()
+            sessions.append(
+                {
+                    "SessionId": s.id,
+                    "Status": int(s.status),
+                    "Worker": media.get("Worker", -1),
+                    "FramesSent": media.get("FramesSent", 0),
+                    "LateFrames": media.get("LateFrames", 0),
+                    "Viewers": media.get("Viewers", 0),
+                    "Speaking": bool(media.get("Speaking", False)),
+                }
+            )
+        if self.pool is not None:
+            workers = self.pool.status()
+            full = self.pool.full()
+        else:
+            workers = [{"Id": -1, "Pid": os.getpid(), "Up": True, "Sessions": len(sessions)}]
+            full = False
+        return {
+            "Workers": workers,
+            "Sessions": sessions,
+            "Capacity": {
+                "MaxLoad": self.settings.worker_max_load,
+                "MaxSessionsPerWorker": self.settings.worker_max_sessions,
+                "Full": full,
+            },
+        }
 
     def open_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.is_open)

@@ -203,6 +203,11 @@ class WorkerPool:
         best.placed.append(now)
         return best
 
+    def full(self) -> bool:
+        """No worker would take a new session now."""
+        now = time.monotonic()
+        return not any(self._has_room(w, now) for w in self.workers.values() if not w.dead)
+
     def _has_room(self, w: WorkerProc, now: float) -> bool:
         if self.max_sessions and len(w.sessions) >= self.max_sessions:
             return False
