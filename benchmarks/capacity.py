@@ -1,7 +1,7 @@
 """Capacity of one `avatarcast serve`: speaking and idle sessions at 25 fps, memory per session.
 
     python benchmarks/capacity.py [--quick] [--max-sessions 24] [--idle-cap 64] [--window-s 10]
-                                  [--workers N] [--viewers 1]
+                                  [--workers N] [--viewers 1] [--keep]
 
 Drives the real server as a customer would, and prints one JSON object on stdout (progress and
 a summary for people on stderr). Started here, stopped at the end (also on Ctrl-C or an error):
@@ -31,6 +31,7 @@ free loopback port) and a local nginx RTMP server (`scripts/rtmp-server.sh`, as 
    of open sessions across all steps; `rss_growth_mb` the RSS after every session closed minus
    the RSS before the first one (includes caches loaded once, e.g. the avatar).
 
+The data directory (database, server log, nginx logs) is removed at the end unless `--keep`.
 `--workers N` is passed to `avatarcast serve` only if its `--help` lists `--workers`.
 `--quick`: a smoke run (speaking ramp to 4, idle cap 8 in steps of 4, 5 s windows). On a shared
 machine the figures measure the machine as much as the server: the load average is reported.
@@ -43,6 +44,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,7 +56,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from websockets.sync.client import connect
@@ -131,6 +133,7 @@ class Stack:
         self.rtmp_started = False
         self.workers_passed = False
         self.key: dict[str, Any] = {}
+        self.log: IO[bytes] | None = None
 
     def _cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "avatarcast", *args]
@@ -166,10 +169,10 @@ class Stack:
                 self.workers_passed = True
             else:
                 say(f"note: `avatarcast serve` has no --workers; ignoring --workers {self.workers}")
-        log = open(self.work / "server.log", "wb")  # noqa: SIM115 - the server's whole life
+        self.log = open(self.work / "server.log", "wb")  # noqa: SIM115 - closed by stop()
         # Its own session: a Ctrl-C here reaches this script, which then stops it in order.
         self.server = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            cmd, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True
         )
         deadline = time.monotonic() + 120
         while True:
@@ -196,6 +199,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.server.pid, signal.SIGKILL)  # its session: workers too
                 self.server.wait()
+        if self.log is not None:
+            self.log.close()
         if self.rtmp_started:
             subprocess.run(
                 [str(RTMP_SCRIPT), "stop", str(self.data_dir)],
@@ -401,12 +406,12 @@ class Fleet:
             acc = slots.setdefault(s.kind, [0, 0])
             acc[0] += frames
             acc[1] += late
-        counts = {k: sum(1 for s in self.sessions.values() if s.kind == k) for k in ("speaking",)}
+        speaking = sum(1 for s in self.sessions.values() if s.kind == "speaking")
         step = Step(
             phase=phase,
             sessions=len(self.sessions),
-            speaking=counts["speaking"],
-            idle=len(self.sessions) - counts["speaking"],
+            speaking=speaking,
+            idle=len(self.sessions) - speaking,
             window_s=round(t1 - t0, 2),
             fps_min={k: round(min(v), 2) for k, v in sorted(fps.items())},
             late_pct={
@@ -572,7 +577,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         f"every session >= {MIN_SESSION_FPS} fps sent, late slots < {MAX_LATE_PCT} %, "
         f"viewers >= {MIN_VIEWER_FPS} fps decoded, over {a.window_s} s windows"
     )
-    out["work_dir"] = str(stack.work)
+    if a.keep:
+        out["work_dir"] = str(stack.work)
+    else:
+        shutil.rmtree(stack.work, ignore_errors=True)
     return out
 
 
@@ -604,6 +612,7 @@ def main() -> None:
     p.add_argument("--settle-s", type=float, default=3.0, help="wait after adding sessions")
     p.add_argument("--viewers", type=int, default=1, choices=(0, 1, 2), help="WHEP viewers")
     p.add_argument("--workers", type=int, help="passed to `avatarcast serve` if it has --workers")
+    p.add_argument("--keep", action="store_true", help="keep the data dir and server log")
     p.add_argument("--encode-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--encode-rounds", type=int, default=3, help=argparse.SUPPRESS)
     a = p.parse_args()
