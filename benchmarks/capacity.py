@@ -547,6 +547,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             fleet.client.close()
         time.sleep(3.0)
         rss_end = tree_rss_mb(stack.pid)
+    except BaseException:
+        say(f"stopped early; the server log is kept in {stack.work}")
+        raise
     finally:
         stack.stop()
     out["run_s"] = round(time.monotonic() - started, 1)
@@ -624,6 +627,7 @@ def main() -> None:
     if quick:
         a.encode_rounds = min(a.encode_rounds, 2)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     out = run(a)
     print(json.dumps(out), flush=True)
     say("\n".join(lines({k: v for k, v in out.items() if k != "steps"}, width=38)))
