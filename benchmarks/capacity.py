@@ -306,6 +306,7 @@ class Step:
     viewer_fps: list[float]
     load: list[float]  # /v2/status Workers[].Load at the end of the window
     rss_mb: float
+    load_avg_1: float  # the machine's 1-minute load average at the end of the window
     ok: dict[str, bool] = field(default_factory=dict)
 
     def passed(self, kind: str) -> bool:
@@ -320,7 +321,8 @@ class Step:
         viewers = ", ".join(f"{v:.1f}" for v in self.viewer_fps) or "-"
         return (
             f"{self.phase:>8} {self.sessions:3d} sessions ({self.speaking} speaking): {kinds}; "
-            f"viewer fps {viewers}; load {self.load}; RSS {self.rss_mb:.0f} MB"
+            f"viewer fps {viewers}; server load {self.load}; RSS {self.rss_mb:.0f} MB; "
+            f"machine load avg {self.load_avg_1}"
         )
 
 
@@ -423,6 +425,7 @@ class Fleet:
             ],
             load=[w["Load"] for w in st1["Workers"]],
             rss_mb=round(tree_rss_mb(self.stack.pid), 1),
+            load_avg_1=round(os.getloadavg()[0], 2),
         )
         viewers_ok = all(v >= MIN_VIEWER_FPS for v in step.viewer_fps)
         for k in step.fps_min:
@@ -572,6 +575,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             "viewer_fps": s.viewer_fps,
             "load": s.load,
             "rss_mb": s.rss_mb,
+            "load_avg_1": s.load_avg_1,
             "ok": s.ok,
         }
         for s in steps
