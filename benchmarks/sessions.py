@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
+from _report import report
 from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine.live import LiveStream
@@ -153,11 +153,7 @@ def main() -> None:
     ap.add_argument("--video-60s", action="store_true", help="build a 60 s 1080p video")
     a = ap.parse_args()
     out = asyncio.run(run(a))
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>14}: {v}")
+    report(out, as_json=a.json, width=14)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from avatarcast.api.context import ApiContext
 from avatarcast.api.customservice import customservice_routes
 from avatarcast.api.openapi import OPENAPI_PATH, openapi_json
 from avatarcast.api.session_routes import session_routes
+from avatarcast.api.status import status_routes
 from avatarcast.api.web import web_routes
 from avatarcast.api.whep import whep_routes
 from avatarcast.api.ws import command_routes
@@ -39,6 +40,7 @@ def create_app(ctx: ApiContext) -> Starlette:
         *whep_routes(ctx),
         *web_routes(ctx),
         *customservice_routes(ctx),
+        *status_routes(ctx),
     ]
 
     @contextlib.asynccontextmanager
