@@ -1,6 +1,7 @@
 """GET /v2/status against a real server: workers, load, the caller's live sessions.
 
-Real media (`attach_media`): the session's frame counters come from its live stream.
+Real media in real worker processes (the default: one per core, here two), and once with the
+media inside the server process (`media_workers = 0`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from avatarcast.settings import Settings
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.url, self._stop = run_server_in_thread(Settings(data_dir=data_dir))
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        config = Settings(data_dir=data_dir, **{"media_workers": 2, **settings}).validate()
+        self.url, self._stop = run_server_in_thread(config)
         self.store = Store(data_dir / "avatarcast.db")
 
     def client(self) -> Client:
@@ -53,27 +55,38 @@ def _status(c: Client) -> dict[str, Any]:
     return payload
 
 
+def _frames_sent(c: Client, sid: str) -> int:
+    """The session's FramesSent once its worker has reported it (reports come each second)."""
+    deadline = time.monotonic() + 10
+    while True:
+        mine = {s["SessionId"]: s for s in _status(c)["Sessions"]}
+        if mine[sid]["FramesSent"] > 0:
+            return int(mine[sid]["FramesSent"])
+        assert time.monotonic() < deadline, "no frames reported"
+        time.sleep(0.1)
+
+
 def test_status_lists_the_started_session_with_frames_growing(server: Server) -> None:
     with server.client() as c, server.client() as other:
         sid = c.create_session_by_asset("default", "status-user")["SessionId"]
         c.wait_ready(sid, timeout_s=60)
         c.start_session(sid)
-        first = _status(c)
-        time.sleep(1.0)
+        before = _frames_sent(c, sid)
+        time.sleep(2.5)  # more than two of a worker's reports
         second = _status(c)
 
-        (worker,) = second["Workers"]
-        assert worker["Id"] == 0 and worker["Pid"] == os.getpid()  # the server is this process
-        assert worker["Sessions"] >= 1
-        assert worker["Load"] >= 0 and worker["RssMb"] > 0
-        assert second["Capacity"] == {"MaxLoad": 0.7, "Full": False}
+        assert [w["Id"] for w in second["Workers"]] == [0, 1]
+        for worker in second["Workers"]:
+            assert worker["Up"] and worker["Pid"] != os.getpid()  # worker processes
+            assert worker["Load"] >= 0 and worker["RssMb"] > 0
+        assert sum(w["Sessions"] for w in second["Workers"]) >= 1
+        assert second["Capacity"] == {"MaxLoad": 0.8, "MaxSessionsPerWorker": 0, "Full": False}
 
-        before = {s["SessionId"]: s for s in first["Sessions"]}[sid]
         (after,) = [s for s in second["Sessions"] if s["SessionId"] == sid]
-        assert after["Worker"] == 0 and after["Status"] == 1
+        assert after["Worker"] in (0, 1) and after["Status"] == 1
         assert after["Viewers"] == 0 and after["Speaking"] is False
         assert after["LateFrames"] >= 0
-        assert after["FramesSent"] > before["FramesSent"] > 0  # ~25 more in 1 s
+        assert after["FramesSent"] > before > 0  # ~60 more in 2.5 s
 
         # Speaking is the media host's: true while an utterance plays.
         c.command(sid, "SEND_TEXT", {"Text": "Hello, this is a status test sentence."})
@@ -85,7 +98,7 @@ def test_status_lists_the_started_session_with_frames_growing(server: Server) ->
         # Another key sees the worker's load but not this key's sessions.
         theirs = _status(other)
         assert theirs["Sessions"] == []
-        assert theirs["Workers"][0]["Sessions"] >= 1
+        assert sum(w["Sessions"] for w in theirs["Workers"]) >= 1
         c.close_session(sid)
         assert sid not in {s["SessionId"] for s in _status(c)["Sessions"]}
 
@@ -105,3 +118,34 @@ def test_status_refuses_unsigned_and_badly_signed_requests(server: Server) -> No
             body = resp.json()
             assert body["Header"]["Code"] == UNAUTHORIZED, body
             assert "Workers" not in body["Payload"]
+
+
+def test_two_sessions_land_on_two_workers(tmp_path: Path) -> None:
+    srv = Server(tmp_path)  # idle workers: the second session goes where the first did not
+    try:
+        with srv.client() as c:
+            sids = [
+                c.create_session_by_asset("default", f"spread-{i}")["SessionId"] for i in (0, 1)
+            ]
+            for sid in sids:
+                c.wait_ready(sid, timeout_s=60)
+            placed = {s["SessionId"]: s["Worker"] for s in _status(c)["Sessions"]}
+            assert sorted(placed[sid] for sid in sids) == [0, 1]
+    finally:
+        srv.stop()
+
+
+def test_without_media_workers_the_server_process_is_the_one_worker(tmp_path: Path) -> None:
+    srv = Server(tmp_path, media_workers=0)
+    try:
+        with srv.client() as c:
+            sid = c.create_session_by_asset("default", "in-process")["SessionId"]
+            c.wait_ready(sid, timeout_s=60)
+            status = _status(c)
+            (worker,) = status["Workers"]
+            assert worker["Id"] == 0 and worker["Pid"] == os.getpid()
+            assert worker["Sessions"] == 1 and worker["RssMb"] > 0
+            assert [s["Worker"] for s in status["Sessions"]] == [0]
+            assert status["Sessions"][0]["FramesSent"] > 0
+    finally:
+        srv.stop()

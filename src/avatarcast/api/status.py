@@ -3,23 +3,26 @@
     GET /v2/status?appkey=…&timestamp=…&signature=…    (signed like every call)
 
     {"Header": {"Code": 0, ...},
-     "Payload": {"Workers": [{"Id": 0, "Pid": 4242, "Sessions": 3, "Load": 0.62, "RssMb": 412.5}],
+     "Payload": {"Workers": [{"Id": 0, "Pid": 4242, "Up": true, "Sessions": 3, "Load": 0.62,
+                              "ProjectedLoad": 0.62, "RssMb": 412.5}, ...],
                  "Sessions": [{"SessionId": "…", "Worker": 0, "Status": 1, "FramesSent": 1250,
                                "LateFrames": 0, "Viewers": 1, "Speaking": true}],
-                 "Capacity": {"MaxLoad": 0.7, "Full": false},
+                 "Capacity": {"MaxLoad": 0.8, "MaxSessionsPerWorker": 0, "Full": false},
                  "ReqId": ""}}
 
 Auth: the signed query of every call (any valid key). A key sees only its own sessions in
 `Sessions`; `Workers[].Sessions` counts the open sessions of every key (a load figure, no ids).
 A bad or missing signature is the usual envelope with 100005.
 
-Today there is one worker: the server process itself (`Id` 0). `Load` is its CPU time over the
-last `LOAD_WINDOW_S` of wall time, as a fraction of one core (so above 1 when its threads use
-more than one core); `RssMb` its resident memory. `FramesSent`, `LateFrames` (frame slots
-skipped because the loop fell behind), `Viewers` and `Speaking` are what the session's media
-host reports (`Session.media_status()`), read as they are. `Capacity.MaxLoad` is the load at
-which a worker counts as full (LiveKit's 0.7); `Full` is true when createsession would refuse
-for capacity, which it never does yet (no admission control), so it is false.
+`Workers` are the media worker processes (`media_workers`, one per core by default): `Load`
+is a worker's CPU time over the last 5 s of wall time, in cores (from its own reports);
+`ProjectedLoad` adds an estimate for sessions placed since; `RssMb` its resident memory; `Up`
+false until its first report. Without media workers (`media_workers = 0`) the one worker is
+the server process itself (`Id` 0, its `Load` measured here). `FramesSent`, `LateFrames`
+(frame slots skipped because the loop fell behind), `Viewers` and `Speaking` are what the
+session's media host reports, read as they are (about a second old with workers).
+`Capacity.MaxLoad` is `worker_max_load`: a worker above it takes no new session; `Full` is
+true when createsession would answer 100008 "server at capacity" now.
 """
 
 from __future__ import annotations
@@ -38,12 +41,10 @@ from starlette.routing import BaseRoute, Route
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import new_request_id, respond
 from avatarcast.api.handler import failure
-from avatarcast.sessions.session import Session
 
 STATUS_PATH = "/v2/status"
 LOAD_WINDOW_S = 5.0
 SAMPLE_EVERY_S = 0.5
-MAX_LOAD = 0.7  # a worker above this fraction of a core counts as full (LiveKit's default)
 
 
 class ProcessLoad:
@@ -108,33 +109,25 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def session_status(session: Session, worker: int = 0) -> dict[str, Any]:
-    """One `Sessions[]` item: the media host's counters as they are (0 before it runs)."""
-    media = session.media_status()
-    return {
-        "SessionId": session.id,
-        "Worker": worker,
-        "Status": int(session.status),
-        "FramesSent": media.get("FramesSent", 0),
-        "LateFrames": media.get("LateFrames", 0),
-        "Viewers": media.get("Viewers", 0),
-        "Speaking": bool(media.get("Speaking", False)),
-    }
-
-
 def status_payload(ctx: ApiContext, appkey: str, meter: ProcessLoad) -> dict[str, Any]:
-    load = meter.load()
-    worker = {
-        "Id": 0,
-        "Pid": os.getpid(),
-        "Sessions": ctx.manager.open_count(),
-        "Load": round(load, 3),
-        "RssMb": round(rss_mb(), 1),
-    }
+    media = ctx.manager.media_status()
+    mine = {s.id for s in ctx.manager.list(appkey)}
+    workers = media["Workers"]
+    if not workers:  # no media workers: the server process runs every session (worker 0)
+        workers = [
+            {
+                "Id": 0,
+                "Pid": os.getpid(),
+                "Up": True,
+                "Sessions": ctx.manager.open_count(),
+                "Load": round(meter.load(), 3),
+                "RssMb": round(rss_mb(), 1),
+            }
+        ]
     return {
-        "Workers": [worker],
-        "Sessions": [session_status(s) for s in ctx.manager.list(appkey)],
-        "Capacity": {"MaxLoad": MAX_LOAD, "Full": False},
+        "Workers": workers,
+        "Sessions": [s for s in media["Sessions"] if s["SessionId"] in mine],
+        "Capacity": media["Capacity"],
     }
 
 

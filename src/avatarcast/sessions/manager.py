@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -277,7 +276,8 @@ class SessionManager:
     def media_status(self) -> dict[str, Any]:
         """Workers, sessions per worker, load and the limit (for `GET /v2/status`).
 
-        Without media workers, the one "worker" is this process (Id -1).
+        Without media workers (`media_workers = 0`, or a test's media factory) `Workers` is
+        empty: the media run in this process, and nothing admits or refuses by load.
         """
         open_sessions = [s for s in self._sessions.values() if s.is_open]
         sessions = []
@@ -287,19 +287,15 @@ class SessionManager:
                 {
                     "SessionId": s.id,
                     "Status": int(s.status),
-                    "Worker": media.get("Worker", -1),
+                    "Worker": media.get("Worker", 0),
                     "FramesSent": media.get("FramesSent", 0),
                     "LateFrames": media.get("LateFrames", 0),
                     "Viewers": media.get("Viewers", 0),
                     "Speaking": bool(media.get("Speaking", False)),
                 }
             )
-        if self.pool is not None:
-            workers = self.pool.status()
-            full = self.pool.full()
-        else:
-            workers = [{"Id": -1, "Pid": os.getpid(), "Up": True, "Sessions": len(sessions)}]
-            full = False
+        workers = self.pool.status() if self.pool is not None else []
+        full = self.pool.full() if self.pool is not None else False
         return {
             "Workers": workers,
             "Sessions": sessions,
