@@ -32,7 +32,8 @@ free loopback port) and a local nginx RTMP server (`scripts/rtmp-server.sh`, as 
    the RSS before the first one (includes caches loaded once, e.g. the avatar).
 
 The data directory (database, server log, nginx logs) is removed at the end unless `--keep`.
-`--workers N` is passed to `avatarcast serve` only if its `--help` lists `--workers`.
+`--workers N` is passed to `avatarcast serve` as `--media-workers N` (default: the server's,
+one media worker process per core; 0 runs every session inside the server process).
 `--quick`: a smoke run (speaking ramp to 4, idle cap 8 in steps of 4, 5 s windows). On a shared
 machine the figures measure the machine as much as the server: the load average is reported.
 """
@@ -160,15 +161,9 @@ class Stack:
             "--rtmp-ingest-url", f"rtmp://127.0.0.1:{self.rtmp_env['RTMP_PORT']}/live",
             "--ice-host-addresses", "127.0.0.1",
         )  # fmt: skip
-        if self.workers is not None:
-            helptext = subprocess.run(
-                self._cli("serve", "--help"), capture_output=True, text=True
-            ).stdout
-            if "--workers" in helptext:
-                cmd += ["--workers", str(self.workers)]
-                self.workers_passed = True
-            else:
-                say(f"note: `avatarcast serve` has no --workers; ignoring --workers {self.workers}")
+        if self.workers is not None:  # else the server's default: one media worker per core
+            cmd += ["--media-workers", str(self.workers)]
+            self.workers_passed = True
         self.log = open(self.work / "server.log", "wb")  # noqa: SIM115 - closed by stop()
         # Its own session: a Ctrl-C here reaches this script, which then stops it in order.
         self.server = subprocess.Popen(
@@ -488,7 +483,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     try:
         stack.start(max_sessions=max(a.max_sessions, a.idle_cap + 1) + 4)
-        out["workers_passed_to_serve"] = a.workers if stack.workers_passed else None
+        out["media_workers"] = a.workers if stack.workers_passed else "one per core"
         time.sleep(2.0)
         rss_base = tree_rss_mb(stack.pid)
         fleet = Fleet(stack, a.viewers)
@@ -618,7 +613,9 @@ def main() -> None:
     p.add_argument("--window-s", type=float, help="measuring window per step (10; quick 5)")
     p.add_argument("--settle-s", type=float, default=3.0, help="wait after adding sessions")
     p.add_argument("--viewers", type=int, default=1, choices=(0, 1, 2), help="WHEP viewers")
-    p.add_argument("--workers", type=int, help="passed to `avatarcast serve` if it has --workers")
+    p.add_argument(
+        "--workers", type=int, help="media workers (serve --media-workers); default one per core"
+    )
     p.add_argument("--keep", action="store_true", help="keep the data dir and server log")
     p.add_argument("--encode-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--encode-rounds", type=int, default=3, help=argparse.SUPPRESS)
