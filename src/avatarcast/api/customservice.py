@@ -42,7 +42,7 @@ from avatarcast.api.envelope import (
     respond,
 )
 from avatarcast.api.handler import Endpoint, Handler, Payload, api_endpoint, failure
-from avatarcast.avatars.jobs import BuildQueue
+from avatarcast.avatars.build_queue import BuildQueue
 from avatarcast.avatars.video import MAX_TRANSCRIPT_CHARS, parse_size
 from avatarcast.errors import RequestError
 
