@@ -8,7 +8,7 @@ speaking the same text in a loop, on all cores. Two phases:
 
 1. `alone`: N sessions for `--seconds`; `cpu_cores_per_session` = process CPU seconds /
    wall seconds / N (what one more session costs), `fps_min` the slowest session's rate.
-2. `beside_build`: the same sessions while the avatar builder (`avatars.jobs.BuildQueue`,
+2. `beside_build`: the same sessions while the avatar builder (`avatars.build_queue.BuildQueue`,
    as the HTTP API runs it: one worker process, nice 19, one thread) builds a video avatar
    from the 11 s speaking test video (`tests/avatars/video_samples.py`), or with
    `--video-60s` a 60 s 1920x1080 recording with sound. Reports the build's wall seconds and
@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
 from _report import report
-from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
+from avatarcast.avatars.build_jobs import SUCCESS, Job
+from avatarcast.avatars.build_queue import BuildQueue
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine

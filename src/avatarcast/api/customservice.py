@@ -16,7 +16,7 @@ Larger material (a video) is uploaded first: `upload`'s body is the file itself
 (`application/octet-stream`; the signed query authenticates it, `ReqId` may be a query
 parameter), streamed to disk up to the setting `avatar_upload_max_mb`, and `make` names it by
 `MaterialId`. The jobs themselves (stages, scoping, uploads, worker processes) are
-`avatars.jobs`.
+`avatars.build_queue` (and its sibling modules).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from avatarcast.api.envelope import (
     respond,
 )
 from avatarcast.api.handler import Endpoint, Handler, Payload, api_endpoint, failure
-from avatarcast.avatars.jobs import BuildQueue
+from avatarcast.avatars.build_queue import BuildQueue
 from avatarcast.avatars.video import MAX_TRANSCRIPT_CHARS, parse_size
 from avatarcast.errors import RequestError
 

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import Fields
 from avatarcast.api.handler import Handler, Payload, api_endpoint
-from avatarcast.avatars.jobs import check_asset_access
+from avatarcast.avatars.access import check_asset_access
 from avatarcast.sessions.session import Session
 
 SESSION_BASE = "/v2/ivh/sessionmanager/sessionmanagerservice/"

@@ -58,7 +58,7 @@ def build_engine(spec: HostSpec, settings: Settings) -> Engine:
     if spec.alpha:
         # Colour and matte packed side by side in one picture, so every protocol carries
         # the matte (layout in docs/outputs.md).
-        from avatarcast.render.alpha import pack_alpha
+        from avatarcast.avatars.alpha import pack_alpha
 
         avatar = pack_alpha(avatar)
     return Engine(
