@@ -33,7 +33,6 @@ One run, pinned to one core, CPU seconds (see benchmarks/engine.py for why):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -49,6 +48,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
+from _report import report
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.photo import build_photo_avatar
 from avatarcast.avatars.registry import load_avatar
@@ -232,11 +232,7 @@ def main() -> None:
     if not a.no_real:
         out["real"] = real_figures(a.real, tmp, stream_ms["builtin"], tts, a.rounds)
     shutil.rmtree(tmp, ignore_errors=True)
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>30}: {v}")
+    report(out, as_json=a.json)
 
 
 if __name__ == "__main__":

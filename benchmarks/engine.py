@@ -16,13 +16,13 @@ shared, noisy machine): compare the ratio, not the absolute fps, across machines
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from _report import report
 from avatarcast import SAMPLES_PER_FRAME
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
@@ -67,6 +67,67 @@ def stream_text(avatar: Avatar, opts: VideoOptions, tts: TtsBackend, seed: int =
     return i
 
 
+def speech_of(tts: TtsBackend, seconds: float) -> np.ndarray:
+    """`seconds` of the benchmark's speech (SENTENCES, repeated), 16 kHz mono int16."""
+    speech = tts.synthesize(SENTENCES, voice="en-us").pcm
+    reps = max(1, int(np.ceil(seconds * 16000 / speech.size)))
+    return np.tile(speech, reps)[: int(seconds * 16000)]
+
+
+def warm(avatar: Avatar) -> None:
+    """Warm caches the way a long-running server has them warm."""
+    warm_up = getattr(avatar, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    eng = Engine(avatar, seed=1)
+    eng.say_text("Warm up the mouth shapes, please.")
+    while not eng.idle():
+        eng.next_frame()
+    for _ in range(200):
+        eng.next_frame()
+
+
+def encode_only_job(avatar: Avatar, opts: VideoOptions, speech: np.ndarray) -> Callable[[], int]:
+    """The encode-only figure's job: H.264 + AAC of pre-rendered frames of a talking avatar
+    with the same speech audio; returns the frame count when called."""
+    pre = Engine(avatar, seed=2)
+    pre.say_audio(speech[: 16000 * 4])
+    frames: list[YuvFrame] = []
+    while not pre.idle():
+        f = pre.next_frame().video
+        frames.append(YuvFrame(f.data.copy(), f.width, f.height))
+    silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
+    n_frames = -(-speech.size // SAMPLES_PER_FRAME)
+
+    def encode_only() -> int:
+        # The same speech audio as the speaking figure: AAC costs more on speech than on
+        # silence, and that cost is the encoder's, not the avatar's.
+        venc, aenc = _encoders(opts)
+        for i in range(n_frames):
+            venc.encode(frames[i % len(frames)], i)
+            chunk = speech[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME]
+            aenc.encode(chunk if chunk.size == SAMPLES_PER_FRAME else silence)
+        return n_frames
+
+    return encode_only
+
+
+def encode_only_fps(
+    width: int = 540, height: int = 960, seconds: float = 10.0, rounds: int = 3
+) -> float:
+    """The encode-only figure alone (best of `rounds`, frames per process-CPU second), for
+    other benchmarks (capacity.py); the same measurement as `main`'s `encode_only_fps`."""
+    avatar = load_avatar("default", None, width, height)
+    speech = speech_of(get_backend("espeak"), seconds)
+    warm(avatar)
+    job = encode_only_job(avatar, VideoOptions(width=width, height=height), speech)
+    best = 0.0
+    for _ in range(rounds):
+        n, cpu = _cpu_timed(job)
+        best = max(best, n / cpu)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
@@ -81,40 +142,10 @@ def main() -> None:
     opts = VideoOptions(width=a.width, height=a.height)
     avatar = load_avatar("default", None, a.width, a.height)
     tts = get_backend("espeak")
-    speech = tts.synthesize(SENTENCES, voice="en-us").pcm
-    reps = max(1, int(np.ceil(a.seconds * 16000 / speech.size)))
-    speech = np.tile(speech, reps)[: int(a.seconds * 16000)]
+    speech = speech_of(tts, a.seconds)
     n_frames = -(-speech.size // SAMPLES_PER_FRAME)
-
-    # Warm caches the way a long-running server has them warm.
-    warm_up = getattr(avatar, "warm_up", None)
-    if callable(warm_up):
-        warm_up()
-    warm = Engine(avatar, seed=1)
-    warm.say_text("Warm up the mouth shapes, please.")
-    while not warm.idle():
-        warm.next_frame()
-    for _ in range(200):
-        warm.next_frame()
-
-    # Pre-rendered frames of a talking avatar for the encode-only figure.
-    pre = Engine(avatar, seed=2)
-    pre.say_audio(speech[: 16000 * 4])
-    frames: list[YuvFrame] = []
-    while not pre.idle():
-        f = pre.next_frame().video
-        frames.append(YuvFrame(f.data.copy(), f.width, f.height))
-    silence = np.zeros(SAMPLES_PER_FRAME, np.int16)
-
-    def encode_only() -> int:
-        # The same speech audio as the speaking figure: AAC costs more on speech than on
-        # silence, and that cost is the encoder's, not the avatar's.
-        venc, aenc = _encoders(opts)
-        for i in range(n_frames):
-            venc.encode(frames[i % len(frames)], i)
-            chunk = speech[i * SAMPLES_PER_FRAME : (i + 1) * SAMPLES_PER_FRAME]
-            aenc.encode(chunk if chunk.size == SAMPLES_PER_FRAME else silence)
-        return n_frames
+    warm(avatar)
+    encode_only = encode_only_job(avatar, opts, speech)
 
     def speaking() -> int:
         venc, aenc = _encoders(opts)
@@ -179,11 +210,7 @@ def main() -> None:
         1000 / results["speaking"] - 1000 / results["encode_only"], 3
     )
     out["streams_per_core_speaking"] = round(results["speaking"] / 25, 1)
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>30}: {v}")
+    report(out, as_json=a.json)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ speaking the same text in a loop, on all cores. Two phases:
 
 1. `alone`: N sessions for `--seconds`; `cpu_cores_per_session` = process CPU seconds /
    wall seconds / N (what one more session costs), `fps_min` the slowest session's rate.
-2. `beside_build`: the same sessions while the avatar builder (`avatars.jobs.BuildQueue`,
+2. `beside_build`: the same sessions while the avatar builder (`avatars.build_queue.BuildQueue`,
    as the HTTP API runs it: one worker process, nice 19, one thread) builds a video avatar
    from the 11 s speaking test video (`tests/avatars/video_samples.py`), or with
    `--video-60s` a 60 s 1920x1080 recording with sound. Reports the build's wall seconds and
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -36,7 +35,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "avatars"))
-from avatarcast.avatars.jobs import SUCCESS, BuildQueue, Job
+from _report import report
+from avatarcast.avatars.build_jobs import SUCCESS, Job
+from avatarcast.avatars.build_queue import BuildQueue
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine.idle_loop import shared_loops
 from avatarcast.engine.live import LiveStream
@@ -205,11 +206,7 @@ def main() -> None:
     )
     a = ap.parse_args()
     out = asyncio.run(run_idle(a) if a.idle else run(a))
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:>14}: {v}")
+    report(out, as_json=a.json, width=14)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ def _serve(a: argparse.Namespace) -> None:
         log_level="warning",
         rtmp_ingest_url=a.rtmp_ingest,
         ice_host_addresses="127.0.0.1",
+        # The media in this process: the soak looks inside it (RSS, tracemalloc, caches).
+        # benchmarks/capacity.py measures the worker processes.
+        media_workers=0,
     ).validate()
     ctx = build_context(settings)
     server = uvicorn.Server(_config(settings, ctx))

@@ -22,8 +22,8 @@
         ├── EncoderError
         └── AvatarLoadError
 
-The CLI maps InputError to one line and exit status 2. The API maps each class to its wire
-code in exactly one table (`avatarcast.api.codes`). Nothing else invents error codes.
+The CLI maps InputError to one line and exit status 2. Each class maps to its wire
+code in exactly one table (`avatarcast.codes`). Nothing else invents error codes.
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ class AuthError(AvatarcastError):
 
 class QuotaError(AvatarcastError):
     code = "quota_exceeded"
+
+
+class CapacityError(QuotaError):
+    """The server is full: every media worker is at its load limit (100008, with why)."""
+
+    code = "server_full"
 
 
 class RateLimitError(AvatarcastError):
@@ -115,3 +121,9 @@ class EncoderError(BackendError):
 
 class AvatarLoadError(BackendError):
     code = "avatar_load_failed"
+
+
+class MediaWorkerError(BackendError):
+    """The media worker process holding a session died."""
+
+    code = "media_worker_died"

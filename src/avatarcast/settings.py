@@ -89,6 +89,23 @@ class Settings:
     max_messages_per_s: int = field(
         default=50, metadata=_help("command-channel messages per second before 100012")
     )
+    media_workers: int = field(
+        default=-1,
+        metadata=_help(
+            "media worker processes that run the sessions: -1 = one per core, 0 = none "
+            "(sessions run inside the API process)"
+        ),
+    )
+    worker_max_load: float = field(
+        default=0.8,
+        metadata=_help(
+            "a media worker takes no new session above this CPU load (cores used, measured "
+            "over 5 s); when every worker is there, createsession answers 100008"
+        ),
+    )
+    worker_max_sessions: int = field(
+        default=0, metadata=_help("sessions per media worker at most; 0 = limited by load only")
+    )
     avatar_build_workers: int = field(
         default=1, metadata=_help("avatar builds run at once (low-priority processes)")
     )
@@ -182,6 +199,10 @@ class Settings:
         for name in ("idle_timeout_s", "ws_idle_timeout_s", "max_audio_buffer_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.media_workers < -1 or self.worker_max_sessions < 0:
+            raise SettingsError("media_workers must be -1 or more, worker_max_sessions 0 or more")
+        if not 0 < self.worker_max_load <= 64:
+            raise SettingsError(f"worker_max_load must be in (0, 64], got {self.worker_max_load}")
         if self.avatar_build_workers < 1:
             raise SettingsError("avatar_build_workers must be at least 1")
         if self.avatar_upload_max_mb < 1:

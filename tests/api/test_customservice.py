@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from avatarcast.api.server import run_server_in_thread
-from avatarcast.avatars.jobs import JOBS_DIR, STAGES
-from avatarcast.avatars.jobs import UPLOADS_DIR as JOBS_UPLOADS
+from avatarcast.avatars.build_jobs import STAGES
+from avatarcast.avatars.build_queue import JOBS_DIR
+from avatarcast.avatars.uploads import UPLOADS_DIR as JOBS_UPLOADS
 from avatarcast.client import CUSTOM_BASE, ApiError, AvatarBuildError, Client, new_req_id
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
@@ -243,7 +244,8 @@ def test_make_rejects_bad_fields(server: Server) -> None:
 
 
 def test_restart_fails_interrupted_builds(tmp_path: Path) -> None:
-    from avatarcast.avatars.jobs import BuildQueue, Job, TaskNotFound
+    from avatarcast.avatars.build_jobs import Job, TaskNotFound
+    from avatarcast.avatars.build_queue import BuildQueue
 
     queue = BuildQueue(tmp_path, tmp_path / "db.sqlite")
     job = Job("t1", "k", "a", "a-00000000", "keep", "MAKING", "TRAIN", 40, "", "", 0.0, 0.0)
@@ -390,7 +392,7 @@ def test_upload_limits_auth_and_expiry(tmp_path: Path) -> None:
 
 
 def test_material_kind() -> None:
-    from avatarcast.avatars.jobs import material_kind
+    from avatarcast.avatars.materials import material_kind
 
     assert material_kind(b"\x00\x00\x00\x18ftypmp42\x00\x00") == "video"
     assert material_kind(b"\x00\x00\x00\x14ftypqt  \x00\x00") == "video"

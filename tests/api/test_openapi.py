@@ -2,7 +2,7 @@
 
 Every HTTP route of the app (path and method) is described, and nothing else; the command
 channel (a WebSocket) and the demo page's static files are named in the description. Every
-`$ref` resolves, every operation has responses, the wire codes are those of `api.codes`.
+`$ref` resolves, every operation has responses, the wire codes are those of `avatarcast.codes`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from avatarcast.api.app import create_app
-from avatarcast.api.codes import wire_codes
 from avatarcast.api.openapi import OPENAPI_PATH
 from avatarcast.api.server import build_context, run_server_in_thread
 from avatarcast.api.ws import CHANNEL_PATH
+from avatarcast.codes import wire_codes
 from avatarcast.settings import Settings
 
 METHODS = {"get", "post", "put", "patch", "delete", "options"}

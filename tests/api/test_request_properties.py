@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avatarcast.api.auth import sign, verify
-from avatarcast.api.codes import wire_code
 from avatarcast.api.envelope import Fields, payload_of, req_id_of
+from avatarcast.codes import wire_code
 from avatarcast.errors import AuthError, RequestError
 from avatarcast.sessions import drive_messages as dm
 from avatarcast.validate import JsonSyntaxError, is_text, loads

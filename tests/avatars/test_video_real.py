@@ -223,7 +223,8 @@ def test_speech_opens_the_mouth_and_pauses_close_it(
 
 def test_build_job_reports_warnings_in_getprogress(tmp_path: Path) -> None:
     """The API's build path (one worker job) keeps the warnings for getprogress."""
-    from avatarcast.avatars.jobs import SUCCESS, JobStore, run_job
+    from avatarcast.avatars.build_jobs import SUCCESS, JobStore
+    from avatarcast.avatars.build_worker import run_job
 
     clip = REAL / RETIME_SOURCE
     if not clip.exists():
@@ -232,7 +233,7 @@ def test_build_job_reports_warnings_in_getprogress(tmp_path: Path) -> None:
     shutil.copy(clip, material)
     db = tmp_path / "jobs.db"
     store = JobStore(db)
-    from avatarcast.avatars.jobs import Job
+    from avatarcast.avatars.build_jobs import Job
 
     store.insert(Job("t1", "k", "real", "real-1", "keep", "MAKING", "SUBMIT", 0, "", "", 0, 0))
     status = run_job(str(db), "t1", str(material), "real-1", str(tmp_path / "data"), "keep")

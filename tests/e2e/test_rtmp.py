@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from avatarcast.api.codes import wire_code
 from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import ApiError, Client
+from avatarcast.codes import wire_code
 from avatarcast.errors import RequestError
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session

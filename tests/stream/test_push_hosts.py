@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from avatarcast.api.codes import wire_code
+from avatarcast.codes import wire_code
 from avatarcast.errors import RequestError
 from avatarcast.settings import Settings
 from avatarcast.stream.rtmp import push_url

@@ -9,14 +9,14 @@
     POST /v2/ivh/assetmanager/customservice/list            → Avatars (ours)
     POST /v2/ivh/assetmanager/customservice/delete          AssetVirtualmanKey (ours)
 
-Same envelope, signature, ReqId and wire codes as the session routes (`api.app`); `make`
+Same envelope, signature, ReqId and wire codes as the session routes (`api.handler`); `make`
 reads its body itself with a larger limit (`MAX_MAKE_BODY_BYTES`), since a small photo or
 video may come inline as Base64 (`Material`, **ours**, at most `MAX_MATERIAL_BYTES` decoded).
 Larger material (a video) is uploaded first: `upload`'s body is the file itself
 (`application/octet-stream`; the signed query authenticates it, `ReqId` may be a query
 parameter), streamed to disk up to the setting `avatar_upload_max_mb`, and `make` names it by
 `MaterialId`. The jobs themselves (stages, scoping, uploads, worker processes) are
-`avatars.jobs`.
+`avatars.build_queue` (and its sibling modules).
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from avatarcast.api.app import Handler, api_endpoint
-from avatarcast.api.codes import INTERNAL, wire_code
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import (
     MAX_BODY_BYTES,
@@ -44,9 +41,10 @@ from avatarcast.api.envelope import (
     new_request_id,
     respond,
 )
-from avatarcast.avatars.jobs import BuildQueue
+from avatarcast.api.handler import Endpoint, Handler, Payload, api_endpoint, failure
+from avatarcast.avatars.build_queue import BuildQueue
 from avatarcast.avatars.video import MAX_TRANSCRIPT_CHARS, parse_size
-from avatarcast.errors import AvatarcastError, RequestError
+from avatarcast.errors import RequestError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +54,6 @@ MAX_MAKE_BODY_BYTES = MAX_MATERIAL_BYTES * 4 // 3 + (64 << 10)  # Base64 + the o
 WRITE_CHUNK = 1 << 20  # upload bytes gathered before each write to disk
 DRAIN_MAX = 64 << 20  # an oversize upload's rest read (and dropped) so the answer arrives
 
-Payload = dict[str, Any]
 QueueHandler = Callable[[BuildQueue, str, Fields], Awaitable[Payload]]
 
 
@@ -112,18 +109,6 @@ async def list_avatars(queue: BuildQueue, appkey: str, f: Fields) -> Payload:
 
 
 # ---- upload (ours) ----------------------------------------------------------------------------
-def _failure(exc: Exception, req_id: str, request_id: str, path: str) -> Response:
-    """A coded envelope for `exc`, as `api.app` answers (internal errors logged, not shown)."""
-    code = wire_code(exc)
-    if isinstance(exc, AvatarcastError) and code != INTERNAL:
-        log.info("%s -> %d %s (RequestID %s)", path, code, exc.message, request_id)
-        message = exc.message
-    else:
-        log.exception("%s failed (RequestID %s)", path, request_id)
-        message = f"internal error (RequestID {request_id})"
-    return respond(None, req_id=req_id, request_id=request_id, code=code, message=message)
-
-
 async def _receive(request: Request, part: Path, limit: int) -> int:
     """Stream the body into `part`, at most `limit` bytes; the size, or RequestError."""
     declared = request.headers.get("content-length")
@@ -154,7 +139,7 @@ async def _receive(request: Request, part: Path, limit: int) -> int:
     return size
 
 
-def upload_endpoint(ctx: ApiContext, queue: BuildQueue) -> Callable[[Request], Awaitable[Response]]:
+def upload_endpoint(ctx: ApiContext, queue: BuildQueue) -> Endpoint:
     """`upload`: authenticate the signed query, stream the raw body to disk → MaterialId."""
     limit = ctx.settings.avatar_upload_max_mb << 20
 
@@ -177,7 +162,7 @@ def upload_endpoint(ctx: ApiContext, queue: BuildQueue) -> Callable[[Request], A
                 {"MaterialId": material_id, "Size": size}, req_id=req_id, request_id=request_id
             )
         except Exception as exc:  # ClientDisconnect included: nothing may crash the server
-            return _failure(exc, req_id, request_id, request.url.path)
+            return failure(exc, req_id, request_id, request.url.path)
         finally:
             if part is not None:
                 with contextlib.suppress(OSError):

@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from avatarcast import __version__
-from avatarcast.api.app import SESSION_BASE
-from avatarcast.api.codes import wire_codes
 from avatarcast.api.customservice import CUSTOM_BASE
+from avatarcast.api.session_routes import SESSION_BASE
+from avatarcast.api.status import STATUS_PATH
 from avatarcast.api.ws import CHANNEL_PATH, COMMAND_PATH
+from avatarcast.codes import wire_codes
 
 OPENAPI_PATH = "/v2/openapi.json"
 
@@ -331,6 +332,51 @@ def build_openapi() -> Schema:
     }
     paths["/healthz"] = {
         "get": {"summary": "Liveness", "responses": {"200": {"description": '{"ok": true}'}}}
+    }
+    worker = _obj(
+        {
+            **{k: _s("integer") for k in ("Id", "Pid", "Sessions")},
+            "Load": _s("number", "CPU over the last 5 s, a fraction of one core"),
+            "RssMb": _s("number"),
+        }
+    )
+    item = _obj(
+        {
+            "SessionId": _s("string"),
+            **{
+                k: _s("integer")
+                for k in ("Worker", "Status", "FramesSent", "LateFrames", "Viewers")
+            },
+            "Speaking": _s("boolean"),
+        }
+    )
+    capacity = _obj({"MaxLoad": _s("number"), "Full": _s("boolean")})
+    status_out = _obj(
+        {
+            "ReqId": _s("string", "empty (a GET has no body)"),
+            "Workers": {"type": "array", "items": worker},
+            "Sessions": {"type": "array", "items": item, "description": "the caller's own"},
+            "Capacity": capacity,
+        }
+    )
+    paths[STATUS_PATH] = {
+        "get": {
+            "summary": "Ours: workers, their load, and the caller's sessions (docs/api.md)",
+            "parameters": SIGNED_QUERY,
+            "responses": {
+                "200": {
+                    "description": "an envelope: Header.Code 0, or a wire error code",
+                    "content": {
+                        "application/json": {
+                            "schema": _obj(
+                                {"Header": _ref("Header"), "Payload": status_out},
+                                ("Header", "Payload"),
+                            )
+                        }
+                    },
+                }
+            },
+        }
     }
     paths["/"] = {"get": {"summary": "The demo page", "responses": {"200": _text("HTML")}}}
     paths["/v2/demo/config"] = {

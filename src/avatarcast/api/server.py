@@ -22,6 +22,7 @@ from avatarcast.logmask import uvicorn_log_config
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.media import MediaFactory
 from avatarcast.sessions.store import Store
+from avatarcast.sessions.workers import WorkerPool, worker_count
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
 
@@ -29,10 +30,15 @@ log = logging.getLogger(__name__)
 
 
 def build_context(settings: Settings, media_factory: MediaFactory | None = None) -> ApiContext:
-    """Every long-lived part of a server, wired once."""
+    """Every long-lived part of a server, wired once.
+
+    Sessions' media run in worker processes (`media_workers`, one per core by default) unless
+    that setting is 0 or a test brings its own `media_factory`.
+    """
     store = Store(settings.db_path)
     clock = MonotonicClock()
-    manager = SessionManager(settings, store, clock, time.time, media_factory)
+    pool = WorkerPool(settings) if media_factory is None and worker_count(settings) else None
+    manager = SessionManager(settings, store, clock, time.time, media_factory, pool=pool)
     return ApiContext(settings=settings, store=store, manager=manager, clock=clock)
 
 

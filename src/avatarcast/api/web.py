@@ -49,7 +49,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from avatarcast.api.context import ApiContext
-from avatarcast.avatars.jobs import asset_owner
+from avatarcast.avatars.access import asset_owner
 from avatarcast.avatars.registry import available_avatars, load_avatar
 from avatarcast.errors import AvatarcastError
 from avatarcast.stream import outputs

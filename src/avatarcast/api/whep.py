@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from avatarcast.api.context import ApiContext
 from avatarcast.errors import QuotaError, RequestError, SessionClosed
+from avatarcast.sessions.playback import WHEP_PATH
 from avatarcast.sessions.session import Session, SessionStatus
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,6 @@ def whep_routes(ctx: ApiContext) -> list[BaseRoute]:
         return _text(200, "viewer closed")
 
     return [
-        Route("/v2/whep/{session_id}", offer, methods=["POST", "OPTIONS"]),
+        Route(WHEP_PATH, offer, methods=["POST", "OPTIONS"]),
         Route("/v2/whep/{session_id}/{resource_id}", resource, methods=["DELETE", "OPTIONS"]),
     ]

@@ -18,10 +18,10 @@ from typing import Any
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from avatarcast.api.app import api_endpoint
-from avatarcast.api.codes import wire_code
 from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import Fields, new_request_id
+from avatarcast.api.handler import api_endpoint
+from avatarcast.codes import wire_code
 from avatarcast.errors import (
     AvatarcastError,
     BackendError,

@@ -14,7 +14,6 @@ skia into cached YUV420 pieces, and `render()` only copies arrays:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable
 from typing import cast
 
@@ -32,8 +31,9 @@ from avatarcast.avatars.builtin_art import (
     draw_head,
     mouth_geo,
 )
-from avatarcast.render.compose import PoseCache, PoseKey, sprite_box
-from avatarcast.render.frame import FrameState, YuvFrame
+from avatarcast.avatars.layered import LayeredAvatar
+from avatarcast.render.compose import PoseKey, sprite_box
+from avatarcast.render.frame import FrameState
 from avatarcast.speech.visemes import Shape
 
 OPEN_LEVELS = 10  # mouth openness is drawn at k / OPEN_LEVELS, k = 0..OPEN_LEVELS
@@ -45,7 +45,7 @@ BASE_CACHE_BYTES_540 = 100 << 20
 BASE_CACHE_MAX_BYTES = 400 << 20
 
 
-class BuiltinAvatar:
+class BuiltinAvatar(LayeredAvatar):
     """The default presenter. Thread-safe; build once and share (see the registry)."""
 
     name = "default"
@@ -53,79 +53,31 @@ class BuiltinAvatar:
     def __init__(self, width: int = 540, height: int = 960) -> None:
         if width % 2 or height % 2 or width < 90 or abs(width / height - 9 / 16) > 0.01:
             raise ValueError(f"the built-in avatar needs an even 9:16 size, got {width}x{height}")
-        self.width, self.height = width, height
         self.scale = width / DESIGN_W
-        self.max_shift = round(24 * self.scale)  # poses beyond this would leave the frame
         self._bg = np.empty((height, width, 4), np.uint8)
         canvas = skia.Surface(self._bg).getCanvas()
         canvas.scale(self.scale, self.scale)
         draw_background(canvas)
-        self._eye_box = sprite_box(EYE_BOX, self.scale)
-        self._mouth_box = sprite_box(MOUTH_BOX, self.scale)
         area = width * height / (540 * 960)
         base_bytes = min(BASE_CACHE_MAX_BYTES, int(BASE_CACHE_BYTES_540 * max(1.0, area)))
-        self._cache = PoseCache(
+        super().__init__(
             width,
             height,
-            self._draw_base,
-            self._draw_matte,
-            self._draw_sprite,
-            max_bytes=(base_bytes, 64 << 20, 24 << 20),
+            eye_box=sprite_box(EYE_BOX, self.scale),
+            mouth_box=sprite_box(MOUTH_BOX, self.scale),
+            blink_levels=BLINK_LEVELS,
+            mouth_levels=OPEN_LEVELS,
+            # breathing lifts the body by one step up or down: 3 levels keep the pose space small
+            lift_step=max(1, round(BREATH_PX * self.scale)),
+            max_shift=round(24 * self.scale),  # poses beyond this would leave the frame
+            cache_bytes=(base_bytes, 64 << 20, 24 << 20),
         )
-        # breathing lifts the body by one step up or down: 3 levels keep the pose space small
-        self._lift_step = max(1, round(BREATH_PX * self.scale))
-        self._thumb: NDArray[np.uint8] | None = None
-        self._thumb_lock = threading.Lock()
 
-    def render(self, state: FrameState) -> YuvFrame:
-        key = self.pose_key(state)
-        blink = round(min(max(state.blink, 0.0), 1.0) * BLINK_LEVELS)
-        level = round(state.mouth.open * OPEN_LEVELS)
-        # every shape is the same closed mouth at openness 0: share those sprites
-        shape = state.mouth.shape if level else Shape.X
-        eye = self._cache.sprite(("eye", blink), self._eye_box, key)
-        mouth = self._cache.sprite((shape, level), self._mouth_box, key)
-        return self._cache.frame(key, [eye, mouth])
+    def _head_offset(self, key: PoseKey) -> PoseKey:
+        return key[0], key[1], 0  # breathing lifts the body, not the head
 
-    def alpha(self, state: FrameState) -> NDArray[np.uint8]:
-        return self._cache.matte(self.pose_key(state))
-
-    def thumbnail(self) -> NDArray[np.uint8]:
-        with self._thumb_lock:
-            if self._thumb is None:
-                self._thumb = draw_rgb(180, 320)
-            return self._thumb
-
-    def warm_up(self, shifts: tuple[int, int] = (3, 2)) -> None:
-        """Prebuild every sprite and the base frames of the poses idle motion visits most
-        (head within ±shifts output pixels, as `IdleMotion` produces; every body lift)."""
-        sx, sy = shifts
-        step = self._lift_step
-        for dy in range(-sy, sy + 1):
-            for dx in range(-sx, sx + 1):
-                for b in (-step, 0, step):
-                    self._cache.base((dx, dy, b))
-        whats: list[tuple[str, int]] = [("eye", b) for b in range(BLINK_LEVELS + 1)]
-        whats += [(Shape.X, 0)] + [(s, k) for s in Shape for k in range(1, OPEN_LEVELS + 1)]
-        for px in (0, 1):
-            for py in (0, 1):
-                for what in whats:
-                    box = self._eye_box if what[0] == "eye" else self._mouth_box
-                    self._cache.sprite(what, box, (px - box[0] % 2, py - box[1] % 2, 0))
-
-    @property
-    def cache_bytes(self) -> int:
-        return self._cache.nbytes
-
-    def pose_key(self, state: FrameState) -> PoseKey:
-        """(head dx, head dy, body lift) in whole output pixels.
-
-        Head tilt is not drawn (a rotated head would need per-angle bases and sprites)."""
-        m = self.max_shift
-        dx = min(max(round(state.head_dx), -m), m)
-        dy = min(max(round(state.head_dy), -m), m)
-        lift = -self._lift_step * round(min(max(state.breath, -1.0), 1.0))
-        return dx, dy, lift
+    def _draw_thumbnail(self) -> NDArray[np.uint8]:
+        return draw_rgb(180, 320)
 
     def _draw_base(self, rgba: NDArray[np.uint8], key: PoseKey) -> None:
         rgba[:] = self._bg

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 from collections.abc import Hashable
 from typing import Any, cast
 
@@ -31,7 +30,8 @@ from numpy.typing import NDArray
 
 from avatarcast import FRAME_RATE_HZ
 from avatarcast.avatars.asset import PhotoAsset, VideoAsset, mouth_index
-from avatarcast.render.compose import PoseCache, PoseKey
+from avatarcast.avatars.layered import LayeredAvatar
+from avatarcast.render.compose import PoseKey
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.speech.visemes import SHAPES, Shape
 
@@ -39,7 +39,7 @@ _SHAPE_POS = {s: i for i, s in enumerate(SHAPES)}
 BREATH_PX = 1  # whole-picture lift at full breath
 
 
-class CustomAvatar:
+class CustomAvatar(LayeredAvatar):
     """An avatar from a loaded `PhotoAsset`. Thread-safe; share one per (name, size).
     A `VideoAsset` makes a `VideoAvatar` (its idle loop replaces the synthetic motion)."""
 
@@ -51,34 +51,32 @@ class CustomAvatar:
     def __init__(self, name: str, asset: PhotoAsset, width: int, height: int) -> None:
         if (width, height) != (asset.width, asset.height):
             asset = scale_asset(asset, width, height)
-        self.name, self.width, self.height = name, width, height
+        self.name = name
         self.asset = asset
         m = asset.margin
-        self.max_shift = max(0, m - BREATH_PX - 1)
         self._m = m
         mx, my, mw, mh = asset.box("mouth")
         ex, ey, ew, eh = asset.box("eye")
-        # boxes relative to the output frame at pose 0 (PoseCache adds the pose offset)
-        self._mouth_box = (mx - m, my - m, mw, mh)
-        self._eye_box = (ex - m, ey - m, ew, eh)
         n0, n1 = asset.neck_rows
         rows = np.arange(height, dtype=np.float32) + m  # canvas rows of the frame at rest
         self._head_w = np.clip((n1 - rows) / max(n1 - n0, 1), 0.0, 1.0)[:, None]
         self._cols = np.arange(width, dtype=np.float32)[None, :] + m
-        self._cache = PoseCache(
+        super().__init__(
             width,
             height,
-            self._draw_base,
-            self._draw_matte,
-            self._draw_sprite,
-            max_bytes=(
+            # boxes relative to the output frame at pose 0 (PoseCache adds the pose offset)
+            eye_box=(ex - m, ey - m, ew, eh),
+            mouth_box=(mx - m, my - m, mw, mh),
+            blink_levels=asset.blink_levels,
+            mouth_levels=asset.mouth_levels,
+            lift_step=BREATH_PX,
+            max_shift=max(0, m - BREATH_PX - 1),
+            cache_bytes=(
                 self._base_cache_bytes(width, height),
                 self._matte_cache_bytes(width, height),
                 32 << 20,
             ),
         )
-        self._thumb: NDArray[np.uint8] | None = None
-        self._thumb_lock = threading.Lock()
 
     def _base_cache_bytes(self, width: int, height: int) -> int:
         """Budget of cached whole frames (the poses idle motion visits fit easily)."""
@@ -87,59 +85,19 @@ class CustomAvatar:
     def _matte_cache_bytes(self, width: int, height: int) -> int:
         return 48 << 20
 
-    def pose_key(self, state: FrameState) -> PoseKey:
-        """(dx, dy, lift) in whole pixels: the head moves by (dx, dy), the person by lift."""
-        s = self.max_shift
-        dx = min(max(round(state.head_dx), -s), s)
-        dy = min(max(round(state.head_dy), -s), s)
-        lift = -BREATH_PX * round(min(max(state.breath, -1.0), 1.0))
-        return dx, dy, lift
+    def _head_offset(self, key: PoseKey) -> PoseKey:
+        """Breathing lifts the whole person, head included."""
+        return key[0], key[1] + key[2], 0
 
-    def render(self, state: FrameState) -> YuvFrame:
-        key = self.pose_key(state)
-        shift = (key[0], key[1] + key[2], 0)  # sprites move with the head
-        blink = round(min(max(state.blink, 0.0), 1.0) * self.asset.blink_levels)
-        level = round(min(max(state.mouth.open, 0.0), 1.0) * self.asset.mouth_levels)
-        shape = state.mouth.shape if level else Shape.X
-        eye = self._cache.sprite(("eye", blink), self._eye_box, shift)
-        mouth = self._cache.sprite((shape, level), self._mouth_box, shift)
-        return self._cache.frame(key, [eye, mouth])
-
-    def alpha(self, state: FrameState) -> NDArray[np.uint8]:
-        return self._cache.matte(self.pose_key(state))
-
-    def thumbnail(self) -> NDArray[np.uint8]:
-        with self._thumb_lock:
-            if self._thumb is None:
-                m = self._m
-                rgb = self.asset.canvas[m : m + self.height, m : m + self.width]
-                if self.height == self.width:  # a square video avatar
-                    size = (240, 240)
-                else:
-                    size = (180, 320) if self.height > self.width else (320, 180)
-                thumb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-                self._thumb = np.asarray(thumb, np.uint8)
-            return self._thumb
-
-    def warm_up(self, shifts: tuple[int, int] = (3, 2)) -> None:
-        """Prebuild the base frames idle motion visits and every sprite at every parity."""
-        sx, sy = shifts
-        for dy in range(-sy, sy + 1):
-            for dx in range(-sx, sx + 1):
-                for lift in (-BREATH_PX, 0, BREATH_PX):
-                    self._cache.base((dx, dy, lift))
-        whats: list[tuple[str, int]] = [("eye", b) for b in range(self.asset.blink_levels + 1)]
-        whats += [(Shape.X, 0)]
-        whats += [(s, k) for s in SHAPES for k in range(1, self.asset.mouth_levels + 1)]
-        for px in (0, 1):
-            for py in (0, 1):
-                for what in whats:
-                    box = self._eye_box if what[0] == "eye" else self._mouth_box
-                    self._cache.sprite(what, box, (px - box[0] % 2, py - box[1] % 2, 0))
-
-    @property
-    def cache_bytes(self) -> int:
-        return self._cache.nbytes
+    def _draw_thumbnail(self) -> NDArray[np.uint8]:
+        m = self._m
+        rgb = self.asset.canvas[m : m + self.height, m : m + self.width]
+        if self.height == self.width:  # a square video avatar
+            size = (240, 240)
+        else:
+            size = (180, 320) if self.height > self.width else (320, 180)
+        thumb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        return np.asarray(thumb, np.uint8)
 
     def _person(self, key: PoseKey, layer: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """`layer` (canvas or matte) as the frame shows it at `key`: the head shifted by

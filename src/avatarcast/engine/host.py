@@ -19,6 +19,7 @@ handle does. The host knows nothing of HTTP, keys, quotas or the command channel
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine.live import LiveStream
 from avatarcast.engine.spec import HostEvent, HostSpec, OutputNotice
 from avatarcast.engine.timeline import Engine, EngineFrame
-from avatarcast.errors import AvatarcastError, AvatarLoadError, SessionClosed
+from avatarcast.errors import AvatarcastError, AvatarLoadError, SessionClosed, TtsError
 from avatarcast.media import FrameInfo, Pcm, SpeechEvent
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
@@ -57,7 +58,7 @@ def build_engine(spec: HostSpec, settings: Settings) -> Engine:
     if spec.alpha:
         # Colour and matte packed side by side in one picture, so every protocol carries
         # the matte (layout in docs/outputs.md).
-        from avatarcast.render.alpha import pack_alpha
+        from avatarcast.avatars.alpha import pack_alpha
 
         avatar = pack_alpha(avatar)
     return Engine(
@@ -130,6 +131,42 @@ class EngineControls:
         for ev, uid in frame.events:
             if ev is not SpeechEvent.START:
                 self.sei.pop(uid, None)
+
+
+async def say_text_queued(
+    controls: EngineControls, text: str, voice: str | None, utterance_id: str, sei: str | None
+) -> None:
+    """`controls.say_text` in a thread, returning once the first sentence is queued.
+
+    A natural voice makes long text sentence by sentence while it plays, and an interrupt
+    must not wait for all of it. An error before the first sentence is raised (TtsError
+    unless it is already one of ours); a later one is logged, and the utterance ends there.
+    """
+    loop = asyncio.get_running_loop()
+    queued = asyncio.Event()
+
+    def on_queued() -> None:  # on the TTS thread
+        loop.call_soon_threadsafe(queued.set)
+
+    job = asyncio.ensure_future(
+        asyncio.to_thread(controls.say_text, text, voice, utterance_id, sei, on_queued)
+    )
+    waiter = asyncio.ensure_future(queued.wait())
+    await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if job.done() and job.exception() is not None and not queued.is_set():
+        exc = job.exception()
+        if isinstance(exc, AvatarcastError):
+            raise exc
+        raise TtsError(f"text-to-speech failed: {exc}") from exc
+
+    def late_failure(job: asyncio.Future[None]) -> None:
+        if not job.cancelled() and job.exception() is not None:
+            log.warning(
+                "utterance %s: text-to-speech stopped early: %s", utterance_id, job.exception()
+            )
+
+    job.add_done_callback(late_failure)
 
 
 class SessionHost:

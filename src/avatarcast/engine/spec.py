@@ -51,3 +51,53 @@ HostEvent = FrameInfo | OutputNotice
 
 def session_seed(session_id: str) -> int:
     return zlib.crc32(session_id.encode("utf-8"))
+
+
+# ---- messages between the API process and a media worker ----------------------------------
+@dataclass(frozen=True)
+class Call:
+    """API → worker: run `op` on session `session_id`'s host (or the worker, when empty).
+
+    Ops: open(spec), push_audio(pcm, uid, text, sei), end_audio(), say_text(text, voice, uid,
+    sei), interrupt(), whep_answer(sdp), whep_close(resource_id), close(), shutdown().
+    """
+
+    call_id: int
+    session_id: str
+    op: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Worker → API: the answer to call `call_id`: a value, or the error it raised."""
+
+    call_id: int
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Worker → API: an event of one session's host (`FrameInfo`, `OutputNotice`)."""
+
+    session_id: str
+    event: HostEvent
+
+
+@dataclass(frozen=True)
+class HostEnded:
+    """Worker → API: a session's media died (its live stream failed); `error` says why."""
+
+    session_id: str
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    """Worker → API, every second: its process's CPU time, memory and sessions' status."""
+
+    pid: int
+    cpu_s: float  # user + system CPU seconds of the whole process so far
+    rss_bytes: int
+    sessions: dict[str, dict[str, Any]]  # session id → SessionHost.status()

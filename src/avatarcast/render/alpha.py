@@ -10,6 +10,8 @@ Layout (documented in docs/outputs.md), for an avatar of W x H:
 Any H.264/VP8 path carries it unchanged; a player splits the halves and uses the right one's
 luma as the alpha of the left (web/alpha.js does it on a canvas). Limited range is used so a
 decoder's usual expansion gives α back in 0..255.
+
+The pixels only; `avatars.alpha.pack_alpha` wraps an avatar so it renders packed frames.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from avatarcast.avatars.base import Avatar
-from avatarcast.render.frame import FrameState, YuvFrame
+from avatarcast.render.frame import YuvFrame
 
 
 def matte_to_luma(matte: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -32,47 +33,22 @@ def luma_to_matte(luma: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return ((y * 255 + 109) // 219).astype(np.uint8)
 
 
-class AlphaPackedAvatar:
-    """Wraps an avatar; `render` returns the packed 2W x H frame."""
-
-    def __init__(self, inner: Avatar) -> None:
-        self.inner = inner
-        self.name = f"{inner.name}+alpha"
-        self.width = inner.width * 2
-        self.height = inner.height
-
-    def render(self, state: FrameState) -> YuvFrame:
-        colour = self.inner.render(state)
-        w, h = self.inner.width, self.inner.height
-        out = np.empty((h * 3 // 2, 2 * w), np.uint8)
-        # Y plane: colour left, matte right.
-        out[:h, :w] = colour.y
-        out[:h, w:] = matte_to_luma(self.inner.alpha(state))
-        # Chroma planes: each is (h/2) x (w/2) in the source and (h/2) x w in the output;
-        # they lie flat after the Y plane, so view both as rows of their own width.
-        src_u, src_v = colour.u, colour.v
-        flat = out[h:].reshape(-1)
-        q = (h // 2) * w  # samples in one output chroma plane
-        u = flat[:q].reshape(h // 2, w)
-        v = flat[q:].reshape(h // 2, w)
-        u[:, : w // 2] = src_u
-        v[:, : w // 2] = src_v
-        u[:, w // 2 :] = 128
-        v[:, w // 2 :] = 128
-        return YuvFrame(out, 2 * w, h)
-
-    def alpha(self, state: FrameState) -> NDArray[np.uint8]:
-        """The packed frame itself is opaque; its right half carries the matte."""
-        return np.full((self.height, self.width), 255, np.uint8)
-
-    def thumbnail(self) -> NDArray[np.uint8]:
-        return self.inner.thumbnail()
-
-    def warm_up(self) -> None:
-        warm = getattr(self.inner, "warm_up", None)
-        if callable(warm):
-            warm()
-
-
-def pack_alpha(avatar: Avatar) -> Avatar:
-    return AlphaPackedAvatar(avatar)
+def pack_frame(colour: YuvFrame, matte: NDArray[np.uint8]) -> YuvFrame:
+    """The 2W x H frame: `colour` (W x H) on the left, `matte` (H, W) as luma on the right."""
+    w, h = colour.width, colour.height
+    out = np.empty((h * 3 // 2, 2 * w), np.uint8)
+    # Y plane: colour left, matte right.
+    out[:h, :w] = colour.y
+    out[:h, w:] = matte_to_luma(matte)
+    # Chroma planes: each is (h/2) x (w/2) in the source and (h/2) x w in the output;
+    # they lie flat after the Y plane, so view both as rows of their own width.
+    src_u, src_v = colour.u, colour.v
+    flat = out[h:].reshape(-1)
+    q = (h // 2) * w  # samples in one output chroma plane
+    u = flat[:q].reshape(h // 2, w)
+    v = flat[q:].reshape(h // 2, w)
+    u[:, : w // 2] = src_u
+    v[:, : w // 2] = src_v
+    u[:, w // 2 :] = 128
+    v[:, w // 2 :] = 128
+    return YuvFrame(out, 2 * w, h)

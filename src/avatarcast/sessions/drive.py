@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.api.codes import INTERNAL, wire_code
+from avatarcast.codes import public_reason
 from avatarcast.errors import (
     AudioInputError,
     AvatarcastError,
@@ -151,6 +151,19 @@ class DriveChannel:
     def notice(self, msg: dict[str, Any]) -> None:
         """An out-of-band message to the current socket (e.g. an output's state); not replayed."""
         self._out.post(msg)
+
+    def media_failed(self, code: int, reason: str) -> None:
+        """The session's media died (status 4): a Type 10 notice with `Output` "session"."""
+        self.notice(
+            {
+                "Type": OUTPUT_NOTICE,
+                "SessionId": self._session.id,
+                "Output": "session",
+                "State": "failed",
+                "ErrorCode": code,
+                "Message": reason,
+            }
+        )
 
     def output_notice(self, event: dict[str, Any]) -> None:
         """An output's state changed: a Type 10 notice (ours, docs/outputs.md)."""
@@ -468,10 +481,10 @@ class DriveChannel:
 
     # ---- messages out ---------------------------------------------------------------------------
     def _post_error(self, exc: BaseException, req_id: str, seq: int, prefix: str = "") -> None:
-        code = wire_code(exc)
-        if isinstance(exc, AvatarcastError) and code != INTERNAL:
-            reason = prefix + exc.message
-        else:  # a bug: log it whole, tell the client only that it happened
-            log.error("session %s: drive message failed", self._session.id, exc_info=exc)
-            reason = prefix + "internal error; the session keeps streaming"
-        self._out.post(error_message(self._session.id, req_id, seq, code, reason))
+        code, reason = public_reason(
+            exc,
+            log,
+            f"session {self._session.id}: drive message failed",
+            "internal error; the session keeps streaming",
+        )
+        self._out.post(error_message(self._session.id, req_id, seq, code, prefix + reason))

@@ -13,8 +13,8 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from avatarcast.engine.host import EngineControls, SessionHost
-from avatarcast.errors import AvatarcastError, SessionClosed, TtsError
+from avatarcast.engine.host import EngineControls, SessionHost, say_text_queued
+from avatarcast.errors import SessionClosed
 from avatarcast.media import Pcm
 
 log = logging.getLogger(__name__)
@@ -100,32 +100,7 @@ class LocalHost:
     async def say_text(
         self, text: str, voice: str | None, utterance_id: str, sei: str | None
     ) -> None:
-        # Wait only until the first sentence is queued: a natural voice makes long text
-        # sentence by sentence while it plays, and an Interrupt must not wait for all of it.
-        loop = asyncio.get_running_loop()
-        queued = asyncio.Event()
-
-        def on_queued() -> None:  # on the TTS thread
-            loop.call_soon_threadsafe(queued.set)
-
-        job = asyncio.ensure_future(
-            asyncio.to_thread(self.controls.say_text, text, voice, utterance_id, sei, on_queued)
-        )
-        waiter = asyncio.ensure_future(queued.wait())
-        await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if job.done() and job.exception() is not None and not queued.is_set():
-            exc = job.exception()
-            if isinstance(exc, AvatarcastError):
-                raise exc
-            raise TtsError(f"text-to-speech failed: {exc}") from exc
-        job.add_done_callback(self._log_late_tts_failure)
-
-    def _log_late_tts_failure(self, job: asyncio.Future[Any]) -> None:
-        """A sentence after the first failed: what was made plays; the request ends there."""
-        if not job.cancelled() and job.exception() is not None:
-            sid = self.host.spec.session_id if self.host is not None else "-"
-            log.warning("session %s: text-to-speech stopped early: %s", sid, job.exception())
+        await say_text_queued(self.controls, text, voice, utterance_id, sei)
 
     async def interrupt(self) -> int:
         return self.controls.interrupt()  # cheap: drops queues, no synthesis

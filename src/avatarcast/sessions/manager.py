@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from avatarcast.api.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.avatars.registry import available_avatars
+from avatarcast.codes import IDLE_CLOSED, SESSION_REPLACED, STREAM_CREATE_TIMEOUT, wire_code
 from avatarcast.errors import (
     QuotaError,
     RequestError,
@@ -28,7 +28,13 @@ from avatarcast.errors import (
     TextInputError,
     UnknownAvatarError,
 )
-from avatarcast.sessions.media import MediaFactory, attach_media, detach_media
+from avatarcast.sessions.media import (
+    MediaFactory,
+    attach_media,
+    attach_worker_media,
+    detach_media,
+)
+from avatarcast.sessions.playback import whep_url
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
     PROTOCOLS,
@@ -37,6 +43,7 @@ from avatarcast.sessions.session import (
     new_session_id,
 )
 from avatarcast.sessions.store import Store
+from avatarcast.sessions.workers import WorkerPool, WorkerProc
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream import outputs
@@ -56,6 +63,7 @@ class SessionManager:
         now_unix: Callable[[], float],
         media_factory: MediaFactory | None = None,
         *,
+        pool: WorkerPool | None = None,
         media_timeout_s: float = 30.0,
         retain_closed_s: float = 3600.0,
         usage_interval_s: float = 5.0,
@@ -64,7 +72,10 @@ class SessionManager:
         self.store = store
         self.clock = clock
         self.now_unix = now_unix
+        # Media in worker processes (`pool`), or in this process; a test may bring its own.
+        self.pool = pool if media_factory is None else None
         self.media_factory: MediaFactory = media_factory or self._default_media
+        self._placed: dict[str, WorkerProc] = {}  # session id → its worker, until attached
         self.media_timeout_s = media_timeout_s
         self.retain_closed_s = retain_closed_s  # closed sessions stay visible to statsession
         self.usage_interval_s = usage_interval_s
@@ -76,6 +87,17 @@ class SessionManager:
         self._lock = asyncio.Lock()  # create/close decisions (quota, UserId) are atomic
 
     async def _default_media(self, session: Session) -> None:
+        worker = self._placed.pop(session.id, None)
+        if self.pool is not None and worker is not None:
+            await attach_worker_media(
+                session,
+                self.pool,
+                worker,
+                self.settings,
+                self.clock,
+                on_activity=lambda: self.touch(session.id),
+            )
+            return
         await attach_media(
             session, self.settings, self.clock, on_activity=lambda: self.touch(session.id)
         )
@@ -146,6 +168,10 @@ class SessionManager:
                 extra=dict(extra or {}),
             )
             session.play_url = self._play_url(session)
+            if self.pool is not None:
+                # A new stream that replaces one of the same UserId adds no load: placed even
+                # on a full server. Else CapacityError (100008) when every worker is full.
+                self._placed[session.id] = self.pool.place(force=bool(replaced))
             for old in replaced:
                 self._end(
                     old,
@@ -173,8 +199,7 @@ class SessionManager:
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
             return outputs.play_url(session.protocol, session.output_target(), self.settings)
-        # The WHEP module serves exactly this path; the token lets a viewer in without a key.
-        return f"{self.settings.base_url}/v2/whep/{session.id}?token={session.play_token}"
+        return whep_url(self.settings.base_url, session.id, session.play_token)
 
     async def _start_media(self, session: Session) -> None:
         try:
@@ -211,7 +236,12 @@ class SessionManager:
         if session.status is SessionStatus.READY and host.error is not None:
             error = host.error
             log.error("session %s: live stream failed: %s", session.id, error)
-            self._end(session, SessionStatus.FAILED, wire_code(error), f"stream failed: {error}")
+            code, reason = wire_code(error), f"stream failed: {error}"
+            self._end(session, SessionStatus.FAILED, code, reason)
+            if session.drive is not None:  # tell the command channel before it closes
+                session.drive.media_failed(code, reason)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(session.drive.flush(), 1.0)
             await detach_media(session)
 
     def _fail(self, session: Session, code: int, message: str) -> None:
@@ -242,6 +272,39 @@ class SessionManager:
             and (project_id is None or s.project_id == project_id)
             and (asset_key is None or s.asset_key == asset_key)
         ]
+
+    def media_status(self) -> dict[str, Any]:
+        """Workers, sessions per worker, load and the limit (for `GET /v2/status`).
+
+        Without media workers (`media_workers = 0`, or a test's media factory) `Workers` is
+        empty: the media run in this process, and nothing admits or refuses by load.
+        """
+        open_sessions = [s for s in self._sessions.values() if s.is_open]
+        sessions = []
+        for s in open_sessions:
+            media = s.media_status()
+            sessions.append(
+                {
+                    "SessionId": s.id,
+                    "Status": int(s.status),
+                    "Worker": media.get("Worker", 0),
+                    "FramesSent": media.get("FramesSent", 0),
+                    "LateFrames": media.get("LateFrames", 0),
+                    "Viewers": media.get("Viewers", 0),
+                    "Speaking": bool(media.get("Speaking", False)),
+                }
+            )
+        workers = self.pool.status() if self.pool is not None else []
+        full = self.pool.full() if self.pool is not None else False
+        return {
+            "Workers": workers,
+            "Sessions": sessions,
+            "Capacity": {
+                "MaxLoad": self.settings.worker_max_load,
+                "MaxSessionsPerWorker": self.settings.worker_max_sessions,
+                "Full": full,
+            },
+        }
 
     def open_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.is_open)
@@ -303,9 +366,12 @@ class SessionManager:
         await detach_media(session)
 
     async def close_all(self) -> None:
-        """Close every open session (server shutdown); usage is booked first."""
+        """Close every open session (server shutdown); usage is booked first. Then the media
+        workers stop."""
         for session in [s for s in self._sessions.values() if s.is_open]:
             await self._close(session, 0, "closed: server shutting down")
+        if self.pool is not None:
+            await self.pool.stop()
 
     # ---- background -----------------------------------------------------------------------
     async def reap_idle(self) -> None:
@@ -348,6 +414,8 @@ class SessionManager:
 
     async def run(self) -> None:
         """Idle reaper and usage ticker, until cancelled."""
+        if self.pool is not None:
+            self.pool.start()  # the workers boot while the first requests come in
         reap_every_s = min(1.0, self.settings.idle_timeout_s / 5)
         next_meter = self.clock.now() + self.usage_interval_s
         while True:

@@ -17,6 +17,7 @@ from avatarcast.media import FrameInfo
 from avatarcast.sessions.drive import DriveChannel
 from avatarcast.sessions.handle import LocalHost
 from avatarcast.sessions.session import Session
+from avatarcast.sessions.workers import WorkerPool, WorkerProc
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import Clock
 
@@ -65,6 +66,25 @@ async def attach_media(
         await host.stop()
         raise
     handle = LocalHost.of(host)
+    session.host = handle
+    session.drive = DriveChannel(session, handle, settings, clock, on_activity=on_activity or touch)
+
+
+async def attach_worker_media(
+    session: Session,
+    pool: WorkerPool,
+    worker: WorkerProc,
+    settings: Settings,
+    clock: Clock,
+    *,
+    on_activity: Callable[[], None] | None = None,
+) -> None:
+    """`attach_media`, with the session's media in `worker` (a process of `pool`)."""
+
+    def touch() -> None:
+        session.last_activity = clock.now()
+
+    handle = await pool.open(worker, session.host_spec(), event_sink(session))
     session.host = handle
     session.drive = DriveChannel(session, handle, settings, clock, on_activity=on_activity or touch)
 

@@ -63,7 +63,7 @@ from avatarcast.speech.visemes import (
 
 if TYPE_CHECKING:
     from avatarcast.speech.recognizer import Aligner, PhoneRecognizer, Segment
-    from avatarcast.speech.tts import PhonemeSpan
+    from avatarcast.speech.tts_types import PhonemeSpan
 
 MAX_LOOKAHEAD_MS = 200
 _EASE = 0.6  # fraction of the way to the target openness per frame (coarticulation)

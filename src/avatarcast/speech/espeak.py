@@ -32,7 +32,7 @@ from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.errors import SettingsError, TextInputError, TtsError
 from avatarcast.speech.audio import resample
 from avatarcast.speech.phonemes import SILENCE_AMP, native_spans, to_timeline
-from avatarcast.speech.tts import Utterance
+from avatarcast.speech.tts_types import Utterance
 
 log = logging.getLogger(__name__)
 

@@ -19,21 +19,37 @@ import numpy as np
 import webrtcvad
 from numpy.typing import NDArray
 
-from avatarcast.speech.lipsync_model import N_MEL, mel_band_edges
 from avatarcast.speech.visemes import Shape
 
 HOP = 160  # 10 ms at 16 kHz: the analysis step, and pocketsphinx's frame step
 WIN = 320  # 20 ms window ending at the hop's end (causal)
 _N_FFT = 320  # 50 Hz bins
+N_MEL = 20  # mel bands of the learned classifier's features (`lipsync_model`)
 # Band edges in Hz: F0/nasal murmur, low F1, high F1, back F2, front F2/F3, F4, frication.
 BAND_EDGES_HZ = (80, 350, 700, 1100, 1700, 2800, 4500, 8000)
 N_BANDS = len(BAND_EDGES_HZ) - 1
 _BIN_HZ = 16000 / _N_FFT
 _EDGE_BINS = np.array([round(f / _BIN_HZ) for f in BAND_EDGES_HZ], dtype=np.intp)
-_MEL_BINS = mel_band_edges(_N_FFT, 16000)
 _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
 _EPS = 1e-3
 CMN_HOPS = 300  # spectral mean over the last ~3 s of speech (exponential after that)
+
+
+def mel_band_edges(n_fft: int = 320, sample_rate: int = 16000) -> NDArray[np.intp]:
+    """FFT bin edges of N_MEL mel-spaced rectangular bands from 80 Hz to 7800 Hz."""
+
+    def mel(f: float) -> float:
+        return 2595.0 * float(np.log10(1.0 + f / 700.0))
+
+    m = np.linspace(mel(80.0), mel(7800.0), N_MEL + 1)
+    hz = 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    bins = np.round(hz / (sample_rate / n_fft)).astype(np.intp)
+    for i in range(1, bins.size):  # at least one bin per band
+        bins[i] = max(bins[i], bins[i - 1] + 1)
+    return bins
+
+
+_MEL_BINS = mel_band_edges(_N_FFT, 16000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,12 @@
 """A small learned frame classifier: stacked log band energies → one of the nine mouth shapes.
 
 Features (per 10 ms hop, computed by `lipsync_floor.HopAnalyzer` from the FFT it already
-takes): `N_MEL` log energies in mel-spaced rectangular bands, the hop's level and the running
-noise floor. For video frame n (hops 4n..4n+3 at 25 fps) the classifier sees `CONTEXT` hop
-positions from 160 ms before the frame to 160 ms after it (inside the 200 ms lookahead),
-normalised by the loudest hop of that window (gain invariance), plus the running mean
-spectrum of the speech so far (channel normalisation); then an MLP (numpy, two ReLU layers,
-~108 k multiply-adds per frame) gives the nine shape scores.
+takes): `N_MEL` (from `lipsync_floor`) log energies in mel-spaced rectangular bands, the hop's
+level and the running noise floor. For video frame n (hops 4n..4n+3 at 25 fps) the classifier
+sees `CONTEXT` hop positions from 160 ms before the frame to 160 ms after it (inside the
+200 ms lookahead), normalised by the loudest hop of that window (gain invariance), plus the
+running mean spectrum of the speech so far (channel normalisation); then an MLP (numpy, two
+ReLU layers, ~108 k multiply-adds per frame) gives the nine shape scores.
 
 The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
 from espeak-ng, flite, festival and piper voices and a few human clips, never from the
@@ -22,18 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from avatarcast.speech.lipsync_floor import N_MEL, HopAnalyzer
 from avatarcast.speech.visemes import SHAPES, Shape
 
-if TYPE_CHECKING:
-    from avatarcast.speech.lipsync_floor import HopAnalyzer
-
-N_MEL = 20
 # Hop offsets relative to the frame's first hop (frame = offsets 0..3): 160 ms either side,
 # every other hop outside the frame.
 CONTEXT: tuple[int, ...] = (*range(-16, 0, 2), 0, 1, 2, 3, *range(5, 20, 2))
@@ -47,20 +43,6 @@ SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
 FEATURE_VERSION = 2
-
-
-def mel_band_edges(n_fft: int = 320, sample_rate: int = 16000) -> NDArray[np.intp]:
-    """FFT bin edges of N_MEL mel-spaced rectangular bands from 80 Hz to 7800 Hz."""
-
-    def mel(f: float) -> float:
-        return 2595.0 * float(np.log10(1.0 + f / 700.0))
-
-    m = np.linspace(mel(80.0), mel(7800.0), N_MEL + 1)
-    hz = 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-    bins = np.round(hz / (sample_rate / n_fft)).astype(np.intp)
-    for i in range(1, bins.size):  # at least one bin per band
-        bins[i] = max(bins[i], bins[i - 1] + 1)
-    return bins
 
 
 def frame_features(

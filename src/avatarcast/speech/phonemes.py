@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from avatarcast import SAMPLE_RATE_HZ
-from avatarcast.speech.tts import PhonemeSpan
+from avatarcast.speech.tts_types import PhonemeSpan
 from avatarcast.speech.visemes import Shape
 
 log = logging.getLogger(__name__)

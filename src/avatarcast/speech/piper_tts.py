@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.errors import SettingsError, TextInputError, TtsError
-from avatarcast.speech.tts import PhonemeSpan, Utterance
+from avatarcast.speech.tts_types import PhonemeSpan, Utterance
 from avatarcast.speech.visemes import Shape
 
 RATE_RANGE_WPM = (80, 450)  # the same range espeak accepts; 175 wpm = length_scale 1

@@ -29,7 +29,7 @@ from avatarcast import SAMPLE_RATE_HZ
 from avatarcast.speech.visemes import shape_of_arpabet
 
 if TYPE_CHECKING:
-    from avatarcast.speech.tts import PhonemeSpan
+    from avatarcast.speech.tts_types import PhonemeSpan
 
 # pocketsphinx works on 10 ms frames.
 PS_FRAME_S = 0.01
@@ -238,7 +238,7 @@ class Aligner:
         the audio does. Annotations ("[laughs]") are ignored; words missing from the CMU
         dictionary are pronounced by espeak-ng (`words`).
         """
-        from avatarcast.speech.tts import PhonemeSpan
+        from avatarcast.speech.tts_types import PhonemeSpan
 
         words = self.words(text)
         if not words or pcm.size < SAMPLE_RATE_HZ // 10:

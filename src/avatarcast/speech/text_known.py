@@ -26,7 +26,7 @@ from avatarcast.speech.visemes import MouthPose
 
 if TYPE_CHECKING:
     from avatarcast.speech.recognizer import Aligner
-    from avatarcast.speech.tts import PhonemeSpan
+    from avatarcast.speech.tts_types import PhonemeSpan
 
 _local = threading.local()  # one Aligner per thread: pocketsphinx decoders are not shareable
 

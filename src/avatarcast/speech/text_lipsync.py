@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from avatarcast import FRAME_RATE_HZ
 from avatarcast.speech.phonemes import is_reduced_vowel
-from avatarcast.speech.tts import PhonemeSpan
+from avatarcast.speech.tts_types import PhonemeSpan
 from avatarcast.speech.visemes import DEFAULT_OPEN, SHAPES, MouthPose, Shape
 
 _INDEX: dict[Shape, int] = {s: i for i, s in enumerate(SHAPES)}

@@ -1,0 +1,112 @@
+"""Media worker processes (real processes, real session hosts): placement, speech through the
+pipe, admission when full, and a worker killed with SIGKILL failing only its own sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from avatarcast.engine.spec import HostSpec
+from avatarcast.errors import CapacityError, MediaWorkerError, UnknownAvatarError
+from avatarcast.media import FrameInfo, SpeechEvent
+from avatarcast.sessions.workers import RemoteHost, WorkerPool
+from avatarcast.settings import Settings
+
+
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    return replace(Settings(data_dir=tmp_path), media_workers=2, **kw).validate()  # type: ignore[arg-type]
+
+
+async def _until(pred: object, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not pred():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+class Frames:
+    def __init__(self) -> None:
+        self.frames: list[FrameInfo] = []
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, FrameInfo):
+            self.frames.append(event)
+
+    def events(self, uid: str) -> list[SpeechEvent]:
+        return [ev for f in self.frames for ev, u in f.events if u == uid]
+
+
+def test_sessions_spread_over_workers_speak_and_a_killed_worker_fails_only_its_own(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        pool = WorkerPool(_settings(tmp_path, worker_max_sessions=1))
+        pool.start()
+        try:
+            seen = [Frames(), Frames()]
+            hosts: list[RemoteHost] = []
+            for i in range(2):
+                worker = pool.place()
+                hosts.append(await pool.open(worker, HostSpec(f"s{i}", "default"), seen[i]))
+            assert {h.worker_id for h in hosts} == {0, 1}  # one session per worker
+            # Full: every worker holds its one session.
+            with pytest.raises(CapacityError, match="capacity"):
+                pool.place()
+
+            # Speech goes through the pipe; its frames come back with their events, in order.
+            await hosts[0].say_text("Hello from a worker.", None, "utt-1", None)
+            await _until(lambda: SpeechEvent.END in seen[0].events("utt-1"))
+            assert seen[0].events("utt-1") == [SpeechEvent.START, SpeechEvent.END]
+            indices = [f.index for f in seen[0].frames]
+            assert indices == list(range(indices[0], indices[0] + len(indices)))
+            await _until(lambda: hosts[1].status()["FramesSent"] > 0)  # reports arrive
+
+            # SIGKILL the first session's worker: that session fails, the other streams on.
+            victim = pool.workers[hosts[0].worker_id]
+            os.kill(victim.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            await asyncio.wait_for(hosts[0].wait_closed(), 15)
+            assert isinstance(hosts[0].error, MediaWorkerError)
+            assert "was killed by SIGKILL" in str(hosts[0].error)
+            with pytest.raises(MediaWorkerError):
+                await hosts[0].interrupt()
+            before = len(seen[1].frames)
+            await _until(lambda: len(seen[1].frames) > before + 10)
+            assert hosts[1].error is None
+
+            # A new worker took the dead one's place: a new session fits again.
+            assert pool.replaced == 1
+            worker = pool.place()
+            again = await pool.open(worker, HostSpec("s2", "default"), Frames())
+            assert again.worker_id not in (0, 1)
+            await again.stop()
+            await hosts[1].stop()
+        finally:
+            await pool.stop()
+        assert all(not w.process.is_alive() for w in pool.workers.values())
+
+    asyncio.run(asyncio.wait_for(main(), 180))
+
+
+def test_an_open_that_fails_in_the_worker_raises_its_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        pool = WorkerPool(_settings(tmp_path))
+        pool.start()
+        try:
+            worker = pool.place()
+            with pytest.raises(UnknownAvatarError):
+                await pool.open(worker, HostSpec("bad", "no-such-avatar"), Frames())
+            assert "bad" not in worker.sessions
+            ok = await pool.open(pool.place(), HostSpec("ok", "default"), Frames())
+            await ok.stop()
+        finally:
+            await pool.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
