@@ -13,12 +13,12 @@ import av
 import numpy as np
 import pytest
 
+from avatarcast.avatars.alpha import pack_alpha
 from avatarcast.avatars.base import Avatar
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.engine.idle_loop import IdleLoop, IdleLoops, loop_period
 from avatarcast.engine.live import LiveStream
 from avatarcast.engine.timeline import Engine, EngineFrame, SpeechEvent
-from avatarcast.render.alpha import pack_alpha
 from avatarcast.render.frame import FrameState
 from avatarcast.render.motion import IdleMotion
 from avatarcast.speech.tts import get_backend
