@@ -88,6 +88,12 @@ def test_status_lists_the_started_session_with_frames_growing(server: Server) ->
         assert after["LateFrames"] >= 0
         assert after["FramesSent"] > before > 0  # ~60 more in 2.5 s
 
+        # Idle, it soon sends the avatar's shared idle loop (built once in its worker).
+        deadline = time.monotonic() + 20
+        while not {s["SessionId"]: s for s in _status(c)["Sessions"]}[sid]["OnIdleLoop"]:
+            assert time.monotonic() < deadline, "an idle session never went onto the idle loop"
+            time.sleep(0.1)
+
         # Speaking is the media host's: true while an utterance plays.
         c.command(sid, "SEND_TEXT", {"Text": "Hello, this is a status test sentence."})
         deadline = time.monotonic() + 10

@@ -289,6 +289,7 @@ class SessionHost:
             "LateFrames": live.late_frames if live is not None else 0,
             "Viewers": live.viewers if live is not None else 0,
             "Speaking": bool(self.engine is not None and self.engine.speaking),
+            "OnIdleLoop": bool(live is not None and live.on_loop),
         }
 
     # ---- events out ---------------------------------------------------------------------

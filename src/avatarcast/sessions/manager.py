@@ -292,6 +292,7 @@ class SessionManager:
                     "LateFrames": media.get("LateFrames", 0),
                     "Viewers": media.get("Viewers", 0),
                     "Speaking": bool(media.get("Speaking", False)),
+                    "OnIdleLoop": bool(media.get("OnIdleLoop", False)),
                 }
             )
         workers = self.pool.status() if self.pool is not None else []
