@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import pickle
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 1.0
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def trim_heap() -> None:
+    """Give freed heap back to the system (glibc keeps it otherwise): after a session closes,
+    its encoder's and muxers' buffers would stay in the worker's RSS. A no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def portable_error(exc: BaseException) -> BaseException:
@@ -162,6 +170,7 @@ class Worker:
         finally:
             self.hosts.pop(sid, None)
             self._closing.discard(sid)
+        await asyncio.to_thread(trim_heap)
 
     async def close_all(self) -> None:
         for sid in list(self.hosts):
