@@ -110,3 +110,35 @@ def test_an_open_that_fails_in_the_worker_raises_its_error_and_leaves_nothing(
             await pool.stop()
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_admission_by_load_and_by_late_frames(tmp_path: Path) -> None:
+    """The admission rule on a worker's reports (no process needed for the arithmetic)."""
+    from types import SimpleNamespace
+
+    from avatarcast.engine.spec import WorkerReport
+    from avatarcast.sessions.workers import WorkerProc
+
+    pool = WorkerPool(_settings(tmp_path))
+    w = WorkerProc(0, SimpleNamespace(pid=1), None, 0.0)  # type: ignore[arg-type]
+
+    def report(at: float, cpu_s: float, sent: int, late: int) -> None:
+        sessions = {"s": {"FramesSent": sent, "LateFrames": late}}
+        w.on_report(WorkerReport(1, cpu_s, 0, sessions), at)
+
+    report(0.0, 0.0, 0, 0)
+    report(1.0, 0.3, 25, 0)  # 0.3 cores, on time
+    assert w.load == pytest.approx(0.3) and w.late_fraction == 0.0
+    assert pool._has_room(w, 1.0)
+    report(2.0, 1.2, 50, 0)
+    assert w.load == pytest.approx(0.6) and pool._has_room(w, 2.0)
+    report(3.0, 2.25, 75, 0)  # 0.75 cores, plus one more session's estimate: above 0.8
+    assert w.load == pytest.approx(0.75) and not pool._has_room(w, 3.0)
+    # A worker with little load whose sessions miss frames (a starved machine) takes none.
+    w2 = WorkerProc(1, SimpleNamespace(pid=2), None, 0.0)  # type: ignore[arg-type]
+    w2.on_report(WorkerReport(2, 0.0, 0, {"s": {"FramesSent": 0, "LateFrames": 0}}), 0.0)
+    w2.on_report(WorkerReport(2, 0.1, 0, {"s": {"FramesSent": 20, "LateFrames": 5}}), 1.0)
+    assert w2.late_fraction == pytest.approx(0.2) and not pool._has_room(w2, 1.0)
+    w2.on_report(WorkerReport(2, 0.2, 0, {"s": {"FramesSent": 45, "LateFrames": 5}}), 7.0)
+    w2.on_report(WorkerReport(2, 0.3, 0, {"s": {"FramesSent": 70, "LateFrames": 5}}), 8.0)
+    assert w2.late_fraction == 0.0 and pool._has_room(w2, 8.0)  # on time again: admitted

@@ -6,7 +6,9 @@ default (setting `media_workers`). The pool:
   CPU use over the last few seconds (fraction of one core, from its reports), plus an
   estimate for sessions placed since that are not in the measurement yet;
 - **admits** it only if that worker stays under `worker_max_load` (and under
-  `worker_max_sessions` if set): when every worker is full, `place` raises CapacityError
+  `worker_max_sessions` if set), and its sessions are on time (under 0.5 % of their frame
+  slots late over the last few seconds: a machine shared with other work can starve a
+  worker whose own load looks low): when every worker is full, `place` raises CapacityError
   (100008, with the loads in its message) and the running sessions keep their frames;
 - **watches** each process: a worker that dies fails its own sessions (their handles end
   with MediaWorkerError; the manager turns that into status 4 with the reason) and a new
@@ -50,6 +52,7 @@ from avatarcast.settings import Settings
 log = logging.getLogger(__name__)
 
 LOAD_WINDOW_S = 5.0  # CPU use is averaged over this long
+MAX_LATE_FRACTION = 0.005  # a worker whose sessions miss more frame slots takes no new one
 NEW_SESSION_LOAD = 0.08  # a session's load before any was measured (one core = 1.0)
 STOP_WAIT_S = 15.0
 
@@ -65,6 +68,8 @@ def worker_count(settings: Settings) -> int:
 class _Sample:
     at: float
     cpu_s: float
+    frames: int = 0  # frame slots of its sessions since the previous report (sent + late)
+    late: int = 0  # of which late (skipped because a loop fell behind)
 
 
 @dataclass
@@ -103,10 +108,23 @@ class WorkerProc:
         n = len(self.sessions)
         return max(NEW_SESSION_LOAD, self.load / n) if n else NEW_SESSION_LOAD
 
+    @property
+    def late_fraction(self) -> float:
+        """Late frame slots over all its sessions' slots in the last LOAD_WINDOW_S."""
+        samples = list(self._samples)[1:]  # the first sample's deltas predate the window
+        slots = sum(s.frames for s in samples)
+        return sum(s.late for s in samples) / slots if slots else 0.0
+
     def on_report(self, report: WorkerReport, now: float) -> None:
+        frames = late = 0
+        for sid, st in report.sessions.items():
+            before = self.status.get(sid, {})
+            sent = st.get("FramesSent", 0) - before.get("FramesSent", 0)
+            skipped = st.get("LateFrames", 0) - before.get("LateFrames", 0)
+            frames, late = frames + max(0, sent) + max(0, skipped), late + max(0, skipped)
         self.pid, self.up, self.rss_bytes = report.pid, True, report.rss_bytes
         self.status = report.sessions
-        self._samples.append(_Sample(now, report.cpu_s))
+        self._samples.append(_Sample(now, report.cpu_s, frames, late))
         while len(self._samples) > 2 and self._samples[1].at <= now - LOAD_WINDOW_S:
             self._samples.popleft()
 
@@ -118,6 +136,7 @@ class WorkerProc:
             "Sessions": len(self.sessions),
             "Load": round(self.load, 3),
             "ProjectedLoad": round(self.projected_load(now), 3),
+            "LateFraction": round(self.late_fraction, 4),
             "RssMb": round(self.rss_bytes / 2**20, 1),
         }
 
@@ -191,7 +210,8 @@ class WorkerPool:
         room = [w for w in live if force or self._has_room(w, now)]
         if not room:
             loads = ", ".join(
-                f"worker {w.id}: {w.projected_load(now):.2f} cores, {len(w.sessions)} sessions"
+                f"worker {w.id}: {w.projected_load(now):.2f} cores, {len(w.sessions)} sessions, "
+                f"{w.late_fraction:.1%} frames late"
                 for w in live
             )
             raise CapacityError(
@@ -210,6 +230,8 @@ class WorkerPool:
 
     def _has_room(self, w: WorkerProc, now: float) -> bool:
         if self.max_sessions and len(w.sessions) >= self.max_sessions:
+            return False
+        if w.late_fraction > MAX_LATE_FRACTION:  # its sessions already miss frames
             return False
         return w.projected_load(now) + w.per_session_load() <= self.max_load
 
