@@ -148,13 +148,21 @@ class AacEncoder:
     at `rate_hz` (resampled first when it is not the timeline rate)."""
 
     def __init__(
-        self, ctx: AudioCodecContext, bitrate_kbps: int = 64, rate_hz: int = SAMPLE_RATE_HZ
+        self,
+        ctx: AudioCodecContext,
+        bitrate_kbps: int = 64,
+        rate_hz: int = SAMPLE_RATE_HZ,
+        *,
+        coder: str = "twoloop",
     ) -> None:
+        """`coder`: FFmpeg's AAC quantizer search; "fast" costs ~4x less CPU than the default
+        "twoloop" (3 vs 12 ms a second of 48 kHz audio, measured), for live outputs."""
         ctx.sample_rate = rate_hz
         ctx.layout = "mono"
         ctx.format = "fltp"
         ctx.bit_rate = bitrate_kbps * 1000
         ctx.time_base = Fraction(1, rate_hz)
+        ctx.options = {**ctx.options, "aac_coder": coder}
         self.ctx = ctx
         self.rate_hz = rate_hz
         self._resampler = (

@@ -75,7 +75,10 @@ class LiveMuxer:
             astream = self._container.add_stream("aac", rate=AAC_RATE_HZ)
             assert isinstance(astream.codec_context, AudioCodecContext)
             self._astream = astream
-            self._aac = AacEncoder(astream.codec_context, audio_bitrate_kbps, AAC_RATE_HZ)
+            # Every live session pays for this per frame (RTMP, recording): the fast coder.
+            self._aac = AacEncoder(
+                astream.codec_context, audio_bitrate_kbps, AAC_RATE_HZ, coder="fast"
+            )
             # Writes the header now: for RTMP this connects and publishes, so a server that is
             # down fails here, not on some later frame.
             self._container.start_encoding()
