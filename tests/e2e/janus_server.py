@@ -108,8 +108,16 @@ def free_port() -> int:
 class JanusServer:
     """One `janus` process with its own config folder, HTTP API on 127.0.0.1:port."""
 
-    def __init__(self, folder: Path, port: int, *, api_secret: str = API_SECRET) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int,
+        *,
+        api_secret: str = API_SECRET,
+        session_timeout_s: int = 60,
+    ) -> None:
         self.folder, self.port, self.api_secret = folder, port, api_secret
+        self.session_timeout_s = session_timeout_s
         self.url = f"http://127.0.0.1:{port}/janus"
         self.conf = folder / "conf"
         self.conf.mkdir(parents=True, exist_ok=True)
@@ -129,7 +137,7 @@ class JanusServer:
             f'\tloggers_folder = "{_lib_folder("loggers") or self.conf}"\n'
             "\tdebug_level = 4\n"
             '\tserver_name = "avatarcast-test"\n'
-            "\tsession_timeout = 60\n"
+            f"\tsession_timeout = {self.session_timeout_s}\n"
             f"{secret}"
             "}\n"
             "media: {\n\tipv6 = false\n}\n"

@@ -46,11 +46,15 @@ from avatarcast.stream.webrtc import use_host_addresses
 pytestmark = pytest.mark.skipif(bool(janus_available()), reason=janus_available() or "-")
 
 ROOM = 4242
+SESSION_TIMEOUT_S = 3
 
 
 @pytest.fixture(scope="module")
 def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JanusServer]:
-    server = JanusServer(tmp_path_factory.mktemp("janus"), free_port())
+    # A short session timeout: sessions live only by their keepalives, which must be sent.
+    server = JanusServer(
+        tmp_path_factory.mktemp("janus"), free_port(), session_timeout_s=SESSION_TIMEOUT_S
+    )
     server.start()
     try:
         yield server
@@ -155,6 +159,7 @@ def test_janus_session_reaches_subscribers_and_survives_a_janus_restart(
 
     async def scenario() -> None:
         await until(lambda: out.state == "streaming", "publishing")
+        streaming_since = time.monotonic()
         assert out.feed == feed and out.room_created
 
         # 1. A subscriber through Janus: the picture, 25 fps, audio; a text makes the mouth move.
@@ -196,6 +201,10 @@ def test_janus_session_reaches_subscribers_and_survives_a_janus_restart(
         assert float(np.mean(speaking)) > 3.0 and max(speaking) > 10.0, speaking
         loud = [r for r, t in zip(got.audio_rms, got.audio_t, strict=True) if started < t < over]
         assert len(got.audio_rms) > 100 and loud and max(loud) > 1000, max(loud or [0])
+
+        # Keepalives kept the Janus session (and the subscriber's) beyond Janus's timeout.
+        await asyncio.sleep(max(0.0, streaming_since + 2.5 * SESSION_TIMEOUT_S - time.monotonic()))
+        assert out.reconnects == 0 and out.state == "streaming" and out.keepalives >= 2
 
         # 2. Janus dies (SIGKILL) and comes back on the same port: the output republishes.
         notices: list[dict[str, Any]] = []
@@ -303,3 +312,35 @@ def test_janus_room_option_is_checked_at_createsession(stack: Stack) -> None:
                 "default", "janus-bad", protocol="janus", extra={"ProtocolOption": bad}
             )
         assert info.value.code == 100001, bad
+
+
+def test_janus_session_without_room_gets_its_own_room_removed_at_close(
+    stack: Stack, janus: JanusServer
+) -> None:
+    c = stack.client
+    created = c.create_session_by_asset("default", "janus-own", protocol="janus")
+    sid = created["SessionId"]
+    url, room, feed = room_and_feed(created["PlayStreamAddr"])
+    c.wait_ready(sid, 15)
+    c.start_session(sid)
+    out = janus_output(stack.sessions[sid])
+    assert out.room == room and out.display == "janus-own"
+
+    async def exists() -> bool:
+        js = await JanusSession.open(url, api_secret=API_SECRET)
+        try:
+            data, _ = await js.message(await js.attach(), {"request": "exists", "room": room})
+        finally:
+            await js.close()
+        return bool(data["exists"])
+
+    async def scenario() -> None:
+        await until(lambda: out.state == "streaming", "publishing")
+        assert out.room_created and await exists()
+        async with JanusSubscriber(url, room, feed) as sub:
+            await sub.wait_frames(10)
+        await asyncio.to_thread(c.close_session, sid)
+        assert out.state == "stopped"
+        assert not await exists()
+
+    asyncio.run(scenario())

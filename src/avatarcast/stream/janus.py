@@ -75,7 +75,6 @@ MAX_ID = 2**53 - 1  # Janus's ids are JSON numbers; browsers hold them exactly u
 MAX_DISPLAY_CHARS = 64
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
-KEEPALIVE_S = 20.0  # well within Janus's default session_timeout of 60 s
 WEBRTCUP_TIMEOUT_S = 15.0
 QUEUE_MS = 400  # what the publisher's tracks may queue before skipping (as for WHEP viewers)
 ROOM_PUBLISHERS = 16
@@ -202,6 +201,11 @@ class JanusOutput:
                 await asyncio.wait_for(self._destroy_room(self._janus), 3.0)
         await self._leave()
         self.state = "stopped"
+
+    @property
+    def keepalives(self) -> int:
+        """Keepalives the current Janus session sent (0 while not connected)."""
+        return self._janus.keepalives if self._janus is not None else 0
 
     def status(self) -> dict[str, Any]:
         retry_in = None
@@ -353,21 +357,14 @@ class JanusOutput:
                 raise JanusError(0, f"Janus hung up: {event.get('reason', '')}")
 
     async def _hold(self) -> str:
-        """While published: keepalives; returns why the connection was lost."""
+        """While published (the Janus session sends its own keepalives): why it was lost."""
         janus, pc = self._janus, self._pc
         assert janus is not None and pc is not None
-        next_keepalive = time.monotonic() + KEEPALIVE_S
         while True:
             if janus.lost.is_set():
                 return janus.lost_reason or "the Janus session was lost"
             if pc.connectionState in ("failed", "closed"):
                 return f"WebRTC connection {pc.connectionState}"
-            if time.monotonic() >= next_keepalive:
-                try:
-                    await janus.keepalive()
-                except JanusError as exc:
-                    return _describe(exc)
-                next_keepalive = time.monotonic() + KEEPALIVE_S
             try:
                 event = await asyncio.wait_for(janus.events.get(), 0.5)
             except TimeoutError:

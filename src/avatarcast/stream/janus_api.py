@@ -8,6 +8,9 @@ which a long poll (`GET /janus/{session}?maxev=N`) collects, together with the e
 asked for (`webrtcup`, `hangup`, `detached`). The long poll does not keep a session alive:
 `keepalive` must be sent more often than Janus's `session_timeout` (60 s by default).
 
+`JanusSession` sends those keepalives itself, every third of the `session-timeout` that the
+server's `GET /janus/info` states (at most every 20 s).
+
 Errors: `JanusError` for an answer that refuses (core or plugin error, with Janus's code), and
 its subclass `JanusUnreachable` when the server cannot be reached or the session is gone: the
 caller retries those and reports the others.
@@ -32,6 +35,7 @@ VIDEOROOM = "janus.plugin.videoroom"
 REQUEST_TIMEOUT_S = 10.0
 LONG_POLL_S = 30.0  # Janus answers an idle long poll after 30 s with a keepalive
 EVENT_TIMEOUT_S = 15.0
+KEEPALIVE_MAX_S = 20.0
 
 # Janus's codes used here (janus/apierror.h, plugins/janus_videoroom.c).
 SESSION_NOT_FOUND = 458
@@ -100,6 +104,7 @@ class JanusSession:
         own = http is None
         client = http or httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S)
         try:
+            timeout_s = await session_timeout_s(client, url.rstrip("/"))
             answer = await _post(client, url.rstrip("/"), {"janus": "create"}, api_secret, token)
         except BaseException:
             if own:
@@ -107,17 +112,23 @@ class JanusSession:
             raise
         session = cls(client, url, int(answer["data"]["id"]), api_secret=api_secret, token=token)
         session._own_http = own
+        session.keepalive_s = min(KEEPALIVE_MAX_S, max(0.5, timeout_s / 3))
         session._poll = asyncio.create_task(session._long_poll(), name=f"janus-{session.id}")
+        session._keep = asyncio.create_task(session._keep_alive(), name=f"janus-ka-{session.id}")
         return session
 
     _own_http = False
+    _keep: asyncio.Task[None] | None = None
+    keepalive_s = KEEPALIVE_MAX_S
+    keepalives = 0  # sent and accepted
 
     async def close(self) -> None:
         """Destroy the session on the server (best effort) and stop polling."""
-        if self._poll is not None:
-            self._poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._poll
+        for task in (self._poll, self._keep):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if not self.lost.is_set():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.request({"janus": "destroy"}), 3.0)
@@ -191,6 +202,17 @@ class JanusSession:
             raise JanusError(int(data.get("error_code", 0)), str(data.get("error", "error")))
         return data, answer.get("jsep")
 
+    async def _keep_alive(self) -> None:
+        """A keepalive every `keepalive_s` (network timing: wall time is right here)."""
+        while not self.lost.is_set():
+            await asyncio.sleep(self.keepalive_s)
+            try:
+                await self.keepalive()
+                self.keepalives += 1
+            except JanusError as exc:
+                self._set_lost(f"keepalive refused: {exc}")
+                return
+
     # ---- events ------------------------------------------------------------------------------
     async def _long_poll(self) -> None:
         query: dict[str, Any] = {"maxev": 10}
@@ -246,6 +268,16 @@ class JanusSession:
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(JanusUnreachable(0, reason))
+
+
+async def session_timeout_s(http: httpx.AsyncClient, url: str) -> float:
+    """The server's `session-timeout` (GET /janus/info, no secret needed); 60 if unknown."""
+    try:
+        r = await http.get(f"{url}/info")
+        value = r.json().get("session-timeout", 60)
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        raise JanusUnreachable(0, f"cannot reach Janus at {url}: {exc!r}") from None
+    return float(value) if isinstance(value, int | float) and value > 0 else 60.0
 
 
 async def _post(
