@@ -197,6 +197,8 @@ class JanusSession:
                 answer = waiter.result()
         finally:
             self._pending.pop(txn, None)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: a failure already raised above, or moot
         data = answer.get("plugindata", {}).get("data", {})
         if "error_code" in data or "error" in data:
             raise JanusError(int(data.get("error_code", 0)), str(data.get("error", "error")))
@@ -239,13 +241,10 @@ class JanusSession:
     def _dispatch(self, event: dict[str, Any]) -> bool:
         """Route one event; False when it says the session is gone."""
         kind = event.get("janus")
-        if kind == "error":
+        if kind == "error":  # the poll itself was refused: the session is of no more use
             err = event.get("error", {})
-            code = int(err.get("code", 0))
-            if code == SESSION_NOT_FOUND:
-                self._set_lost(str(err.get("reason", "no such session")))
-                return False
-            return True
+            self._set_lost(f"{err.get('reason', 'error')} (Janus error {err.get('code', 0)})")
+            return False
         if kind == "keepalive":
             return True
         txn = event.get("transaction")
