@@ -6,8 +6,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# janus: the SFU of Protocol janus's tests (run by them, never as a service); gcc + libc6-dev
+# compile the tests' loopback ICE shim for it (not on a fresh Debian by default).
 APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox nginx libnginx-mod-rtmp chromium iproute2 \
-  pocketsphinx-testdata
+  pocketsphinx-testdata janus gcc libc6-dev
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./avatarcast-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

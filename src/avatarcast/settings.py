@@ -141,6 +141,25 @@ class Settings:
     livekit_viewer_token_ttl_s: int = field(
         default=21600, metadata=_help("lifetime of the viewer token in PlayStreamAddr, seconds")
     )
+    janus_url: str = field(
+        default="",
+        metadata=_help(
+            "Janus HTTP API root for Protocol janus, e.g. http://127.0.0.1:8088/janus; "
+            "empty = no janus protocol"
+        ),
+    )
+    janus_api_secret: str = field(
+        default="", metadata=_help("Janus API secret (its apisecret), sent with every request")
+    )
+    janus_token: str = field(
+        default="", metadata=_help("Janus auth token (its token_auth), sent with every request")
+    )
+    janus_room_default: int = field(
+        default=0,
+        metadata=_help(
+            "Janus room of sessions without ProtocolOption.RoomId; 0 = a room of each session's own"
+        ),
+    )
     rtmp_ingest_url: str = field(
         default="",
         metadata=_help(
@@ -222,6 +241,10 @@ class Settings:
                 raise SettingsError(
                     "rtmp_play_url_template may use only {stream_key} and {session_id}"
                 ) from exc
+        if self.janus_url and not self.janus_url.startswith(("http://", "https://")):
+            raise SettingsError(f"janus_url must be an http(s):// URL, not {self.janus_url}")
+        if not 0 <= self.janus_room_default <= 2**53 - 1:
+            raise SettingsError("janus_room_default must be within 0..2^53-1")
         if not 0.5 <= self.rtmp_reconnect_max_s <= 600:
             raise SettingsError("rtmp_reconnect_max_s must be within 0.5..600")
         return self

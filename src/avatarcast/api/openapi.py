@@ -64,7 +64,7 @@ SESSION_ITEM = _obj(
 )
 CREATE_IN = {
     "UserId": IDENT,
-    "Protocol": _s("string", enum=["webrtc", "rtmp", "trtc"]),
+    "Protocol": _s("string", enum=["webrtc", "rtmp", "trtc", "janus"]),
     "DriverType": _s("integer", "1 text, 3 audio + text", enum=[1, 3]),
     "StreamMaxInterval": _s("integer", "ms", minimum=2000, maximum=6000),
     "ProtocolOption": _obj(
@@ -115,7 +115,9 @@ IVH_CALLS: dict[str, tuple[str, dict[str, Schema], tuple[str, ...], dict[str, Sc
             "IsSessionStarted": _s("boolean"),
             "ErrorCode": _s("integer"),
             "ErrorMessage": _s("string"),
-            "Outputs": _s("array", "ours: RTMP push, LiveKit, recorder states", items=_obj({})),
+            "Outputs": _s(
+                "array", "ours: RTMP push, LiveKit, Janus, recorder states", items=_obj({})
+            ),
         },
     ),
     SESSION_BASE + "startsession": (

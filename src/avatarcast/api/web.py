@@ -2,7 +2,7 @@
 
     GET /                                      → web/index.html
     GET /web/{path}                            → the page's static files (package data)
-    GET /v2/demo/config                        → protocols, avatars, and maybe the dev key
+    GET /v2/demo/config                        → protocols, avatars, Janus URL, maybe the dev key
     GET /v2/demo/avatars/{name}/thumbnail.png  → the avatar's picker thumbnail
 
 Thumbnails: an avatar every key may use (built-in, CLI-built) is served to anyone, as the
@@ -62,7 +62,12 @@ PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"
 LOOPBACK_NAMES = ("localhost",)
 NO_STORE = {"Cache-Control": "no-store"}
 
-_PROTOCOL_LABELS = {"webrtc": "WebRTC (in this page)", "rtmp": "RTMP", "trtc": "LiveKit"}
+_PROTOCOL_LABELS = {
+    "webrtc": "WebRTC (in this page)",
+    "rtmp": "RTMP",
+    "trtc": "LiveKit",
+    "janus": "Janus room (in this page, through Janus)",
+}
 
 
 # ---- loopback checks ---------------------------------------------------------------------
@@ -216,6 +221,9 @@ def web_routes(ctx: ApiContext) -> list[BaseRoute]:
             "credentials": None,
             # The colour|matte compositor of the transparent-background work, when shipped.
             "alpha_helper": "/web/alpha.js" if (WEB_DIR / "alpha.js").is_file() else None,
+            # Janus's API root, when janus sessions can be made: the page subscribes through
+            # it (web/janus.js). Never the API secret.
+            "janus_url": ctx.settings.janus_url or None,
         }
         if dev_key_allowed(request, ctx.settings.host):
             body["credentials"] = read_dev_key(ctx)

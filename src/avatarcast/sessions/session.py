@@ -28,7 +28,7 @@ class SessionStatus(IntEnum):
     FAILED = 4
 
 
-PROTOCOLS = ("webrtc", "rtmp", "trtc")
+PROTOCOLS = ("webrtc", "rtmp", "trtc", "janus")
 DRIVER_TYPES = (1, 3)  # 1 text, 3 audio + text
 
 

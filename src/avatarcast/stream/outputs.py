@@ -1,7 +1,8 @@
 """Outputs a stream goes to besides its WHEP viewers, chosen by `Protocol` and settings.
 
 Every session has a live stream that WebRTC viewers attach to. `Protocol: rtmp` adds an RTMP
-push, `Protocol: trtc` a LiveKit room participant; a recorder can be added to every session
+push, `Protocol: trtc` a LiveKit room participant, `Protocol: janus` a publisher in a Janus
+VideoRoom; a recorder can be added to every session
 by a setting. Each output lives in its own module and only consumes the live stream's
 encoded packets, so outputs know nothing of each other, and one that fails is detached
 (and reported) without touching the session or the others.
@@ -42,6 +43,7 @@ class Output(Protocol):
 _MODULES: dict[str, str] = {
     "rtmp": "avatarcast.stream.rtmp",
     "trtc": "avatarcast.stream.livekit",
+    "janus": "avatarcast.stream.janus",
 }
 
 

@@ -9,6 +9,7 @@ import { Microphone, Utterance, decodeTo16kMono, sendClip } from "./audio.js";
 import { loadCompositor } from "./backdrop.js";
 import { deleteAvatar, errorText, initBuilder, ownedAvatars } from "./builder.js";
 import { CommandChannel } from "./channel.js";
+import { JanusPlayer } from "./janus.js";
 import { WhepPlayer } from "./whep.js";
 import { FINAL_TYPES, STATUS_WORDS, plainReason } from "./words.js";
 
@@ -330,13 +331,15 @@ function showSession() {
     webrtc: "A WHEP URL: this page plays it; OBS, GStreamer whepsrc or any WHEP player can too.",
     rtmp: "Play it with VLC or ffplay; this page cannot play RTMP.",
     trtc: "Join the LiveKit room with this URL and token (LiveKit's Meet or SDKs).",
+    janus: "Janus's API, room and feed: this page subscribes through Janus (web/janus.js), as any number of viewers can.",
   }[protocol] || "";
 }
 
 function play() {
   const { protocol, playUrl, alpha } = live.session;
   $("screen").dataset.mode = alpha ? "alpha" : "video";
-  if (protocol !== "webrtc") {
+  const viaJanus = protocol === "janus" && config.janus_url;
+  if (protocol !== "webrtc" && !viaJanus) {
     $("screen").dataset.mode = "external";
     setState("streaming elsewhere", "playing");
     return;
@@ -349,7 +352,8 @@ function play() {
     const width = alpha ? video.videoWidth / 2 : video.videoWidth;
     $("screen").style.aspectRatio = `${width} / ${video.videoHeight}`;
   };
-  live.player = new WhepPlayer(playUrl, video, (state, detail) => {
+  const Player = viaJanus ? JanusPlayer : WhepPlayer;
+  live.player = new Player(playUrl, video, (state, detail) => {
     if (state === "stopped") return;
     setState(state);
     if (detail) log(`video: ${state} (${detail})`, "warn");
