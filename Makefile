@@ -24,8 +24,16 @@ system-packages:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
+	  echo "(their services are not started: avatarcast and its tests run their own nginx and"; \
+	  echo " janus on 127.0.0.1; the janus service is also disabled at boot)"; \
+	  blocker=""; if [ ! -e /usr/sbin/policy-rc.d ]; then blocker=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$blocker >/dev/null && $(SUDO) chmod 755 $$blocker; fi; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; [ -z "$$blocker" ] || $(SUDO) rm -f $$blocker; \
+	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now janus.service >/dev/null 2>&1 || true; fi; \
+	  exit $$status; \
 	fi
 
 $(STAMP): pyproject.toml requirements.lock
