@@ -112,7 +112,7 @@ def test_an_open_that_fails_in_the_worker_raises_its_error_and_leaves_nothing(
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
-def test_admission_by_load_and_by_late_frames(tmp_path: Path) -> None:
+def test_admission_by_load_and_the_late_fraction_shown(tmp_path: Path) -> None:
     """The admission rule on a worker's reports (no process needed for the arithmetic)."""
     from types import SimpleNamespace
 
@@ -134,11 +134,12 @@ def test_admission_by_load_and_by_late_frames(tmp_path: Path) -> None:
     assert w.load == pytest.approx(0.6) and pool._has_room(w, 2.0)
     report(3.0, 2.25, 75, 0)  # 0.75 cores, plus one more session's estimate: above 0.8
     assert w.load == pytest.approx(0.75) and not pool._has_room(w, 3.0)
-    # A worker with little load whose sessions miss frames (a starved machine) takes none.
+    # Late frames are measured and shown (status), not an admission rule: a busy machine
+    # (other work, startup of a new session) would refuse sessions whose worker has room.
     w2 = WorkerProc(1, SimpleNamespace(pid=2), None, 0.0)  # type: ignore[arg-type]
     w2.on_report(WorkerReport(2, 0.0, 0, {"s": {"FramesSent": 0, "LateFrames": 0}}), 0.0)
     w2.on_report(WorkerReport(2, 0.1, 0, {"s": {"FramesSent": 20, "LateFrames": 5}}), 1.0)
-    assert w2.late_fraction == pytest.approx(0.2) and not pool._has_room(w2, 1.0)
+    assert w2.late_fraction == pytest.approx(0.2) and w2.summary(1.0)["LateFraction"] == 0.2
     w2.on_report(WorkerReport(2, 0.2, 0, {"s": {"FramesSent": 45, "LateFrames": 5}}), 7.0)
     w2.on_report(WorkerReport(2, 0.3, 0, {"s": {"FramesSent": 70, "LateFrames": 5}}), 8.0)
-    assert w2.late_fraction == 0.0 and pool._has_room(w2, 8.0)  # on time again: admitted
+    assert w2.late_fraction == 0.0  # the window moved past the late slots

@@ -6,9 +6,7 @@ default (setting `media_workers`). The pool:
   CPU use over the last few seconds (fraction of one core, from its reports), plus an
   estimate for sessions placed since that are not in the measurement yet;
 - **admits** it only if that worker stays under `worker_max_load` (and under
-  `worker_max_sessions` if set), and its sessions are on time (under 0.5 % of their frame
-  slots late over the last few seconds: a machine shared with other work can starve a
-  worker whose own load looks low): when every worker is full, `place` raises CapacityError
+  `worker_max_sessions` if set): when every worker is full, `place` raises CapacityError
   (100008, with the loads in its message) and the running sessions keep their frames;
 - **watches** each process: a worker that dies fails its own sessions (their handles end
   with MediaWorkerError; the manager turns that into status 4 with the reason) and a new
@@ -52,7 +50,6 @@ from avatarcast.settings import Settings
 log = logging.getLogger(__name__)
 
 LOAD_WINDOW_S = 5.0  # CPU use is averaged over this long
-MAX_LATE_FRACTION = 0.005  # a worker whose sessions miss more frame slots takes no new one
 NEW_SESSION_LOAD = 0.08  # a session's load before any was measured (one core = 1.0)
 STOP_WAIT_S = 15.0
 
@@ -230,8 +227,6 @@ class WorkerPool:
 
     def _has_room(self, w: WorkerProc, now: float) -> bool:
         if self.max_sessions and len(w.sessions) >= self.max_sessions:
-            return False
-        if w.late_fraction > MAX_LATE_FRACTION:  # its sessions already miss frames
             return False
         return w.projected_load(now) + w.per_session_load() <= self.max_load
 
