@@ -58,10 +58,16 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    settings: Settings, *, key_name: str = "test", max_sessions: int = 4
+    settings: Settings,
+    *,
+    media_factory: MediaFactory | None = None,
+    key_name: str = "test",
+    max_sessions: int = 4,
 ) -> Iterator[LiveServer]:
     """A LiveServer for the `with` block."""
-    server = LiveServer(settings, key_name=key_name, max_sessions=max_sessions)
+    server = LiveServer(
+        settings, media_factory=media_factory, key_name=key_name, max_sessions=max_sessions
+    )
     try:
         yield server
     finally:
