@@ -22,16 +22,15 @@ import httpx
 import numpy as np
 import pytest
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.build_jobs import STAGES
 from avatarcast.avatars.build_queue import JOBS_DIR
 from avatarcast.avatars.uploads import UPLOADS_DIR as JOBS_UPLOADS
 from avatarcast.client import CUSTOM_BASE, ApiError, AvatarBuildError, Client, new_req_id
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
+from server_harness import LiveServer
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
@@ -40,25 +39,15 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-class Server:
+class Server(LiveServer):
     def __init__(self, data_dir: Path, **settings: Any) -> None:
-        self.data_dir = data_dir
-        self.settings = Settings(data_dir=data_dir, **settings)
         self.sessions: dict[str, Session] = {}
-        self.url, self._stop = run_server_in_thread(self.settings, media_factory=self._media)
-        self.store = Store(self.settings.db_path)
+        config = Settings(data_dir=data_dir, **settings)
+        super().__init__(config, media_factory=self._media, timeout_s=30)
 
     async def _media(self, session: Session) -> None:
         self.sessions[session.user_id] = session
         await attach_media(session, self.settings, MonotonicClock())
-
-    def client(self) -> Client:
-        appkey, token = self.store.create_key("test", 4)
-        return Client(self.url, appkey, token, timeout_s=30)
-
-    def stop(self) -> None:
-        self.store.close()
-        self._stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AvatarLoadError
 from avatarcast.sessions.media import attach_media
@@ -24,6 +23,7 @@ from avatarcast.sessions.session import Session
 from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
+from server_harness import LiveServer
 
 
 class GatedMedia:
@@ -43,20 +43,11 @@ class GatedMedia:
         await attach_media(session, self.settings, MonotonicClock())
 
 
-class Server:
+class Server(LiveServer):
     def __init__(self, data_dir: Path, **overrides: object) -> None:
-        self.settings = Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
-        self.media = GatedMedia(self.settings)
-        self.url, self._stop = run_server_in_thread(self.settings, media_factory=self.media)
-        self.store = Store(self.settings.db_path)
-
-    def client(self, max_sessions: int = 4) -> Client:
-        appkey, token = self.store.create_key("test", max_sessions)
-        return Client(self.url, appkey, token)
-
-    def stop(self) -> None:
-        self.store.close()
-        self._stop()
+        settings = Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
+        self.media = GatedMedia(settings)
+        super().__init__(settings, media_factory=self.media)
 
 
 @pytest.fixture(scope="module")

@@ -16,27 +16,17 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.api.status import STATUS_PATH
 from avatarcast.client import Client
 from avatarcast.codes import UNAUTHORIZED
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
+from server_harness import LiveServer
 
 
-class Server:
+class Server(LiveServer):
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         config = Settings(data_dir=data_dir, **{"media_workers": 2, **settings}).validate()
-        self.url, self._stop = run_server_in_thread(config)
-        self.store = Store(data_dir / "avatarcast.db")
-
-    def client(self) -> Client:
-        appkey, token = self.store.create_key("status", 2)
-        return Client(self.url, appkey, token, timeout_s=30)
-
-    def stop(self) -> None:
-        self.store.close()
-        self._stop()
+        super().__init__(config, key_name="status", max_sessions=2, timeout_s=30)
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
 from avatarcast.client.viewer import WhepViewer
 from avatarcast.render.alpha import luma_to_matte
 from avatarcast.render.frame import FrameState, YuvFrame
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
-from avatarcast.stream.webrtc import use_host_addresses
+from server_harness import live_client
 
 W, H = 540, 960
 SWAY = 8  # px: head sway plus the codec's soft edge
@@ -39,17 +37,8 @@ SWAY = 8  # px: head sway plus the codec's soft edge
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     data_dir: Path = tmp_path_factory.mktemp("alpha")
     settings = Settings(data_dir=data_dir, log_level="warning", ice_host_addresses="127.0.0.1")
-    store = Store(settings.validate().db_path)
-    appkey, token = store.create_key("e2e-alpha", 2)
-    store.close()
-    base_url, stop = run_server_in_thread(settings)
-    c = Client(base_url, appkey, token)
-    try:
+    with live_client(settings.validate(), "e2e-alpha", 2) as c:
         yield c
-    finally:
-        c.close()
-        stop()
-        use_host_addresses([])  # the server's ICE patch is process-wide: undo it
 
 
 def _erode(mask: NDArray[np.bool_], r: int) -> NDArray[np.bool_]:

@@ -21,11 +21,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from avatarcast.api.server import run_server_in_thread
-from avatarcast.client import Client
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
+from server_harness import live_client
 
 Msg = dict[str, Any]
 CHUNK_BYTES = 5120  # 160 ms
@@ -43,16 +41,8 @@ def speech() -> np.ndarray:
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     data_dir: Path = tmp_path_factory.mktemp("data")
     settings = Settings(data_dir=data_dir, log_level="warning").validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("e2e-drive", 8)
-    store.close()
-    base_url, stop = run_server_in_thread(settings)
-    c = Client(base_url, appkey, token)
-    try:
+    with live_client(settings, "e2e-drive", 8) as c:
         yield c
-    finally:
-        c.close()
-        stop()
 
 
 def _session(client: Any, *, start: bool = True, **kw: Any) -> str:
@@ -286,19 +276,12 @@ def test_interrupt_ends_the_speech_at_once(client: Any, speech: np.ndarray) -> N
 
 def test_a_silent_socket_is_dropped_and_the_session_lives_on(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, log_level="warning", ws_idle_timeout_s=0.5)
-    store = Store(settings.validate().db_path)
-    appkey, token = store.create_key("e2e-idle", 2)
-    store.close()
-    base_url, stop = run_server_in_thread(settings)
-    try:
-        with Client(base_url, appkey, token) as c:
-            sid = _session(c)
-            with connect(c.command_channel_url(sid)) as ws:
-                _send(ws, sid, uuid.uuid4().hex, "SEND_HEARTBEAT", {"Text": "PING"})
-                bye = json.loads(ws.recv(timeout=5))  # no reply to PING; then the drop
-                assert bye["Type"] == 9 and "no message for 0.5 s" in bye["ErrorMessage"]
-                with pytest.raises(ConnectionClosed):
-                    ws.recv(timeout=5)
-            assert c.stat_session(sid)["SessionStatus"] == 1
-    finally:
-        stop()
+    with live_client(settings.validate(), "e2e-idle", 2) as c:
+        sid = _session(c)
+        with connect(c.command_channel_url(sid)) as ws:
+            _send(ws, sid, uuid.uuid4().hex, "SEND_HEARTBEAT", {"Text": "PING"})
+            bye = json.loads(ws.recv(timeout=5))  # no reply to PING; then the drop
+            assert bye["Type"] == 9 and "no message for 0.5 s" in bye["ErrorMessage"]
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+        assert c.stat_session(sid)["SessionStatus"] == 1

@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
+from server_harness import live_client
 
 LONG_TEXT = (
     "This is a long sentence that keeps the presenter speaking for quite a while, "
@@ -36,16 +35,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     settings = Settings(
         data_dir=data_dir, log_level="warning", idle_timeout_s=3.0, ws_idle_timeout_s=2.0
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("idle", 2)
-    store.close()
-    url, stop = run_server_in_thread(settings)
-    c = Client(url, appkey, token)
-    try:
+    with live_client(settings, "idle", 2) as c:
         yield c
-    finally:
-        c.close()
-        stop()
 
 
 def test_a_long_text_is_spoken_to_its_end_past_both_idle_limits(client: Client) -> None:

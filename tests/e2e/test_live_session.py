@@ -29,16 +29,14 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
 from avatarcast.client.viewer import AudioSample, Box, VideoSample, WhepViewer
 from avatarcast.render.frame import FrameState
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import MouthPose, Shape
-from avatarcast.stream.webrtc import use_host_addresses
+from server_harness import live_server
 
 LOOPBACK = ["127.0.0.1"]
 CHUNK_BYTES = 5120  # 160 ms of 16 kHz s16 mono
@@ -57,17 +55,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = Settings(
         data_dir=data_dir, log_level="warning", ice_host_addresses="127.0.0.1", idle_timeout_s=60
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("e2e-live", 4)
-    store.close()
-    base_url, stop = run_server_in_thread(settings)
-    client = Client(base_url, appkey, token)
-    try:
-        yield Stack(client, base_url)
-    finally:
-        client.close()
-        stop()
-        use_host_addresses([])  # the server's ICE patch is process-wide: undo it
+    with (
+        live_server(settings, key_name="e2e-live", max_sessions=4) as server,
+        server.client() as client,
+    ):
+        yield Stack(client, server.url)
 
 
 @pytest.fixture(scope="module")

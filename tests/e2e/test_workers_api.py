@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import ApiError, Client
 from avatarcast.client.viewer import WhepViewer
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
+from server_harness import live_client
 
 
 @pytest.fixture
@@ -34,16 +33,8 @@ def client(tmp_path: Path) -> Iterator[Client]:
     settings = Settings(
         data_dir=tmp_path, log_level="warning", media_workers=2, worker_max_sessions=1
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("e2e-workers", 8)
-    store.close()
-    base_url, stop = run_server_in_thread(settings)
-    c = Client(base_url, appkey, token)
-    try:
+    with live_client(settings, "e2e-workers", 8) as c:
         yield c
-    finally:
-        c.close()
-        stop()
 
 
 def _ready_session(c: Client) -> str:

@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aioice.ice
 import av
@@ -48,6 +49,8 @@ from avatarcast.stream.packets import AudioChunk, MediaSource, VideoPacket
 log = logging.getLogger(__name__)
 
 FRAME_MS = 40  # one video frame / one audio chunk of the live stream
+
+T = TypeVar("T")
 
 
 # ---- ICE host addresses ----------------------------------------------------------------------
@@ -100,35 +103,54 @@ def rtc_configuration(settings: Settings) -> RTCConfiguration:
 
 
 # ---- tracks ----------------------------------------------------------------------------------
-class H264Track(MediaStreamTrack):
-    """Pre-encoded H.264 of a live stream; starts at a keyframe, skips to one after overflow."""
+class _PacketTrack(MediaStreamTrack, Generic[T]):
+    """A track fed by one fan-out of a live stream, subscribed on the first `recv()`.
 
-    kind = "video"
+    Subscribing then, i.e. once DTLS is up and aiortc starts sending, starts the viewer with
+    what is live at that moment, not with media queued during ICE/DTLS setup (stale, or
+    dropped by then, and only adding latency at the viewer).
+    """
 
     def __init__(self, live: MediaSource, queue_ms: int) -> None:
         super().__init__()
         self._live = live
         self._max_queue = max(2, queue_ms // FRAME_MS)
-        self._sub: Subscription[VideoPacket] | None = None
+        self._sub: Subscription[T] | None = None
 
     @property
     def dropped(self) -> int:
         return self._sub.dropped if self._sub is not None else 0
 
+    def _subscribe(self) -> Subscription[T]:
+        raise NotImplementedError
+
+    def _subscription(self) -> Subscription[T] | None:
+        """The subscription while the track is live (made on the first call), else None."""
+        if self._sub is None and self.readyState == "live":
+            self._sub = self._subscribe()
+        return self._sub if self.readyState == "live" else None
+
+    def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        super().stop()
+
+
+class H264Track(_PacketTrack[VideoPacket]):
+    """Pre-encoded H.264 of a live stream; starts at a keyframe, skips to one after overflow."""
+
+    kind = "video"
+
     def _subscribe(self) -> Subscription[VideoPacket]:
-        # Subscribe on the first recv(), i.e. once DTLS is up and aiortc starts sending: a
-        # keyframe queued during ICE/DTLS setup would be stale or dropped by then. Ask for
-        # an IDR now so this viewer starts decoding at once instead of within a GOP.
+        # Ask for an IDR now so this viewer starts decoding at once instead of within a GOP.
         sub = self._live.video.subscribe(self._max_queue)
         self._live.request_keyframe()
         return sub
 
     async def recv(self) -> av.Packet:
-        if self._sub is None and self.readyState == "live":
-            self._sub = self._subscribe()
-        while self.readyState == "live" and self._sub is not None:
+        while (sub := self._subscription()) is not None:
             try:
-                vp = await self._sub.get()
+                vp = await sub.get()
             except FanOutClosed:
                 break
             if len(vp.packets) == 1:
@@ -141,53 +163,35 @@ class H264Track(MediaStreamTrack):
         self.stop()
         raise MediaStreamError
 
-    def stop(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-        super().stop()
 
-
-class OpusTrack(MediaStreamTrack):
+class OpusTrack(_PacketTrack[AudioChunk]):
     """Pre-encoded Opus of a live stream, 20 ms packets; a full queue drops the oldest audio."""
 
     kind = "audio"
 
     def __init__(self, live: MediaSource, queue_ms: int) -> None:
-        super().__init__()
-        self._live = live
-        self._max_queue = max(2, queue_ms // FRAME_MS)
-        self._sub: Subscription[AudioChunk] | None = None
+        super().__init__(live, queue_ms)
         self._pending: deque[av.Packet] = deque()
         self._flushed = 0  # the subscription's flush count when `_pending` was filled
 
-    @property
-    def dropped(self) -> int:
-        return self._sub.dropped if self._sub is not None else 0
+    def _subscribe(self) -> Subscription[AudioChunk]:
+        return self._live.audio.subscribe(self._max_queue)
 
     async def recv(self) -> av.Packet:
-        if self._sub is None and self.readyState == "live":
-            # Like the video: start with what is live when sending starts, not with audio
-            # queued during ICE/DTLS setup (which would only add latency at the viewer).
-            self._sub = self._live.audio.subscribe(self._max_queue)
-        while self.readyState == "live" and self._sub is not None:
-            if self._sub.flushes != self._flushed:
+        while (sub := self._subscription()) is not None:
+            if sub.flushes != self._flushed:
                 self._pending.clear()  # the second half of a chunk from before an interrupt
-                self._flushed = self._sub.flushes
+                self._flushed = sub.flushes
             if self._pending:
                 return self._pending.popleft()
             try:
-                chunk = await self._sub.get()
+                chunk = await sub.get()
             except FanOutClosed:
                 break
             self._pending.extend(chunk.opus)
-            self._flushed = self._sub.flushes
+            self._flushed = sub.flushes
         self.stop()
         raise MediaStreamError
-
-    def stop(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-        super().stop()
 
 
 def _prefer(kind: str, mime: str) -> list[RTCRtpCodecCapability]:

@@ -48,26 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---- the server --------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from avatarcast.api.server import run_server_in_thread
-    from avatarcast.sessions.store import Store
     from avatarcast.settings import Settings
-    from avatarcast.stream.webrtc import use_host_addresses
+    from server_harness import live_server
 
     data_dir = tmp_path_factory.mktemp("browser-data")
     settings = Settings(
         data_dir=data_dir, log_level="warning", ice_host_addresses="127.0.0.1", idle_timeout_s=120
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("dev", 8)
-    store.close()
-    # What `make run` writes: the page picks it up because browser and server are on loopback.
-    (data_dir / "dev-key.json").write_text(json.dumps({"appkey": appkey, "accesstoken": token}))
-    base_url, stop = run_server_in_thread(settings)
-    try:
-        yield Server(base_url, appkey, token)
-    finally:
-        stop()
-        use_host_addresses([])
+    with live_server(settings, key_name="dev", max_sessions=8) as live:
+        appkey, token = live.key()
+        # What `make run` writes: the page picks it up as browser and server are on loopback.
+        (data_dir / "dev-key.json").write_text(json.dumps({"appkey": appkey, "accesstoken": token}))
+        yield Server(live.url, appkey, token)
 
 
 # ---- media the tests need ----------------------------------------------------------------
