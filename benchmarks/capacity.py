@@ -502,6 +502,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 if not step.passed("speaking"):
                     break
                 capacity = n
+            refused = [e for e in out.get("errors", []) if "server at capacity" in e]
+            out["speaking_ramp_end"] = (
+                f"the server refused session {capacity + 1} (capacity error)"
+                if refused
+                else "late frames or the ramp's end"
+            )
             out["speaking_capacity"] = capacity
             out["speaking_capacity_ratio"] = round(capacity / limit, 3)
             out["speaking_capacity_limited_by_max_sessions"] = capacity == a.max_sessions
@@ -515,7 +521,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             for s in list(fleet.sessions.values()):
                 if s is not keep:
                     fleet.close(s)
+            # The workers measure their load over 5 s: the closed speakers' load leaves the
+            # window before the server admits again (it refuses while it looks full).
             time.sleep(a.settle_s)
+            deadline = time.monotonic() + 30
+            while fleet.status()[1]["Capacity"].get("Full") and time.monotonic() < deadline:
+                time.sleep(0.5)
             idle_capacity = 0
             idle_speaker_ok: bool | None = None
             both = 0

@@ -50,7 +50,11 @@ from avatarcast.settings import Settings
 log = logging.getLogger(__name__)
 
 LOAD_WINDOW_S = 5.0  # CPU use is averaged over this long
-NEW_SESSION_LOAD = 0.08  # a session's load before any was measured (one core = 1.0)
+# A new session's load before it shows in the measurement (cores): it starts idle, on the
+# shared idle loop (~0.01 with an RTMP push), and may speak at once (~0.09 with RTMP,
+# measured with benchmarks/capacity.py): between the two.
+NEW_SESSION_LOAD = 0.05
+MIN_SESSION_LOAD, MAX_SESSION_LOAD = 0.01, 0.15  # bounds of the per-session average
 STOP_WAIT_S = 15.0
 
 
@@ -99,11 +103,15 @@ class WorkerProc:
         """Measured load plus an estimate for sessions placed too recently to show in it."""
         while self.placed and self.placed[0] < now - LOAD_WINDOW_S:
             self.placed.popleft()
-        return self.load + len(self.placed) * self.per_session_load()
+        return self.load + len(self.placed) * NEW_SESSION_LOAD
 
     def per_session_load(self) -> float:
+        """What one more session is expected to cost: its sessions' average, bounded (just
+        after sessions closed, the window still holds their load, spread over few sessions)."""
         n = len(self.sessions)
-        return max(NEW_SESSION_LOAD, self.load / n) if n else NEW_SESSION_LOAD
+        if not n or len(self._samples) < 2:
+            return NEW_SESSION_LOAD
+        return min(MAX_SESSION_LOAD, max(MIN_SESSION_LOAD, self.load / n))
 
     @property
     def late_fraction(self) -> float:
