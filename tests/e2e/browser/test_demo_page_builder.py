@@ -118,7 +118,9 @@ def test_build_a_photo_avatar_stream_it_and_delete_it(
         page.eval_on_selector_all("#build-stages li", "els => els.map(e => e.dataset.state)")
         == ["done"] * 5
     )
-    assert page.is_enabled("#build")
+    # The form is usable again once the page has taken the new avatar (`onBuilt`, after
+    # `data-result=done`): wait for it rather than race it (failed twice under load).
+    page.wait_for_selector("#build:enabled", timeout=10_000)
     wait_log(demo, f"build astro: ready as {key}")
 
     # In the picker, selected, with its thumbnail (signed by the page's key).
