@@ -50,11 +50,15 @@ def test_sessions_spread_over_workers_speak_and_a_killed_worker_fails_only_its_o
         pool.start()
         try:
             seen = [Frames(), Frames()]
+            # Placed before their media open (a burst of creates): a placement counts at once.
+            placed = [pool.place(), pool.place()]
+            assert {w.id for w in placed} == {0, 1}  # one session per worker
+            with pytest.raises(CapacityError, match="capacity"):
+                pool.place()
             hosts: list[RemoteHost] = []
-            for i in range(2):
-                worker = pool.place()
+            for i, worker in enumerate(placed):
                 hosts.append(await pool.open(worker, HostSpec(f"s{i}", "default"), seen[i]))
-            assert {h.worker_id for h in hosts} == {0, 1}  # one session per worker
+            assert {h.worker_id for h in hosts} == {0, 1}
             # Full: every worker holds its one session.
             with pytest.raises(CapacityError, match="capacity"):
                 pool.place()
@@ -143,3 +147,12 @@ def test_admission_by_load_and_the_late_fraction_shown(tmp_path: Path) -> None:
     w2.on_report(WorkerReport(2, 0.2, 0, {"s": {"FramesSent": 45, "LateFrames": 5}}), 7.0)
     w2.on_report(WorkerReport(2, 0.3, 0, {"s": {"FramesSent": 70, "LateFrames": 5}}), 8.0)
     assert w2.late_fraction == 0.0  # the window moved past the late slots
+
+    # worker_max_sessions counts placements whose media have not opened yet.
+    one = WorkerPool(_settings(tmp_path, worker_max_sessions=1))
+    w3 = WorkerProc(2, SimpleNamespace(pid=3), None, 0.0)  # type: ignore[arg-type]
+    assert one._has_room(w3, 0.0)
+    w3.reserved += 1  # what place() does
+    assert not one._has_room(w3, 0.0)
+    one.release(w3)  # closed before its media opened
+    assert one._has_room(w3, 0.0)

@@ -364,6 +364,9 @@ class SessionManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        placed = self._placed.pop(session.id, None)
+        if placed is not None and self.pool is not None:  # closed before its media opened
+            self.pool.release(placed)
         await detach_media(session)
 
     async def close_all(self) -> None:

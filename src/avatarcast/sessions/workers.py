@@ -88,6 +88,7 @@ class WorkerProc:
     sessions: dict[str, RemoteHost] = field(default_factory=dict)
     status: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid → host status
     placed: deque[float] = field(default_factory=deque)  # times of recent placements
+    reserved: int = 0  # placed, media not yet opened (counts toward worker_max_sessions)
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     _samples: deque[_Sample] = field(default_factory=deque)
 
@@ -224,9 +225,16 @@ class WorkerPool:
                 f"{self.max_load:g} of a core; {loads or 'no worker running'}); "
                 "try again later"
             )
-        best = min(room, key=lambda w: (w.projected_load(now), len(w.sessions), w.id))
+        best = min(
+            room, key=lambda w: (w.projected_load(now), len(w.sessions) + w.reserved, w.id)
+        )
         best.placed.append(now)
+        best.reserved += 1
         return best
+
+    def release(self, worker: WorkerProc) -> None:
+        """A placed session will not open on `worker` (closed or failed before its media)."""
+        worker.reserved = max(0, worker.reserved - 1)
 
     def full(self) -> bool:
         """No worker would take a new session now."""
@@ -234,14 +242,16 @@ class WorkerPool:
         return not any(self._has_room(w, now) for w in self.workers.values() if not w.dead)
 
     def _has_room(self, w: WorkerProc, now: float) -> bool:
-        if self.max_sessions and len(w.sessions) >= self.max_sessions:
+        if self.max_sessions and len(w.sessions) + w.reserved >= self.max_sessions:
             return False
         return w.projected_load(now) + w.per_session_load() <= self.max_load
 
     async def open(
         self, worker: WorkerProc, spec: HostSpec, on_event: Callable[[HostEvent], None]
     ) -> RemoteHost:
-        """Bring a session's media up on `worker`; returns once frame 0 is out."""
+        """Bring a session's media up on `worker` (placed there by `place`); returns once
+        frame 0 is out."""
+        self.release(worker)  # from now on it counts among the worker's sessions
         handle = RemoteHost(self, worker, spec.session_id, on_event)
         worker.sessions[spec.session_id] = handle
         try:
