@@ -225,9 +225,7 @@ class WorkerPool:
                 f"{self.max_load:g} of a core; {loads or 'no worker running'}); "
                 "try again later"
             )
-        best = min(
-            room, key=lambda w: (w.projected_load(now), len(w.sessions) + w.reserved, w.id)
-        )
+        best = min(room, key=lambda w: (w.projected_load(now), len(w.sessions) + w.reserved, w.id))
         best.placed.append(now)
         best.reserved += 1
         return best
