@@ -4,12 +4,15 @@ Frame slot n is due at `start + n / fps` on the clock (a `FramePacer`), never at
 sleeps. For each slot one job runs on the session's own worker thread: `engine.next_frame()`,
 H.264 encode of the video and Opus encode of the audio. Rendering and encoding release the GIL
 inside numpy/PyAV, so the event loop stays free for signalling and packet sending; one thread
-per session keeps exactly one encoder per session and lets sessions spread over cores.
+per session keeps exactly one encoder per session. Sessions spread over cores through media
+worker processes (engine/worker.py), each with its own event loop and GIL: the threads of one
+process share about one core (measured).
 
 The encoded video and the audio are published to two `FanOut`s (`video`, `audio`); every
-output (WebRTC viewers today; RTMP, LiveKit, recorders later) subscribes to them. Then
-`on_frame(frame)` is called on the loop: the drive channel sends AudioStart/AudioOver from it,
-so those events leave exactly when the speech's first/last frame is on the stream.
+output (WebRTC viewers, RTMP, LiveKit, Janus, the recorder) subscribes to them. Then
+`on_frame(frame)` is called on the loop: the session host turns it into a `FrameInfo` for the
+drive channel, which sends AudioStart/AudioOver from it, so those events leave exactly when the
+speech's first/last frame is on the stream.
 
 SEI metadata: `sei_for(frame)` (optional, called on the worker thread) may return an SEI NAL
 unit for the frame; it is inserted into the frame's access unit before publishing, so every
