@@ -421,17 +421,8 @@ class JanusOutput:
                 await asyncio.wait_for(janus.close(), 5.0)
 
     def _notice(self, text: str, state: str | None = None) -> None:
-        if self.target is None:
-            return
-        with contextlib.suppress(Exception):  # a notice must never hurt the stream
-            self.target.notify(
-                {
-                    "Output": self.name,
-                    "State": state or self.state,
-                    "Reconnects": self.reconnects,
-                    "Message": text,
-                }
-            )
+        if self.target is not None:
+            self.target.report(self.name, state or self.state, self.reconnects, text)
 
 
 def _describe(exc: BaseException) -> str:

@@ -233,18 +233,9 @@ class RtmpOutput:
         self._notice(text)
 
     def _notice(self, text: str, state: str | None = None) -> None:
-        if self.target is None:
-            return
-        with contextlib.suppress(Exception):  # a notice must never hurt the stream
-            self.target.notify(
-                {
-                    "Output": self.name,
-                    # The event is newer than `self.state`, which the writer thread sets.
-                    "State": state or self.state,
-                    "Reconnects": self.reconnects,
-                    "Message": text,
-                }
-            )
+        if self.target is not None:
+            # The event is newer than `self.state`, which the writer thread sets.
+            self.target.report(self.name, state or self.state, self.reconnects, text)
 
     # ---- writer thread ---------------------------------------------------------------------
     def _push(self, vp: VideoPacket, audio: list[AudioChunk]) -> list[str]:

@@ -7,6 +7,7 @@ turns that into a Type 10 notice on the command channel). Nothing else of the se
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,13 @@ class OutputTarget:
     options: Mapping[str, Any] = field(default_factory=dict)  # ProtocolOption, as given
     # An output's state change: {"Output", "State", "Reconnects", "Message"}. Must not block.
     notify: Callable[[dict[str, Any]], None] = _ignore
+
+    def report(self, output: str, state: str, reconnects: int, message: str) -> None:
+        """Say that output `output` changed state; never raises (a notice must never hurt
+        the stream)."""
+        event = {"Output": output, "State": state, "Reconnects": reconnects, "Message": message}
+        with contextlib.suppress(Exception):
+            self.notify(event)
 
     def option(self, name: str) -> Any:
         """`ProtocolOption.<name>`, or None."""
