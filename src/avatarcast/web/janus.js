@@ -4,25 +4,12 @@
 // brings the events, a keepalive keeps the session. Retries while the session lives (the
 // publisher republishes after a Janus restart). Same interface as WhepPlayer.
 
-const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+import { RETRY_DELAYS_MS, gatheringDone } from "./whep.js";
+
 const KEEPALIVE_MS = 25000;
-const GATHER_TIMEOUT_MS = 2000;
 
 function txn() {
   return Math.random().toString(36).slice(2, 14);
-}
-
-function gatheringDone(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (pc.iceGatheringState === "complete") {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
 }
 
 export class JanusPlayer {

@@ -2,7 +2,7 @@
 // POSTed to PlayStreamAddr, the answer applied. Reconnects on its own while the session lives.
 
 const GATHER_TIMEOUT_MS = 2000;
-const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
+export const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000]; // the Janus player's too
 
 /** Prefer H.264 for video: the server only sends H.264 and refuses offers without it. */
 function preferH264(transceiver) {
@@ -13,8 +13,9 @@ function preferH264(transceiver) {
   if (h264.length) transceiver.setCodecPreferences([...h264, ...rest]);
 }
 
-/** Resolves once ICE gathering is complete (or after a bound): WHEP here has no trickle. */
-function gatheringDone(pc) {
+/** Resolves once ICE gathering is complete (or after a bound): WHEP here has no trickle
+ * (nor does the Janus player, which uses it too). */
+export function gatheringDone(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
