@@ -27,7 +27,6 @@ import pytest
 from janus_server import API_SECRET, JanusServer, JanusSubscriber, free_port, janus_available
 from websockets.asyncio.client import connect
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import ApiError, Client
 from avatarcast.client.viewer import Box, WhepViewer
@@ -35,13 +34,12 @@ from avatarcast.render.frame import FrameState
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.playback import whep_url
 from avatarcast.sessions.session import Session
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.visemes import MouthPose, Shape
 from avatarcast.stream.clock import MonotonicClock
 from avatarcast.stream.janus import JanusOutput
 from avatarcast.stream.janus_api import JanusSession
-from avatarcast.stream.webrtc import use_host_addresses
+from server_harness import live_server
 
 pytestmark = pytest.mark.skipif(bool(janus_available()), reason=janus_available() or "-")
 
@@ -79,9 +77,6 @@ def stack(janus: JanusServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         janus_url=janus.url,
         janus_api_secret=API_SECRET,
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("e2e-janus", 4)
-    store.close()
     sessions: dict[str, Session] = {}
     clock = MonotonicClock()
 
@@ -89,14 +84,12 @@ def stack(janus: JanusServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         sessions[session.id] = session
         await attach_media(session, settings, clock)
 
-    base_url, stop = run_server_in_thread(settings, media_factory=media)
-    client = Client(base_url, appkey, token)
-    try:
-        yield Stack(client, sessions, settings, base_url)
-    finally:
-        client.close()
-        stop()
-        use_host_addresses([])  # the ICE patch is process-wide: undo it
+    # live_server undoes the server's process-wide ICE patch when it stops.
+    with (
+        live_server(settings, media_factory=media, key_name="e2e-janus") as server,
+        server.client() as client,
+    ):
+        yield Stack(client, sessions, settings, server.url)
 
 
 @pytest.fixture(scope="module")

@@ -29,18 +29,17 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import ApiError, Client
 from avatarcast.codes import wire_code
 from avatarcast.errors import RequestError
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
-from avatarcast.sessions.store import Store
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.stream.clock import MonotonicClock
 from avatarcast.stream.rtmp import RtmpOutput, play_url, push_url
 from avatarcast.stream.sei import SeiMessage, find_sei
+from server_harness import live_server
 
 NGINX = "/usr/sbin/nginx"
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
@@ -145,9 +144,6 @@ def stack(nginx: Nginx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         rtmp_play_url_template=f"rtmp://127.0.0.1:{nginx.port}/live/{{stream_key}}",
         rtmp_reconnect_max_s=1.0,
     ).validate()
-    store = Store(settings.db_path)
-    appkey, token = store.create_key("e2e-rtmp", 4)
-    store.close()
     sessions: dict[str, Session] = {}
     clock = MonotonicClock()
 
@@ -155,13 +151,11 @@ def stack(nginx: Nginx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         sessions[session.id] = session
         await attach_media(session, settings, clock)
 
-    base_url, stop = run_server_in_thread(settings, media_factory=media)
-    client = Client(base_url, appkey, token)
-    try:
+    with (
+        live_server(settings, media_factory=media, key_name="e2e-rtmp") as server,
+        server.client() as client,
+    ):
         yield Stack(client, sessions, settings)
-    finally:
-        client.close()
-        stop()
 
 
 # ---- a player ----------------------------------------------------------------------------------

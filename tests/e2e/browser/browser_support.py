@@ -68,3 +68,33 @@ class PageUnderTest:
 
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in video pixels
+
+
+# Mean absolute luma change of the mouth box between consecutive video frames, sampled in the
+# page per frame (window.__mouth.samples: [time, change]; window.__mouth.frames: frames seen).
+MOUTH_SAMPLER = """([y0, y1, x0, x1]) => {
+  const video = document.getElementById('video');
+  const w = x1 - x0, h = y1 - y0;
+  const canvas = document.createElement('canvas');
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const out = window.__mouth = {samples: [], frames: 0};
+  let previous = null;
+  function tick() {
+    ctx.drawImage(video, x0, y0, w, h, 0, 0, w, h);
+    const px = ctx.getImageData(0, 0, w, h).data;
+    const luma = new Float32Array(w * h);
+    for (let i = 0; i < luma.length; i++) {
+      luma[i] = 0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2];
+    }
+    if (previous) {
+      let sum = 0;
+      for (let i = 0; i < luma.length; i++) sum += Math.abs(luma[i] - previous[i]);
+      out.samples.push([performance.now(), sum / luma.length]);
+    }
+    previous = luma;
+    out.frames += 1;
+    video.requestVideoFrameCallback(tick);
+  }
+  video.requestVideoFrameCallback(tick);
+}"""

@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, HERE, NETNS_ENV, REPO, Box, PageUnderTest, Server
+from browser_support import (
+    CHROMIUM,
+    HERE,
+    MOUTH_SAMPLER,
+    NETNS_ENV,
+    REPO,
+    Box,
+    PageUnderTest,
+    Server,
+)
 
 from avatarcast.api.auth import sign
 from avatarcast.client import Client
@@ -107,32 +116,6 @@ def assert_no_console_errors(demo: PageUnderTest) -> None:
 
 # Installed in the page: on every decoded frame (requestVideoFrameCallback), the mean
 # absolute change of the mouth box's luma since the previous frame, with its time.
-MOUTH_SAMPLER = """([y0, y1, x0, x1]) => {
-  const video = document.getElementById('video');
-  const w = x1 - x0, h = y1 - y0;
-  const canvas = document.createElement('canvas');
-  canvas.width = w; canvas.height = h;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const out = window.__mouth = {samples: [], frames: 0};
-  let previous = null;
-  function tick() {
-    ctx.drawImage(video, x0, y0, w, h, 0, 0, w, h);
-    const px = ctx.getImageData(0, 0, w, h).data;
-    const luma = new Float32Array(w * h);
-    for (let i = 0; i < luma.length; i++) {
-      luma[i] = 0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2];
-    }
-    if (previous) {
-      let sum = 0;
-      for (let i = 0; i < luma.length; i++) sum += Math.abs(luma[i] - previous[i]);
-      out.samples.push([performance.now(), sum / luma.length]);
-    }
-    previous = luma;
-    out.frames += 1;
-    video.requestVideoFrameCallback(tick);
-  }
-  video.requestVideoFrameCallback(tick);
-}"""
 
 
 def mouth_motion(demo: PageUnderTest, t0: float, t1: float) -> list[float]:

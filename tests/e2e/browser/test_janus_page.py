@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_support import Box, PageUnderTest, Server
+from browser_support import MOUTH_SAMPLER, Box, PageUnderTest, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from janus_server import JanusServer, free_port, janus_available
@@ -78,33 +78,6 @@ def janus_demo(browser: Any, janus_site: Server) -> Iterator[tuple[PageUnderTest
         yield PageUnderTest(page, errors), requests
     finally:
         context.close()
-
-
-MOUTH_SAMPLER = """([y0, y1, x0, x1]) => {
-  const video = document.getElementById('video');
-  const w = x1 - x0, h = y1 - y0;
-  const canvas = document.createElement('canvas');
-  canvas.width = w; canvas.height = h;
-  const ctx = canvas.getContext('2d', {willReadFrequently: true});
-  const out = window.__mouth = {samples: []};
-  let previous = null;
-  function tick() {
-    ctx.drawImage(video, x0, y0, w, h, 0, 0, w, h);
-    const px = ctx.getImageData(0, 0, w, h).data;
-    const luma = new Float32Array(w * h);
-    for (let i = 0; i < luma.length; i++) {
-      luma[i] = 0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2];
-    }
-    if (previous) {
-      let sum = 0;
-      for (let i = 0; i < luma.length; i++) sum += Math.abs(luma[i] - previous[i]);
-      out.samples.push([performance.now(), sum / luma.length]);
-    }
-    previous = luma;
-    video.requestVideoFrameCallback(tick);
-  }
-  video.requestVideoFrameCallback(tick);
-}"""
 
 
 def test_page_watches_a_janus_session_through_janus(
