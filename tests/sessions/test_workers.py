@@ -152,7 +152,7 @@ def test_admission_by_load_and_the_late_fraction_shown(tmp_path: Path) -> None:
     one = WorkerPool(_settings(tmp_path, worker_max_sessions=1))
     w3 = WorkerProc(2, SimpleNamespace(pid=3), None, 0.0)  # type: ignore[arg-type]
     assert one._has_room(w3, 0.0)
-    w3.reserved += 1  # what place() does
+    w3.meter.reserve(0.0)  # what place() does
     assert not one._has_room(w3, 0.0)
     one.release(w3)  # closed before its media opened
     assert one._has_room(w3, 0.0)

@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -45,16 +44,11 @@ from avatarcast.engine.spec import (
 from avatarcast.engine.worker import worker_main
 from avatarcast.errors import CapacityError, MediaWorkerError
 from avatarcast.media import Pcm
+from avatarcast.sessions.load import LoadMeter
 from avatarcast.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOAD_WINDOW_S = 5.0  # CPU use is averaged over this long
-# A new session's load before it shows in the measurement (cores): it starts idle, on the
-# shared idle loop (~0.01 with an RTMP push), and may speak at once (~0.09 with RTMP,
-# measured with benchmarks/capacity.py): between the two.
-NEW_SESSION_LOAD = 0.05
-MIN_SESSION_LOAD, MAX_SESSION_LOAD = 0.01, 0.15  # bounds of the per-session average
 STOP_WAIT_S = 15.0
 
 
@@ -63,14 +57,6 @@ def worker_count(settings: Settings) -> int:
     if settings.media_workers < 0:
         return max(1, len(os.sched_getaffinity(0)))
     return settings.media_workers
-
-
-@dataclass
-class _Sample:
-    at: float
-    cpu_s: float
-    frames: int = 0  # frame slots of its sessions since the previous report (sent + late)
-    late: int = 0  # of which late (skipped because a loop fell behind)
 
 
 @dataclass
@@ -86,53 +72,28 @@ class WorkerProc:
     dead: bool = False
     rss_bytes: int = 0
     sessions: dict[str, RemoteHost] = field(default_factory=dict)
-    status: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid → host status
-    placed: deque[float] = field(default_factory=deque)  # times of recent placements
-    reserved: int = 0  # placed, media not yet opened (counts toward worker_max_sessions)
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
-    _samples: deque[_Sample] = field(default_factory=deque)
+    meter: LoadMeter = field(default_factory=LoadMeter)
+
+    @property
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each of its sessions' last reported host status."""
+        return self.meter.status
 
     @property
     def load(self) -> float:
-        """CPU use over the last LOAD_WINDOW_S, in cores (0 until two reports arrived)."""
-        if len(self._samples) < 2:
-            return 0.0
-        first, last = self._samples[0], self._samples[-1]
-        return max(0.0, (last.cpu_s - first.cpu_s) / max(1e-6, last.at - first.at))
-
-    def projected_load(self, now: float) -> float:
-        """Measured load plus an estimate for sessions placed too recently to show in it."""
-        while self.placed and self.placed[0] < now - LOAD_WINDOW_S:
-            self.placed.popleft()
-        return self.load + len(self.placed) * NEW_SESSION_LOAD
-
-    def per_session_load(self) -> float:
-        """What one more session is expected to cost: its sessions' average, bounded (just
-        after sessions closed, the window still holds their load, spread over few sessions)."""
-        n = len(self.sessions)
-        if not n or len(self._samples) < 2:
-            return NEW_SESSION_LOAD
-        return min(MAX_SESSION_LOAD, max(MIN_SESSION_LOAD, self.load / n))
+        return self.meter.load
 
     @property
     def late_fraction(self) -> float:
-        """Late frame slots over all its sessions' slots in the last LOAD_WINDOW_S."""
-        samples = list(self._samples)[1:]  # the first sample's deltas predate the window
-        slots = sum(s.frames for s in samples)
-        return sum(s.late for s in samples) / slots if slots else 0.0
+        return self.meter.late_fraction
+
+    def projected_load(self, now: float) -> float:
+        return self.meter.projected_load(now)
 
     def on_report(self, report: WorkerReport, now: float) -> None:
-        frames = late = 0
-        for sid, st in report.sessions.items():
-            before = self.status.get(sid, {})
-            sent = st.get("FramesSent", 0) - before.get("FramesSent", 0)
-            skipped = st.get("LateFrames", 0) - before.get("LateFrames", 0)
-            frames, late = frames + max(0, sent) + max(0, skipped), late + max(0, skipped)
         self.pid, self.up, self.rss_bytes = report.pid, True, report.rss_bytes
-        self.status = report.sessions
-        self._samples.append(_Sample(now, report.cpu_s, frames, late))
-        while len(self._samples) > 2 and self._samples[1].at <= now - LOAD_WINDOW_S:
-            self._samples.popleft()
+        self.meter.record(now, report.cpu_s, report.sessions)
 
     def summary(self, now: float) -> dict[str, Any]:
         return {
@@ -225,14 +186,15 @@ class WorkerPool:
                 f"{self.max_load:g} of a core; {loads or 'no worker running'}); "
                 "try again later"
             )
-        best = min(room, key=lambda w: (w.projected_load(now), len(w.sessions) + w.reserved, w.id))
-        best.placed.append(now)
-        best.reserved += 1
+        best = min(
+            room, key=lambda w: (w.projected_load(now), len(w.sessions) + w.meter.reserved, w.id)
+        )
+        best.meter.reserve(now)
         return best
 
     def release(self, worker: WorkerProc) -> None:
         """A placed session will not open on `worker` (closed or failed before its media)."""
-        worker.reserved = max(0, worker.reserved - 1)
+        worker.meter.release()
 
     def full(self) -> bool:
         """No worker would take a new session now."""
@@ -240,9 +202,7 @@ class WorkerPool:
         return not any(self._has_room(w, now) for w in self.workers.values() if not w.dead)
 
     def _has_room(self, w: WorkerProc, now: float) -> bool:
-        if self.max_sessions and len(w.sessions) + w.reserved >= self.max_sessions:
-            return False
-        return w.projected_load(now) + w.per_session_load() <= self.max_load
+        return w.meter.has_room(len(w.sessions), self.max_load, self.max_sessions, now)
 
     async def open(
         self, worker: WorkerProc, spec: HostSpec, on_event: Callable[[HostEvent], None]
