@@ -106,6 +106,13 @@ class Settings:
     worker_max_sessions: int = field(
         default=0, metadata=_help("sessions per media worker at most; 0 = limited by load only")
     )
+    cluster: str = field(
+        default="",
+        metadata=_help(
+            "a Ray cluster's address (host:port of its head): sessions' media run in media "
+            "worker actors on its nodes; empty = worker processes on this machine"
+        ),
+    )
     avatar_build_workers: int = field(
         default=1, metadata=_help("avatar builds run at once (low-priority processes)")
     )

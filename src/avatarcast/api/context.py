@@ -12,7 +12,7 @@ from avatarcast.settings import Settings
 from avatarcast.stream.clock import Clock, MonotonicClock
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.manager import SessionManager
+    from avatarcast.sessions.registry import SessionRegistry
     from avatarcast.sessions.store import Store
 
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class ApiContext:
     settings: Settings
     store: Store
-    manager: SessionManager
+    manager: SessionRegistry
     clock: Clock = field(default_factory=MonotonicClock)  # timers, pacing
     now_unix: Callable[[], float] = time.time  # signature timestamps, usage records
     nonces: NonceBook = field(default_factory=NonceBook)  # setting replay_nonce

@@ -21,7 +21,7 @@ from avatarcast.api.context import ApiContext
 from avatarcast.logmask import uvicorn_log_config
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.media import MediaFactory
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store import Store, open_store
 from avatarcast.sessions.workers import WorkerPool, worker_count
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
@@ -33,12 +33,27 @@ def build_context(settings: Settings, media_factory: MediaFactory | None = None)
     """Every long-lived part of a server, wired once.
 
     Sessions' media run in worker processes (`media_workers`, one per core by default) unless
-    that setting is 0 or a test brings its own `media_factory`.
+    that setting is 0 or a test brings its own `media_factory`; with `cluster` set, in media
+    worker actors on the nodes of that Ray cluster, shared with the other API processes.
     """
+    if settings.cluster and media_factory is None:
+        return _cluster_context(settings)
     store = Store(settings.db_path)
     clock = MonotonicClock()
     pool = WorkerPool(settings) if media_factory is None and worker_count(settings) else None
     manager = SessionManager(settings, store, clock, time.time, media_factory, pool=pool)
+    return ApiContext(settings=settings, store=store, manager=manager, clock=clock)
+
+
+def _cluster_context(settings: Settings) -> ApiContext:
+    from avatarcast.cluster.manager import ClusterManager
+    from avatarcast.cluster.pool import ClusterPool, connect
+
+    log.info("joining the Ray cluster at %s", settings.cluster)
+    connect(settings.cluster)
+    store = open_store(settings)
+    clock = MonotonicClock()
+    manager = ClusterManager(settings, store, clock, time.time, ClusterPool(settings))
     return ApiContext(settings=settings, store=store, manager=manager, clock=clock)
 
 

@@ -31,7 +31,7 @@ from avatarcast.errors import (
     SessionNotStarted,
     WrongTime,
 )
-from avatarcast.sessions.drive import DriveChannel
+from avatarcast.sessions.channel import CommandChannel
 from avatarcast.sessions.drive_messages import error_message
 from avatarcast.sessions.session import Session
 
@@ -45,7 +45,7 @@ CLOSE_INTERNAL = 1011  # a bug: the Type 9 carries the RequestID to look up in t
 MAX_SESSION_ID_CHARS = 64  # SessionIds are 32 hex; the bound keeps echoes of bad ones short
 
 
-def drive_of(session: Session) -> DriveChannel:
+def drive_of(session: Session) -> CommandChannel:
     """The session's drive channel, if it may be driven now."""
     if not session.is_open:
         raise SessionClosed(f"session {session.id} is closed")
@@ -102,7 +102,7 @@ def _channel_endpoint(ctx: ApiContext) -> Any:
     return endpoint
 
 
-async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: float) -> None:
+async def _serve(ws: WebSocket, channel: CommandChannel, session_id: str, idle_s: float) -> None:
     async def send(msg: dict[str, Any]) -> None:
         await ws.send_text(json.dumps(msg, ensure_ascii=False))
 
@@ -149,7 +149,7 @@ async def _serve(ws: WebSocket, channel: DriveChannel, session_id: str, idle_s: 
 
 
 def _why_closed(
-    channel: DriveChannel, replaced: asyncio.Future[Any], idle_s: float
+    channel: CommandChannel, replaced: asyncio.Future[Any], idle_s: float
 ) -> AvatarcastError:
     if not replaced.done():
         return WrongTime(f"no message for {idle_s:g} s: socket dropped; the session streams on")

@@ -203,6 +203,18 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     sy.add_argument("--voice", help="with --text: a TTS voice for this utterance")
     settings.add_arguments(sy, (*COMMON, "host", "port", "public_url", "appkey", "accesstoken"))
 
+    dr = sub.add_parser(
+        "drain",
+        help="cluster: a node's media workers take no new sessions (theirs stream on)",
+        description="Marks the media workers of a Ray node (or one worker, or all) as "
+        "draining: placement skips them; their sessions stream until they close. --undo "
+        "lets them take sessions again. Prints one JSON line per worker.",
+    )
+    dr.add_argument("--node", default="", help="a Ray node id (or its first characters)")
+    dr.add_argument("--worker", default="", help="one worker by name (avatarcast-media-N)")
+    dr.add_argument("--undo", action="store_true", help="take new sessions again")
+    settings.add_arguments(dr, (*COMMON, "cluster"))
+
     w = sub.add_parser(
         "watch",
         help="record a live session's WebRTC stream (its WHEP URL) into an MP4",
@@ -535,6 +547,20 @@ def _cmd_say(args: argparse.Namespace, cfg: Settings) -> int:
     )
 
 
+def _cmd_drain(args: argparse.Namespace, cfg: Settings) -> int:
+    if not cfg.cluster:
+        raise InputError("drain works on a cluster: give --cluster ADDRESS (the Ray head)")
+    from avatarcast.cluster.pool import drain_workers
+
+    workers = drain_workers(cfg.cluster, args.node, args.worker, on=not args.undo)
+    for w in workers:
+        print(json.dumps(w))
+    if not workers:
+        print("no media worker matched", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_watch(args: argparse.Namespace, cfg: Settings) -> int:
     import asyncio
 
@@ -598,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "voices": _cmd_voices,
             "avatar": _cmd_avatar,
             "serve": _cmd_serve,
+            "drain": _cmd_drain,
             "keys": _cmd_keys,
             "projects": _cmd_projects,
             "usage": _cmd_usage,

@@ -118,33 +118,18 @@ class SessionManager:
         alpha: bool = False,
     ) -> Session:
         """Register a new session (status 3) and bring its media up in the background."""
-        if protocol not in PROTOCOLS:
-            raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-        if not outputs.supported(protocol):
-            raise RequestError(f"Protocol {protocol!r} is not supported yet; use 'webrtc'")
-        if driver_type not in DRIVER_TYPES:
-            raise RequestError(
-                f"DriverType must be 1 (text) or 3 (audio + text), not {driver_type}"
-            )
-        lo, hi = STREAM_MAX_INTERVAL_MS
-        interval = lo if stream_max_interval_ms is None else stream_max_interval_ms
-        if not lo <= interval <= hi:
-            raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
-        if not user_id:
-            raise RequestError("UserId must not be empty")
-        if voice is not None:  # the one given; a project's voice was checked when it was made
-            await self._check_voice(voice)
-        if project_id is not None:
-            project = self.store.get_project(project_id)
-            if project is None or project.appkey not in (None, appkey):
-                raise RequestError(f"VirtualmanProjectId: no project {project_id!r}")
-            asset_key = project.asset_key
-            voice = voice or project.voice
-        if not asset_key:
-            raise RequestError("AssetVirtualmanKey is required")
-        if asset_key not in available_avatars(self.settings.data_dir):
-            raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
-
+        asset_key, voice, interval = await check_new_session(
+            self.settings,
+            self.store,
+            appkey,
+            user_id=user_id,
+            asset_key=asset_key,
+            project_id=project_id,
+            protocol=protocol,
+            driver_type=driver_type,
+            stream_max_interval_ms=stream_max_interval_ms,
+            voice=voice,
+        )
         async with self._lock:
             mine = [s for s in self._sessions.values() if s.appkey == appkey and s.is_open]
             replaced = [s for s in mine if s.user_id == user_id]
@@ -187,14 +172,6 @@ class SessionManager:
             await self._teardown(old)
         log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
         return session
-
-    async def _check_voice(self, voice: str) -> None:
-        """A voice the TTS cannot speak is refused now (100001), not at the first drive."""
-        backend = get_backend(self.settings.tts_backend)
-        try:  # off the loop: the TTS lock may be held by a sentence being spoken
-            await asyncio.to_thread(backend.resolve_voice, voice)
-        except TextInputError as exc:
-            raise RequestError(f"SpeechParam.TimbreKey: {exc.message}") from None
 
     def _play_url(self, session: Session) -> str:
         if session.protocol != "webrtc":
@@ -431,3 +408,50 @@ class SessionManager:
             except Exception:  # keep the loop alive: a bug here must not stop idle closing
                 log.exception("session manager loop failed")
             await asyncio.sleep(reap_every_s)
+
+
+async def check_new_session(
+    settings: Settings,
+    store: Store,
+    appkey: str,
+    *,
+    user_id: str,
+    asset_key: str | None,
+    project_id: str | None,
+    protocol: str,
+    driver_type: int,
+    stream_max_interval_ms: int | None,
+    voice: str | None,
+) -> tuple[str, str | None, int]:
+    """The checks of a createsession, in one place for every manager: returns the avatar,
+    the voice (a project's, if none was given) and StreamMaxInterval; RequestError (100001)
+    or UnknownAvatarError otherwise."""
+    if protocol not in PROTOCOLS:
+        raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if not outputs.supported(protocol):
+        raise RequestError(f"Protocol {protocol!r} is not supported yet; use 'webrtc'")
+    if driver_type not in DRIVER_TYPES:
+        raise RequestError(f"DriverType must be 1 (text) or 3 (audio + text), not {driver_type}")
+    lo, hi = STREAM_MAX_INTERVAL_MS
+    interval = lo if stream_max_interval_ms is None else stream_max_interval_ms
+    if not lo <= interval <= hi:
+        raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
+    if not user_id:
+        raise RequestError("UserId must not be empty")
+    if voice is not None:  # the one given; a project's voice was checked when it was made
+        backend = get_backend(settings.tts_backend)
+        try:  # off the loop: the TTS lock may be held by a sentence being spoken
+            await asyncio.to_thread(backend.resolve_voice, voice)
+        except TextInputError as exc:
+            raise RequestError(f"SpeechParam.TimbreKey: {exc.message}") from None
+    if project_id is not None:
+        project = store.get_project(project_id)
+        if project is None or project.appkey not in (None, appkey):
+            raise RequestError(f"VirtualmanProjectId: no project {project_id!r}")
+        asset_key = project.asset_key
+        voice = voice or project.voice
+    if not asset_key:
+        raise RequestError("AssetVirtualmanKey is required")
+    if asset_key not in available_avatars(settings.data_dir):
+        raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
+    return asset_key, voice, interval

@@ -17,7 +17,7 @@ from avatarcast.engine.spec import HostSpec
 from avatarcast.stream.target import OutputTarget
 
 if TYPE_CHECKING:
-    from avatarcast.sessions.drive import DriveChannel
+    from avatarcast.sessions.channel import CommandChannel
     from avatarcast.sessions.handle import HostHandle
 
 
@@ -58,7 +58,7 @@ class Session:
     play_url: str = ""  # PlayStreamAddr
     play_token: str = field(default_factory=lambda: uuid.uuid4().hex)  # in the WHEP URL
     host: HostHandle | None = None  # the media: engine, live stream, outputs, viewers
-    drive: DriveChannel | None = None
+    drive: CommandChannel | None = None  # DriveChannel, or a proxy on a cluster
 
     @property
     def is_open(self) -> bool:
