@@ -8,8 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # janus: the SFU of Protocol janus's tests (run by them, never as a service); gcc + libc6-dev
 # compile the tests' loopback ICE shim for it (not on a fresh Debian by default).
+# postgresql: the tests of the PostgreSQL store start a throwaway server of their own
+# (tests/pg_server.py), never the service.
 APT_PACKAGES := ffmpeg espeak-ng libespeak-ng1 sox nginx libnginx-mod-rtmp chromium iproute2 \
-  pocketsphinx-testdata janus gcc libc6-dev
+  pocketsphinx-testdata janus gcc libc6-dev postgresql
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./avatarcast-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -24,15 +26,17 @@ system-packages:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  echo "(their services are not started: avatarcast and its tests run their own nginx and"; \
-	  echo " janus on 127.0.0.1; the janus service is also disabled at boot)"; \
+	  echo "(their services are not started: avatarcast and its tests run their own nginx,"; \
+	  echo " janus and postgres on 127.0.0.1; the janus and postgresql services are also"; \
+	  echo " disabled at boot)"; \
 	  blocker=""; if [ ! -e /usr/sbin/policy-rc.d ]; then blocker=/usr/sbin/policy-rc.d; \
 	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$blocker >/dev/null && $(SUDO) chmod 755 $$blocker; fi; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	  status=$$?; [ -z "$$blocker" ] || $(SUDO) rm -f $$blocker; \
 	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
-	    $(SUDO) systemctl disable --now janus.service >/dev/null 2>&1 || true; fi; \
+	    for unit in janus.service postgresql.service; do \
+	      $(SUDO) systemctl disable --now $$unit >/dev/null 2>&1 || true; done; fi; \
 	  exit $$status; \
 	fi
 

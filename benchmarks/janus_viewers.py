@@ -34,7 +34,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from avatarcast.client import Client
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
@@ -66,7 +66,7 @@ def media_worker(server_pid: int) -> int:
 
 
 def start_server(work: Path, janus_url: str) -> tuple[subprocess.Popen[bytes], Client]:
-    store = Store(work / "avatarcast.db")
+    store = SqliteStore(work / "avatarcast.db")
     appkey, token = store.create_key("bench", 4)
     store.close()
     port = free_port()

@@ -63,7 +63,7 @@ from avatarcast.avatars.registry import load_avatar
 from avatarcast.client import Client
 from avatarcast.client.viewer import AudioSample, Box, VideoSample, WhepViewer
 from avatarcast.render.frame import FrameState
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.speech.tts import get_backend
 from avatarcast.speech.visemes import MouthPose, Shape
@@ -357,7 +357,7 @@ async def run(reps: int) -> dict[str, Any]:
         settings = Settings(
             data_dir=Path(tmp), log_level="warning", ice_host_addresses="127.0.0.1"
         ).validate()
-        store = Store(settings.db_path)
+        store = SqliteStore(settings.db_path)
         appkey, token = store.create_key("bench", 4)
         store.close()
         base_url, stop = run_server_in_thread(settings)

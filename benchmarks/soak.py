@@ -328,7 +328,7 @@ def _summary(samples: list[dict[str, Any]], closed_unix: float, minutes: float) 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
     from avatarcast.client import Client
-    from avatarcast.sessions.store import Store
+    from avatarcast.sessions.store_sqlite import SqliteStore
 
     work = Path(tempfile.mkdtemp(prefix="avatarcast-soak-"))
     data_dir = work / "data"
@@ -337,7 +337,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "RTMP_PORT": str(rtmp_port)}
     rtmp_script = str(ROOT / "scripts" / "rtmp-server.sh")
     subprocess.run([rtmp_script, "start", str(data_dir)], env=env, check=True, capture_output=True)
-    store = Store(data_dir / "avatarcast.db")
+    store = SqliteStore(data_dir / "avatarcast.db")
     appkey, token = store.create_key("soak", 8)
     store.close()
     port = _free_port()

@@ -1,13 +1,16 @@
-"""Shared fixtures: a synthetic speech file with a pause, the avatar's mouth box."""
+"""Shared fixtures: a synthetic speech file with a pause, the avatar's mouth box, a
+throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avatarcast.speech.audio import save_wav
+from pg_server import PgServer, unavailable_reason
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +32,17 @@ def speech_with_pause(
     path = tmp_path_factory.mktemp("audio") / "speech.wav"
     save_wav(path, resample(pcm16, 16000, 22050), 22050)
     return path, pcm16, (a.size, a.size + gap.size)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the whole run (`.new_database()` gives each test its own
+    database); the test is skipped when PostgreSQL is not installed."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
 from avatarcast.sessions.media import MediaFactory
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream.webrtc import use_host_addresses
 
@@ -39,7 +39,7 @@ class LiveServer:
         self.max_sessions = max_sessions
         self.timeout_s = timeout_s
         self.url, self._stop = run_server_in_thread(settings, media_factory=media_factory)
-        self.store = Store(settings.db_path)
+        self.store = SqliteStore(settings.db_path)
 
     def key(self, max_sessions: int | None = None) -> tuple[str, str]:
         """A new key: (appkey, accesstoken)."""

@@ -34,6 +34,14 @@ class Settings:
         default=Path("./avatarcast-data"),
         metadata=_help("where avatars, keys and records live"),
     )
+    store_url: str = field(
+        default="",
+        metadata=_help(
+            "where keys, projects, usage and sessions are kept: empty = SQLite in DATA_DIR; "
+            "a postgresql:// URL = PostgreSQL, shared by the API processes of a cluster "
+            "(a password in it: prefer the env variable)"
+        ),
+    )
     log_level: str = field(default="info", metadata=_help("debug, info, warning or error"))
     avatar: str = field(default="default", metadata=_help("avatar used when none is named"))
     tts_backend: str = field(
@@ -215,6 +223,12 @@ class Settings:
         if self.lipsync_method not in ("model", "recognizer", "floor"):
             raise SettingsError(
                 f"lipsync_method must be model, recognizer or floor, not {self.lipsync_method}"
+            )
+        if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://")):
+            # The value is not repeated: it may hold a password.
+            raise SettingsError(
+                "store_url must be empty (SQLite in the data directory) or a postgresql:// "
+                "(or postgres://) URL"
             )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"log_level must be debug/info/warning/error, not {self.log_level}")

@@ -23,7 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from avatarcast.api.auth import sign
 from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import CHANNEL_PATH, CUSTOM_BASE, SESSION_BASE, Client, new_req_id
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 
 SURROGATE = "\ud800"  # valid in a JSON string ("\ud800"), but not text: no UTF-8 for it
@@ -42,7 +42,7 @@ class _Collect(logging.Handler):
 class Srv:
     def __init__(self, data_dir: Path) -> None:
         self.settings = Settings(data_dir=data_dir, log_level="warning").validate()
-        self.store = Store(self.settings.db_path)
+        self.store = SqliteStore(self.settings.db_path)
         self.appkey, self.token = self.store.create_key("edge", 4)
         self.url, self._stop = run_server_in_thread(self.settings)
         self.client = Client(self.url, self.appkey, self.token)

@@ -21,7 +21,7 @@ from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AuthError
 from avatarcast.logmask import mask
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 
 
@@ -38,7 +38,7 @@ class _Lines(logging.Handler):
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Client, _Lines]]:
     replay_nonce = bool(getattr(request, "param", False))
     settings = Settings(data_dir=tmp_path, log_level="info", replay_nonce=replay_nonce)
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     appkey, token = store.create_key("logs", 2)
     store.close()
     url, stop = run_server_in_thread(settings)

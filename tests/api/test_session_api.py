@@ -20,7 +20,7 @@ from avatarcast.client import SESSION_BASE, ApiError, Client, new_req_id
 from avatarcast.errors import AvatarLoadError
 from avatarcast.sessions.media import attach_media
 from avatarcast.sessions.session import Session
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
 from server_harness import LiveServer
@@ -369,7 +369,7 @@ def test_shutdown_closes_sessions_and_books_usage(tmp_path: Path) -> None:
     with srv.client() as c:
         sid = c.create_session_by_asset("default", "gina")["SessionId"]
         c.wait_ready(sid)
-    store = Store(srv.settings.db_path)
+    store = SqliteStore(srv.settings.db_path)
     srv.stop()
     try:
         usage = store.usage()

@@ -17,7 +17,7 @@ from avatarcast.api.app import create_app
 from avatarcast.api.auth import sign
 from avatarcast.api.server import build_context
 from avatarcast.api.web import is_loopback_host, png_bytes
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 
 with warnings.catch_warnings():  # "use httpx2": irrelevant to these in-process requests
@@ -29,7 +29,7 @@ LOOPBACK_CLIENT = ("127.0.0.1", 50000)
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    store = Store(tmp_path / "avatarcast.db")
+    store = SqliteStore(tmp_path / "avatarcast.db")
     appkey, token = store.create_key("dev", 4)
     store.close()
     (tmp_path / "dev-key.json").write_text(json.dumps({"appkey": appkey, "accesstoken": token}))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +41,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     revoked = _run("keys", "revoke", key["appkey"], "--data-dir", data)
     assert revoked.returncode == 0
     assert json.loads(revoked.stdout) == {"appkey": key["appkey"], "revoked": True}
-    store = Store(Path(data) / "avatarcast.db")  # the server would now refuse this key
+    store = SqliteStore(Path(data) / "avatarcast.db")  # the server would now refuse this key
     assert store.accesstoken_of(key["appkey"]) is None
     assert store.accesstoken_of(default["appkey"]) == default["accesstoken"]
     store.close()
@@ -82,7 +82,7 @@ def test_projects_and_usage(tmp_path: Path) -> None:
     bad = _run("projects", "create", "--name", "x", "--avatar", "nobody", "--data-dir", data)
     assert bad.returncode == 2 and "nobody" in bad.stderr
 
-    store = Store(tmp_path / "avatarcast.db")
+    store = SqliteStore(tmp_path / "avatarcast.db")
     store.add_usage("s1", "k1", "alice", 12.5, 1_800_000_000.0)
     store.close()
     usage = _run("usage", "--data-dir", data, "--since", "2020-01-01")

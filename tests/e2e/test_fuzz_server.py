@@ -38,7 +38,7 @@ from avatarcast.client import (
     Client,
     new_req_id,
 )
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 
 SEED = 12
@@ -139,7 +139,7 @@ class _Errors(logging.Handler):
 class Target:
     def __init__(self, data_dir: Path) -> None:
         settings = Settings(data_dir=data_dir, log_level="warning", ice_host_addresses="127.0.0.1")
-        self.store = Store(settings.db_path)
+        self.store = SqliteStore(settings.db_path)
         self.appkey, self.token = self.store.create_key("fuzz", 2)
         self.url, self._stop = run_server_in_thread(settings)
         self.client = Client(self.url, self.appkey, self.token, timeout_s=30)

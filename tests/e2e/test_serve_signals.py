@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from avatarcast.client import Client
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 
 
 def _port() -> int:
@@ -32,7 +32,7 @@ def _port() -> int:
 def test_a_signal_closes_sessions_books_usage_and_exits_as_documented(
     tmp_path: Path, sig: signal.Signals, status: int
 ) -> None:
-    store = Store(tmp_path / "avatarcast.db")
+    store = SqliteStore(tmp_path / "avatarcast.db")
     appkey, token = store.create_key("signals", 2)
     port = _port()
     proc = subprocess.Popen(

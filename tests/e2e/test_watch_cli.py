@@ -12,7 +12,7 @@ import numpy as np
 
 from avatarcast.api.server import run_server_in_thread
 from avatarcast.client import Client
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream.webrtc import use_host_addresses
 
@@ -21,7 +21,7 @@ def test_watch_records_the_live_stream(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path / "data", log_level="warning", ice_host_addresses="127.0.0.1"
     ).validate()
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     appkey, token = store.create_key("watch", 2)
     store.close()
     base_url, stop = run_server_in_thread(settings)

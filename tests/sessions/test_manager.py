@@ -11,6 +11,7 @@ from avatarcast.errors import QuotaError, SessionNotFound
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.session import Session, SessionStatus
 from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import ManualClock
 
@@ -21,7 +22,7 @@ async def _no_media(session: Session) -> None:
 
 def _manager(tmp_path: Path) -> tuple[SessionManager, ManualClock, Store, str]:
     settings = Settings(data_dir=tmp_path, idle_timeout_s=60.0)
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     clock = ManualClock(1000.0)
     manager = SessionManager(
         settings,
@@ -106,7 +107,7 @@ def test_live_stream_failure_after_ready_fails_the_session(tmp_path: Path) -> No
 
     async def scenario() -> None:
         settings = Settings(data_dir=tmp_path, idle_timeout_s=60.0)
-        store = Store(settings.db_path)
+        store = SqliteStore(settings.db_path)
         clock = MonotonicClock()
         manager = SessionManager(
             settings,

@@ -28,7 +28,7 @@ from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.session import Session, SessionStatus
-from avatarcast.sessions.store import Store
+from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream import livekit
 from avatarcast.stream.clock import ManualClock, MonotonicClock
@@ -141,7 +141,7 @@ def test_unconfigured_server_and_bad_room_are_100001() -> None:
 
 def test_createsession_trtc_without_livekit_settings_fails_at_once(tmp_path: Path) -> None:
     async def scenario() -> None:
-        store = Store(Settings(data_dir=tmp_path).db_path)
+        store = SqliteStore(Settings(data_dir=tmp_path).db_path)
         appkey, _ = store.create_key("k", 2)
 
         async def no_media(session: Session) -> None:
@@ -373,7 +373,7 @@ def test_trtc_session_with_unreachable_server_comes_up_and_reports(tmp_path: Pat
     )
 
     async def scenario() -> None:
-        store = Store(settings.db_path)
+        store = SqliteStore(settings.db_path)
         appkey, _ = store.create_key("k", 2)
         manager = SessionManager(settings, store, MonotonicClock(), lambda: 0.0)
         s = await manager.create(

@@ -21,7 +21,7 @@ from avatarcast.api.context import ApiContext
 from avatarcast.logmask import uvicorn_log_config
 from avatarcast.sessions.manager import SessionManager
 from avatarcast.sessions.media import MediaFactory
-from avatarcast.sessions.store import Store, open_store
+from avatarcast.sessions.store import open_store
 from avatarcast.sessions.workers import WorkerPool, worker_count
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import MonotonicClock
@@ -38,7 +38,7 @@ def build_context(settings: Settings, media_factory: MediaFactory | None = None)
     """
     if settings.cluster and media_factory is None:
         return _cluster_context(settings)
-    store = Store(settings.db_path)
+    store = open_store(settings)
     clock = MonotonicClock()
     pool = WorkerPool(settings) if media_factory is None and worker_count(settings) else None
     manager = SessionManager(settings, store, clock, time.time, media_factory, pool=pool)

@@ -419,9 +419,9 @@ def _cmd_serve(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def _store(cfg: Settings) -> Store:
-    from avatarcast.sessions.store import Store
+    from avatarcast.sessions.store import open_store
 
-    return Store(cfg.db_path)
+    return open_store(cfg)
 
 
 def _cmd_keys(args: argparse.Namespace, cfg: Settings) -> int:

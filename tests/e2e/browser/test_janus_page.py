@@ -38,7 +38,7 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JanusServer]:
 @pytest.fixture(scope="module")
 def janus_site(janus: JanusServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from avatarcast.api.server import run_server_in_thread
-    from avatarcast.sessions.store import Store
+    from avatarcast.sessions.store_sqlite import SqliteStore
     from avatarcast.settings import Settings
     from avatarcast.stream.webrtc import use_host_addresses
 
@@ -50,7 +50,7 @@ def janus_site(janus: JanusServer, tmp_path_factory: pytest.TempPathFactory) -> 
         idle_timeout_s=120,
         janus_url=janus.url,
     ).validate()
-    store = Store(settings.db_path)
+    store = SqliteStore(settings.db_path)
     appkey, token = store.create_key("dev", 4)
     store.close()
     (data_dir / "dev-key.json").write_text(json.dumps({"appkey": appkey, "accesstoken": token}))
