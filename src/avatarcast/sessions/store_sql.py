@@ -103,6 +103,7 @@ _SESSION_COLUMNS = (
     "stream_max_interval_ms, voice, extra, play_url, play_token, worker, node, metered_unix, "
     "ended_unix"
 )
+_IDS_PER_QUERY = 500  # SQLite allows 999 parameters in a statement (before 3.32)
 _OPEN = f"status IN ({', '.join(str(s) for s in OPEN_STATUSES)})"
 
 
@@ -324,11 +325,12 @@ class SqlStore:
     def _book(
         tx: Tx, session_id: str, appkey: str, user_id: str, seconds: float, now_unix: float
     ) -> None:
-        row = tx.one("SELECT MIN(started_unix) FROM usage WHERE session_id = ?", (session_id,))
-        started = row[0] if row else None
+        # A session's first booking sets its start (now - seconds); later rows, of later
+        # hours, copy it.
         tx.run(
             "INSERT INTO usage (session_id, hour_unix, appkey, user_id, started_unix, seconds)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?,"
+            " COALESCE((SELECT MIN(started_unix) FROM usage WHERE session_id = ?), ?), ?)"
             " ON CONFLICT (session_id, hour_unix)"
             " DO UPDATE SET seconds = usage.seconds + excluded.seconds",
             (
@@ -336,7 +338,8 @@ class SqlStore:
                 _hour(now_unix),
                 appkey,
                 user_id,
-                float(started) if started is not None else float(now_unix - seconds),
+                session_id,
+                float(now_unix - seconds),
                 float(seconds),
             ),
         )
@@ -537,25 +540,26 @@ class SqlStore:
 
         def meter(tx: Tx) -> float:
             total = 0.0
-            for sid in ids:
-                row = tx.one(
+            for first in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[first : first + _IDS_PER_QUERY]
+                rows = tx.rows(
                     self._locked(
-                        "SELECT appkey, user_id, status, metered_unix FROM sessions "
-                        "WHERE session_id = ?"
+                        "SELECT session_id, appkey, user_id, metered_unix FROM sessions "
+                        f"WHERE session_id IN ({', '.join('?' * len(chunk))}) AND status = ? "
+                        "ORDER BY session_id"
                     ),
-                    (sid,),
+                    (*chunk, STATUS_READY),
                 )
-                if row is None or int(row[2]) != STATUS_READY:
-                    continue
-                seconds = now_unix - float(row[3])
-                if seconds <= 0:
-                    continue
-                self._book(tx, sid, row[0], row[1], seconds, now_unix)
-                tx.run(
-                    "UPDATE sessions SET metered_unix = ? WHERE session_id = ?",
-                    (float(now_unix), sid),
-                )
-                total += seconds
+                for sid, appkey, user_id, metered in rows:
+                    seconds = now_unix - float(metered)
+                    if seconds <= 0:
+                        continue
+                    self._book(tx, sid, appkey, user_id, seconds, now_unix)
+                    tx.run(
+                        "UPDATE sessions SET metered_unix = ? WHERE session_id = ?",
+                        (float(now_unix), sid),
+                    )
+                    total += seconds
             return total
 
         return self._run(meter)
