@@ -84,7 +84,7 @@ def _session(ctx: ApiContext, appkey: str, f: Fields) -> Session:
 
 
 async def stat_session(ctx: ApiContext, appkey: str, f: Fields) -> Payload:
-    s = _session(ctx, appkey, f)
+    s = await ctx.manager.stat(f.text("SessionId", max_len=64), appkey)
     return {
         "SessionStatus": int(s.status),
         "PlayStreamAddr": s.play_url,

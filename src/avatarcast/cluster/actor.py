@@ -228,21 +228,27 @@ class MediaActor:
         return host is not None and await host.whep_close(resource_id)
 
     # ---- what the API side reads --------------------------------------------------------
+    def _status(self, sid: str, live: _Live, now: float) -> dict[str, Any]:
+        host = self.worker.hosts.get(sid)
+        status = host.status() if host is not None else {}
+        busy = live.drive.busy
+        return {
+            **status,
+            "SpeakStatus": live.drive.speak_status,
+            "Busy": busy,
+            "IdleS": 0.0 if busy else round(now - live.owner.last_activity, 3),
+            "Failed": list(live.failed) if live.failed is not None else None,
+        }
+
+    async def session_status(self, session_id: str) -> dict[str, Any] | None:
+        """One session's state now (statsession), None if it is not here."""
+        live = self.live.get(session_id)
+        return self._status(session_id, live, self.clock.now()) if live is not None else None
+
     async def report(self) -> dict[str, Any]:
         """CPU, memory and every session's state, read by each API process once a second."""
         now = self.clock.now()
-        sessions: dict[str, dict[str, Any]] = {}
-        for sid, live in self.live.items():
-            host = self.worker.hosts.get(sid)
-            status = host.status() if host is not None else {}
-            busy = live.drive.busy
-            sessions[sid] = {
-                **status,
-                "SpeakStatus": live.drive.speak_status,
-                "Busy": busy,
-                "IdleS": 0.0 if busy else round(now - live.owner.last_activity, 3),
-                "Failed": list(live.failed) if live.failed is not None else None,
-            }
+        sessions = {sid: self._status(sid, live, now) for sid, live in self.live.items()}
         return {
             "Name": self.name,
             "Pid": os.getpid(),

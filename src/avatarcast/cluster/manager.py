@@ -117,6 +117,19 @@ class ClusterManager:
             raise SessionNotFound(f"session {session_id!r} does not exist")
         return self._session(rec)
 
+    async def stat(self, session_id: str, appkey: str) -> Session:
+        """`get`, with the session's state read from its worker now (the reports are up to a
+        second old)."""
+        session = self.get(session_id, appkey)
+        host = session.host
+        if isinstance(host, ClusterHost):
+            with contextlib.suppress(Exception):
+                fresh = await self.pool.call(host.worker, "session_status", session_id, timeout=2.0)
+                worker = self.pool.workers.get(host.worker)
+                if isinstance(fresh, dict) and worker is not None:
+                    worker.meter.status[session_id] = fresh
+        return session
+
     def find(self, session_id: str) -> Session | None:
         rec = self.store.get_session(session_id)
         return self._session(rec) if rec is not None else None

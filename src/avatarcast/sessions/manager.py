@@ -233,6 +233,10 @@ class SessionManager:
             raise SessionNotFound(f"session {session_id!r} does not exist")
         return session
 
+    async def stat(self, session_id: str, appkey: str) -> Session:
+        """`get` for statsession (the session's state is in this process: nothing to fetch)."""
+        return self.get(session_id, appkey)
+
     def find(self, session_id: str) -> Session | None:
         """Any key's session by id, for routes that authenticate otherwise (WHEP play token)."""
         return self._sessions.get(session_id)

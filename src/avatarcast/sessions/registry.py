@@ -34,6 +34,10 @@ class SessionRegistry(Protocol):
         """The caller's session (SessionNotFound for another key's)."""
         ...
 
+    async def stat(self, session_id: str, appkey: str) -> Session:
+        """`get`, with the media's state as fresh as it can be (statsession)."""
+        ...
+
     def find(self, session_id: str) -> Session | None:
         """Any key's session (routes that authenticate otherwise: WHEP)."""
         ...
