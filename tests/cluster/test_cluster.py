@@ -22,10 +22,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster_support import (
+    BIN,
     HERE,
     NETNS_ENV,
     REPO,
@@ -244,6 +246,74 @@ def test_quota_race_across_api_processes_never_passes_the_limit(stack: Stack) ->
     assert len(clients[1].list_sessions()) == 1
     clients[0].wait_ready(made[0], timeout_s=90)
     clients[1].close_session(made[0])
+
+
+def _drain(stack: Stack, *args: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [str(BIN / "avatarcast"), "drain", "--cluster", stack.ray.address, *args],
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def _draining(c: Client, name: str, want: bool, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        worker = next(w for w in _status(c)["Workers"] if w["Name"] == name)
+        if worker["Draining"] is want:
+            return
+        assert time.monotonic() < deadline, worker
+        time.sleep(0.3)
+
+
+def test_a_drained_worker_takes_no_new_session_until_undone(stack: Stack) -> None:
+    appkey, token = _key(stack, 4)
+    a, b = stack.client(0, appkey, token), stack.client(1, appkey, token)
+    names = sorted(w["Name"] for w in _workers_up(a, 2))
+    time.sleep(2.5)
+    drained = _drain(stack, "--worker", names[0])
+    assert [(w["Name"], w["Draining"]) for w in drained] == [(names[0], True)]
+    for c in (a, b):
+        _draining(c, names[0], True)
+    s1 = _ready(b)
+    assert _on(a, s1)["Worker"] == names[1]  # not on the drained one
+    with pytest.raises(ApiError) as full:  # the other is full: nothing takes a session
+        a.create_session_by_asset("default", uuid.uuid4().hex)
+    assert full.value.code == 100008
+    undone = _drain(stack, "--worker", names[0], "--undo")
+    assert [(w["Name"], w["Draining"]) for w in undone] == [(names[0], False)]
+    _draining(a, names[0], False)
+    s2 = _ready(a)
+    assert _on(b, s2)["Worker"] == names[0]
+    for sid in (s1, s2):
+        a.close_session(sid)
+
+
+def test_an_idle_session_closes_itself(stack: Stack, tmp_path: Path) -> None:
+    """Idle time is measured by the session's worker; an API process closes the session
+    once it passes `idle_timeout_s` (here a third API process with a short limit)."""
+    api = start_api(
+        tmp_path, tmp_path / "data", stack.ray.address, stack.store_url, "c", idle_timeout_s="3"
+    )
+    try:
+        appkey, token = _key(stack, 2)
+        c = Client(api.url, appkey, token, timeout_s=30)
+        _workers_up(c, 2)
+        time.sleep(2.5)
+        sid = _ready(c)
+        deadline = time.monotonic() + 20
+        while (st := c.stat_session(sid))["SessionStatus"] != 2:
+            assert time.monotonic() < deadline, st
+            time.sleep(0.3)
+        assert st["ErrorCode"] == 110013 and "idle" in st["ErrorMessage"], st
+        other = stack.client(0, appkey, token)
+        assert other.stat_session(sid)["SessionStatus"] == 2
+    finally:
+        api.stop()
 
 
 def test_a_killed_node_fails_only_its_session_with_usage_kept(stack: Stack) -> None:
