@@ -3,27 +3,23 @@
     python benchmarks/cluster.py [--quick] [--sessions 4] [--window-s 15] [--settle-s 5]
                                  [--rounds 2] [--repeats 5]
 
-Needs root: it re-runs itself inside a loopback-only network namespace (`unshare -n`), where
-Ray binds 127.0.0.1 (as tests/cluster does), and starts there the real stack of the cluster
-tests (tests/cluster/cluster_support.py: Ray nodes, `avatarcast serve --cluster` processes;
-tests/pg_server.py: PostgreSQL). Prints one JSON object on stdout, progress on stderr;
-everything it started is stopped and its temp dirs removed at the end, also on an error.
+Needs root: it re-runs itself in a loopback-only network namespace (`unshare -n`, where Ray
+binds 127.0.0.1) and starts there the real stack of tests/cluster (cluster_support.py: Ray
+nodes, `avatarcast serve --cluster`; tests/pg_server.py: PostgreSQL). One JSON object on
+stdout, progress on stderr; all it started is stopped, its temp dirs removed, also on errors.
 
-1. `single` / `cluster`: the same load, `--sessions` speaking sessions (webrtc, no viewer;
-   SEND_TEXT over the command channel, the next text at each TextOver: capacity.py's Talker),
-   on one `avatarcast serve --media-workers 1` (SQLite, a local worker process) and on a
-   1-node Ray cluster (one media worker actor) + one API process + PostgreSQL, both up at
-   once, loaded in turn for `--rounds` rounds (ABBA...). After `--settle-s`, over
-   `--window-s`: CPU (cores, /proc utime+stime) of the media worker (the
-   `Pid` of /v2/status Workers[]) and of the API process, frames sent per second and late
-   frames per session (/v2/status Sessions[]), RSS. `sessions_per_node_ratio` = single-node
-   worker CPU per session / cluster worker CPU per session, means of the rounds (goal >=
-   0.9); `_with_api` adds the API process, `_with_ray_daemons` the node's Ray processes.
-2. `first_frame`: 2 nodes, API processes A and B: createsessionbyasset at A, statsession
-   polled at B every 20 ms until ready, then a WHEP viewer through B's URL until its first
-   decoded frame; `--repeats` times, each session closed after.
-3. `dead_node`: a session on the non-head node, SIGKILL of that whole node; the time until
-   statsession says failed (4), and until /v2/status no longer lists the worker, at A and B.
+1. `single` / `cluster`: `--sessions` speaking sessions (webrtc, no viewer; capacity.py's
+   Talker: SEND_TEXT over the command channel, the next at each TextOver) on one `avatarcast
+   serve --media-workers 1` (SQLite, a local worker process) and on a 1-node Ray cluster (one
+   media worker actor, one API process, PostgreSQL), both up, loaded in turn for `--rounds`
+   (ABBA…). After `--settle-s`, over `--window-s`: CPU in cores (/proc) of the media worker
+   (/v2/status Workers[].Pid), the API process (and the node's Ray daemons, PostgreSQL),
+   frames sent per second and late frames per session (/v2/status Sessions[]), RSS.
+   `sessions_per_node_ratio`: single-node / cluster worker CPU per session (goal >= 0.9).
+2. `first_frame`: 2 nodes, API processes A and B; createsessionbyasset at A, statsession at
+   B every 20 ms until ready, a WHEP viewer through B until its first decoded frame.
+3. `dead_node`: a session on the non-head node, SIGKILL of that node: time until statsession
+   says failed (4), and until /v2/status no longer lists the worker, at A and at B.
 """
 
 from __future__ import annotations
@@ -48,15 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[1:1] = [str(ROOT / "tests"), str(ROOT / "tests" / "cluster")]
 
-from cluster_support import (  # noqa: E402
-    NETNS_ENV,
-    ApiProcess,
-    RayCluster,
-    kill_session,
-    session_pids,
-    start_api,
-    start_ray,
-)
+import cluster_support as cs  # noqa: E402
 
 from _report import report  # noqa: E402
 from avatarcast.client import Client  # noqa: E402
@@ -108,39 +96,24 @@ def descendants(pid: int) -> list[int]:
 
 
 def status(c: Client) -> dict[str, Any]:
-    body = httpx.get(c.signed_url("/v2/status"), timeout=30).json()
-    payload: dict[str, Any] = body["Payload"]
+    payload: dict[str, Any] = httpx.get(c.signed_url("/v2/status"), timeout=30).json()["Payload"]
     return payload
 
 
-def pg_key(store_url: str, max_sessions: int) -> tuple[str, str]:
-    from avatarcast.sessions.store_pg import PgStore
-
-    store = PgStore(store_url)
-    try:
-        return store.create_key("bench", max_sessions)
-    finally:
-        store.close()
-
-
-def wait_workers(c: Client, n: int, timeout_s: float = 120) -> list[dict[str, Any]]:
+def wait_workers(c: Client, n: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(up := [w for w in status(c)["Workers"] if w["Up"]]) < n:
+    while len([w for w in status(c)["Workers"] if w["Up"]]) < n:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{n} media workers not up: {status(c)['Workers']}")
         time.sleep(1)
-    return up
 
 
 # ---- 1. the same load on one machine and on a cluster -----------------------------------
-Pids = Callable[[], list[int]]
-
-
-def load(c: Client, api_pid: int, a: argparse.Namespace, others: dict[str, Pids]) -> dict[str, Any]:
+def load(c: Client, api_pid: int, a: argparse.Namespace, others: dict[str, Callable[[], list[int]]]
+         ) -> dict[str, Any]:  # fmt: skip
     """`a.sessions` speaking sessions; CPU, fps, late frames and RSS over the window."""
-    sids = [
-        c.create_session_by_asset("default", f"load-{i}")["SessionId"] for i in range(a.sessions)
-    ]
+    sids = [c.create_session_by_asset("default", f"load-{i}")["SessionId"]
+            for i in range(a.sessions)]  # fmt: skip
     talkers = []
     try:
         for i, sid in enumerate(sids):
@@ -150,33 +123,22 @@ def load(c: Client, api_pid: int, a: argparse.Namespace, others: dict[str, Pids]
             talkers[-1].start()
         time.sleep(a.settle_s)
         workers = [w["Pid"] for w in status(c)["Workers"] if w["Up"]]
-        groups = {"worker": lambda: workers, "api": lambda: [api_pid], **others}
-        pids = {k: f() for k, f in groups.items()}
+        pids = {"worker": workers, "api": [api_pid], **{k: f() for k, f in others.items()}}
         t0, st0, cpu0 = time.monotonic(), status(c), {k: cpu_s(p) for k, p in pids.items()}
         time.sleep(a.window_s)
         t1, st1, cpu1 = time.monotonic(), status(c), {k: cpu_s(p) for k, p in pids.items()}
-        dt = t1 - t0
         before = {s["SessionId"]: s for s in st0["Sessions"]}
-        fps, late = [], []
-        for s in st1["Sessions"]:
-            if (b := before.get(s["SessionId"])) is not None:
-                fps.append(round((s["FramesSent"] - b["FramesSent"]) / dt, 2))
-                late.append(s["LateFrames"] - b["LateFrames"])
-        cores = {k: round((cpu1[k] - cpu0[k]) / dt, 3) for k in pids}
-        return {
-            "sessions": len(sids),
-            "window_s": round(dt, 2),
-            **{f"{k}_cores": v for k, v in cores.items()},
-            "worker_cores_per_session": round(cores["worker"] / len(sids), 4),
-            "api_cores_per_session": round(cores["api"] / len(sids), 4),
-            "fps_per_session": fps,
-            "late_frames_per_session": late,
-            "worker_rss_mb": sum(rss_mb(p) for p in workers),
-            "api_rss_mb": rss_mb(api_pid),
-            "utterances": sum(t.spoken for t in talkers),
-            "talker_errors": [e for t in talkers for e in t.errors][:5],
-            "load_avg_1": round(os.getloadavg()[0], 2),
-        }
+        pairs = [(s, before[s["SessionId"]]) for s in st1["Sessions"] if s["SessionId"] in before]
+        cores = {f"{k}_cores": round((cpu1[k] - cpu0[k]) / (t1 - t0), 3) for k in pids}
+        return {"sessions": len(sids), "window_s": round(t1 - t0, 2), **cores,
+                "worker_cores_per_session": round(cores["worker_cores"] / len(sids), 4),
+                "fps_per_session": [round((s["FramesSent"] - b["FramesSent"]) / (t1 - t0), 2)
+                                    for s, b in pairs],
+                "late_frames_per_session": [s["LateFrames"] - b["LateFrames"] for s, b in pairs],
+                "worker_rss_mb": sum(rss_mb(p) for p in workers), "api_rss_mb": rss_mb(api_pid),
+                "utterances": sum(t.spoken for t in talkers),
+                "talker_errors": [e for t in talkers for e in t.errors][:5],
+                "load_avg_1": round(os.getloadavg()[0], 2)}  # fmt: skip
     finally:
         for t in talkers:
             t.stop.set()
@@ -191,7 +153,7 @@ def kill_stray_nodes() -> None:
         with contextlib.suppress(OSError, ChildProcessError):
             cmd = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
             if len(cmd) > 2 and cmd[1].endswith("/ray") and cmd[2] == "start":
-                kill_session(pid)
+                cs.kill_session(pid)
                 os.waitpid(pid, 0)
                 if "--temp-dir" in cmd:
                     shutil.rmtree(cmd[cmd.index("--temp-dir") + 1], ignore_errors=True)
@@ -202,23 +164,28 @@ class ClusterRun:
 
     def __init__(self, work: Path, pg: PgServer, nodes: int, apis: int) -> None:
         self.work, self.pg, self.nodes, self.n_apis = work, pg, nodes, apis
-        self.ray: RayCluster | None = None
-        self.apis: list[ApiProcess] = []
+        self.ray: cs.RayCluster | None = None
+        self.apis: list[cs.ApiProcess] = []
         self.clients: list[Client] = []
 
     def start(self) -> None:
+        from avatarcast.sessions.store_pg import PgStore
+
         self.work.mkdir(parents=True)
         store_url = self.pg.new_database()
         try:
-            self.ray = start_ray(self.work, nodes=self.nodes, media_per_node=1)
+            self.ray = cs.start_ray(self.work, nodes=self.nodes, media_per_node=1)
         except BaseException:
             kill_stray_nodes()  # start_ray leaves the nodes it started when one fails
             raise
         for name in "ab"[: self.n_apis]:
-            api = start_api(self.work, self.work / "data", self.ray.address, store_url, name,
-                            worker_max_load=MAX_LOAD)  # fmt: skip
-            self.apis.append(api)
-        key = pg_key(store_url, 32)
+            self.apis.append(cs.start_api(self.work, self.work / "data", self.ray.address,
+                                          store_url, name, worker_max_load=MAX_LOAD))  # fmt: skip
+        store = PgStore(store_url)
+        try:
+            key = store.create_key("bench", 32)
+        finally:
+            store.close()
         self.clients = [Client(x.url, *key, timeout_s=60) for x in self.apis]
         wait_workers(self.clients[0], self.nodes)
 
@@ -228,6 +195,48 @@ class ClusterRun:
         if self.ray is not None:
             self.ray.stop()
             shutil.rmtree(self.ray.temp_dir, ignore_errors=True)
+
+
+def per_session(rounds: list[dict[str, Any]], *keys: str) -> float:
+    """Mean over the rounds of the sum of `keys` (cores) per session."""
+    return statistics.mean(sum(r[f"{k}_cores"] for k in keys) / r["sessions"] for r in rounds)
+
+
+def compare(a: argparse.Namespace, work: Path, pg: PgServer, out: dict[str, Any]) -> None:
+    """The same load on one machine and on a 1-node cluster, in alternating rounds (ABBA…)
+    while both are up, so that a shared machine's drift weighs on both alike."""
+    stack, one = Stack(workers=1), ClusterRun(work / "one", pg, nodes=1, apis=1)
+    try:
+        stack.start(max_sessions=a.sessions + 2)
+        wait_workers(stack.client(), 1)
+        one.start()
+        assert one.ray is not None
+        node = one.ray.nodes[0].proc.pid
+        ws = {w["Pid"] for w in status(one.clients[0])["Workers"]}
+        others = {"ray_daemons": lambda: [p for p in cs.session_pids(node) if p not in ws],
+                  "postgres": lambda: descendants(pg.proc.pid)}  # fmt: skip
+        targets = {"single": (stack.client(), stack.pid, {}),
+                   "cluster": (one.clients[0], one.apis[0].proc.pid, others)}  # fmt: skip
+        for r in range(a.rounds):
+            for name in ("single", "cluster")[:: 1 if r % 2 == 0 else -1]:
+                say(f"round {r + 1}/{a.rounds}, {name}: {a.sessions} speaking sessions ...")
+                c, pid, more = targets[name]
+                out.setdefault(name, []).append(load(c, pid, a, more))
+                say(f"{name}: {out[name][-1]}")
+    finally:
+        one.stop()
+        stack.stop()
+        shutil.rmtree(stack.work, ignore_errors=True)
+    s, c = out["single"], out["cluster"]
+    out["worker_cores_per_session"] = {"single": round(per_session(s, "worker"), 4),
+                                       "cluster": round(per_session(c, "worker"), 4)}  # fmt: skip
+    for suffix, single_keys, cluster_keys in (
+        ("", ["worker"], ["worker"]),
+        ("_with_api", ["worker", "api"], ["worker", "api"]),
+        ("_with_ray_daemons", ["worker"], ["worker", "ray_daemons"]),
+    ):
+        ratio = per_session(s, *single_keys) / per_session(c, *cluster_keys)
+        out[f"sessions_per_node_ratio{suffix}"] = round(ratio, 3)
 
 
 # ---- 2. create -> first frame through the other API process ------------------------------
@@ -252,9 +261,8 @@ def first_frames(run: ClusterRun, repeats: int) -> dict[str, Any]:
                 time.sleep(0.02)
             t_ready = time.monotonic()
             play = made["PlayStreamAddr"]
-            t_whep, t_frame = asyncio.run(
-                first_frame(run.apis[1].url + play[play.index("/v2/whep/") :])
-            )
+            url = run.apis[1].url + play[play.index("/v2/whep/") :]
+            t_whep, t_frame = asyncio.run(first_frame(url))
         finally:
             with contextlib.suppress(Exception):
                 ca.close_session(made["SessionId"])
@@ -288,15 +296,14 @@ def dead_node(run: ClusterRun) -> dict[str, Any]:
     victim = run.ray.nodes[1]
     sids: list[str] = []
     try:
-        doomed, worker = "", ""
-        for i in range(4):
-            sids.append(ca.create_session_by_asset("default", f"dead-{i}")["SessionId"])
+        doomed = worker = ""
+        while not doomed and len(sids) < 4:  # until one lands on the second node
+            sids.append(ca.create_session_by_asset("default", f"dead-{len(sids)}")["SessionId"])
             ca.wait_ready(sids[-1], timeout_s=120)
             row = reported(ca, sids[-1])
             pid = {w["Name"]: w["Pid"] for w in status(ca)["Workers"]}[row["Worker"]]
-            if pid in session_pids(victim.proc.pid):
+            if pid in cs.session_pids(victim.proc.pid):
                 doomed, worker = sids[-1], row["Worker"]
-                break
         if not doomed:
             raise RuntimeError("no session landed on the second node")
         time.sleep(2)
@@ -317,8 +324,7 @@ def dead_node(run: ClusterRun) -> dict[str, Any]:
                 if k not in found and check():
                     found[k] = round(time.monotonic() - t0, 2)
             time.sleep(0.1)
-        st = ca.stat_session(doomed)
-        return {**found, "error_message": st.get("ErrorMessage", ""),
+        return {**found, "error_message": ca.stat_session(doomed).get("ErrorMessage", ""),
                 "undetected_after_60_s": sorted(set(checks) - set(found))}  # fmt: skip
     finally:
         for sid in sids:
@@ -327,61 +333,14 @@ def dead_node(run: ClusterRun) -> dict[str, Any]:
 
 
 # ---- the run -----------------------------------------------------------------------------
-def per_session(rounds: list[dict[str, Any]], *keys: str) -> float:
-    """Mean over the rounds of the sum of `keys` (cores) per session."""
-    return statistics.mean(sum(r[f"{k}_cores"] for k in keys) / r["sessions"] for r in rounds)
-
-
-def compare(a: argparse.Namespace, work: Path, pg: PgServer, out: dict[str, Any]) -> None:
-    """The same load on one machine and on a 1-node cluster, in alternating rounds (ABBA…)
-    while both are up, so that a shared machine's drift weighs on both alike."""
-    stack, one = Stack(workers=1), ClusterRun(work / "one", pg, nodes=1, apis=1)
-    try:
-        stack.start(max_sessions=a.sessions + 2)
-        wait_workers(stack.client(), 1)
-        one.start()
-        assert one.ray is not None
-        node_sid = one.ray.nodes[0].proc.pid
-        ws = {w["Pid"] for w in status(one.clients[0])["Workers"]}
-        others = {
-            "ray_daemons": lambda: [p for p in session_pids(node_sid) if p not in ws],
-            "postgres": lambda: descendants(pg.proc.pid),
-        }
-        targets = {
-            "single": (stack.client(), stack.pid, {}),
-            "cluster": (one.clients[0], one.apis[0].proc.pid, others),
-        }
-        for r in range(a.rounds):
-            for name in ("single", "cluster")[:: 1 if r % 2 == 0 else -1]:
-                say(f"round {r + 1}/{a.rounds}, {name}: {a.sessions} speaking sessions ...")
-                c, pid, more = targets[name]
-                out.setdefault(name, []).append(load(c, pid, a, more))
-                say(f"{name}: {out[name][-1]}")
-    finally:
-        one.stop()
-        stack.stop()
-        shutil.rmtree(stack.work, ignore_errors=True)
-    s, c = out["single"], out["cluster"]
-    out["worker_cores_per_session"] = {
-        k: round(per_session(v, "worker"), 4) for k, v in (("single", s), ("cluster", c))
-    }
-    out["sessions_per_node_ratio"] = round(per_session(s, "worker") / per_session(c, "worker"), 3)
-    out["sessions_per_node_ratio_with_api"] = round(
-        per_session(s, "worker", "api") / per_session(c, "worker", "api"), 3
-    )
-    out["sessions_per_node_ratio_with_ray_daemons"] = round(
-        per_session(s, "worker") / per_session(c, "worker", "ray_daemons"), 3
-    )
-
-
 def run(a: argparse.Namespace) -> dict[str, Any]:
     os.environ["AVATARCAST_WORKER_MAX_LOAD"] = MAX_LOAD  # the local server reads it too
     out: dict[str, Any] = {"cores": os.cpu_count(), "load_avg_start": os.getloadavg()}
     out["method"] = (
         f"sessions_per_node_ratio is derived from the media worker's CPU per session at "
         f"{a.sessions} speaking sessions (single-node / cluster worker CPU per session, mean "
-        f"of {a.rounds} rounds of {a.window_s} s windows each, alternating), not from a ramp "
-        f"to saturation; worker_max_load {MAX_LOAD} so admission never refuses"
+        f"of {a.rounds} alternating rounds of {a.window_s} s windows), not from a ramp to "
+        f"saturation; worker_max_load {MAX_LOAD} so admission never refuses"
     )
     work = Path(tempfile.mkdtemp(prefix="avatarcast-clbench-"))
     pg: PgServer | None = None
@@ -411,7 +370,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--quick", action="store_true", help="smoke run: 2 sessions, 5 s, 1 round, 2 repeats"
+        "--quick", action="store_true", help="smoke: 2 sessions, 5 s, 1 round, 2 repeats"
     )
     p.add_argument("--sessions", type=int, help="speaking sessions of the load (4; quick 2)")
     p.add_argument("--window-s", type=float, help="measuring window (15; quick 5)")
@@ -419,17 +378,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, help="load rounds on each stack (2; quick 1)")
     p.add_argument("--repeats", type=int, help="create -> first frame runs (5; quick 2)")
     a = p.parse_args()
-    if os.environ.get(NETNS_ENV) != "1":  # Ray must only see loopback: a namespace of its own
+    if os.environ.get(cs.NETNS_ENV) != "1":  # Ray must only see loopback: a namespace of its own
         if os.geteuid() != 0 or not shutil.which("unshare"):
             raise SystemExit("benchmarks/cluster.py needs root and unshare (util-linux)")
         script = 'ip link set lo up && exec "$0" "$@"'
         args = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]]
         os.execvpe("unshare", ["unshare", "-n", "sh", "-c", script, *args],
-                   {**os.environ, NETNS_ENV: "1"})  # fmt: skip
+                   {**os.environ, cs.NETNS_ENV: "1"})  # fmt: skip
     a.sessions = a.sessions or (2 if a.quick else 4)
     a.window_s = a.window_s or (5.0 if a.quick else 15.0)
-    a.repeats = a.repeats or (2 if a.quick else 5)
     a.rounds = a.rounds or (1 if a.quick else 2)
+    a.repeats = a.repeats or (2 if a.quick else 5)
     signal.signal(signal.SIGTERM, _interrupt)
     report(run(a), as_json=True, human=True, width=40)
 
