@@ -108,7 +108,9 @@ class RecordOutput:
                 vp = await self._video.get()
             except FanOutClosed:
                 return
-            await self._worker.submit(functools.partial(self._write, vp, self._drain_audio()))
+            # Not waited for (one hand-off per frame); `stop` writes the rest after it.
+            write = functools.partial(self._write, vp, self._drain_audio())
+            await self._worker.feed(write, _no_result)
 
     # ---- writer thread ---------------------------------------------------------------------
     def _write(self, vp: VideoPacket, audio: list[AudioChunk]) -> None:
@@ -159,3 +161,7 @@ def make_output(target: OutputTarget, settings: Settings, live: MediaSource) -> 
         audio_bitrate_kbps=settings.audio_bitrate_kbps,
         session_id=target.session_id,
     )
+
+
+def _no_result(_: None) -> None:
+    """`_write` returns nothing: no result ever comes back to the loop."""

@@ -139,12 +139,26 @@ def access_unit(vp: VideoPacket) -> bytes:
     return b"".join(bytes(p) for p in vp.packets)
 
 
-class SerialWorker:
-    """One daemon thread that runs submitted jobs in order; results come back as futures."""
+Job = tuple[Callable[[], Any], "asyncio.Future[Any] | Callable[[Any], None] | None"]
 
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
-        self._jobs = queue.SimpleQueue()
+
+class SerialWorker:
+    """One daemon thread that runs submitted jobs in order.
+
+    `submit` hands a result back as a future. `feed` is for a stream of jobs (one per frame):
+    it does not wait for each, so a frame costs one hand-off to the thread instead of a
+    round trip through the event loop, and it waits only while `max_in_flight` jobs are
+    queued or running, so a write that hangs holds back at most that many slots. A fed job's
+    result, when there is one (not None), goes to its `on_result` on the loop.
+    """
+
+    def __init__(self, name: str, *, max_in_flight: int = 2) -> None:
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.max_in_flight = max_in_flight
+        self._fed = 0  # jobs fed so far (written by the loop only)
+        self._done = 0  # fed jobs finished (written by the thread only)
+        self._room: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -152,6 +166,23 @@ class SerialWorker:
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put((fn, fut))
         return fut
+
+    async def feed(self, fn: Callable[[], T | None], on_result: Callable[[T], None]) -> None:
+        """Queue `fn`; returns at once unless `max_in_flight` fed jobs are still pending."""
+        self._loop = asyncio.get_running_loop()
+        while self._fed - self._done >= self.max_in_flight:
+            room = self._room = self._loop.create_future()
+            if self._fed - self._done < self.max_in_flight:  # finished meanwhile
+                self._room = None
+                break
+            await room
+        self._fed += 1
+        self._jobs.put((fn, on_result))
+
+    @property
+    def pending(self) -> int:
+        """Fed jobs queued or running."""
+        return self._fed - self._done
 
     def close(self) -> None:
         """No more jobs; the thread ends after the queued ones."""
@@ -163,13 +194,32 @@ class SerialWorker:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fn, fut = job
+            fn, sink = job
+            if isinstance(sink, asyncio.Future):
+                try:
+                    result = fn()
+                except BaseException as exc:  # handed to the awaiting task
+                    _resolve(sink, None, exc)
+                else:
+                    _resolve(sink, result, None)
+                continue
             try:
                 result = fn()
-            except BaseException as exc:  # handed to the awaiting task
-                _resolve(fut, None, exc)
-            else:
-                _resolve(fut, result, None)
+            except BaseException:  # a fed job handles its own errors; this is a bug
+                log.exception("a job of %s failed", self._thread.name)
+                result = None
+            self._done += 1
+            loop, room = self._loop, self._room
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                if result is not None and sink is not None and loop is not None:
+                    loop.call_soon_threadsafe(sink, result)
+                if room is not None and loop is not None:
+                    loop.call_soon_threadsafe(_set_room, room)
+
+
+def _set_room(room: asyncio.Future[None]) -> None:
+    if not room.done():
+        room.set_result(None)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

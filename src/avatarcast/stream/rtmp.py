@@ -207,14 +207,14 @@ class RtmpOutput:
             with contextlib.suppress(FanOutClosed):
                 while (chunk := self._audio.get_nowait()) is not None:
                     audio.append(chunk)
-            # While this write runs, newer slots wait in the subscription (bounded).
-            self._job_since = time.monotonic()
-            try:
-                events = await self._worker.submit(functools.partial(self._push, vp, audio))
-            finally:
-                self._job_since = None
-            for event in events:
-                self._on_event(event)
+            # Handed to the writer thread without waiting for it; while it is behind (more
+            # than the worker's max_in_flight slots), newer slots wait in the subscription
+            # (bounded), and a write that hangs shows as `stalled`.
+            await self._worker.feed(functools.partial(self._push, vp, audio), self._on_events)
+
+    def _on_events(self, events: list[str]) -> None:
+        for event in events:
+            self._on_event(event)
 
     def _on_event(self, event: str) -> None:
         where = redact(self.url)
@@ -238,8 +238,16 @@ class RtmpOutput:
             self.target.report(self.name, state or self.state, self.reconnects, text)
 
     # ---- writer thread ---------------------------------------------------------------------
-    def _push(self, vp: VideoPacket, audio: list[AudioChunk]) -> list[str]:
-        """Write one slot, connecting first when due; returns events for the loop."""
+    def _push(self, vp: VideoPacket, audio: list[AudioChunk]) -> list[str] | None:
+        """Write one slot, connecting first when due; returns events for the loop (None when
+        there are none: nothing goes back to the loop)."""
+        self._job_since = time.monotonic()
+        try:
+            return self._write_slot(vp, audio) or None
+        finally:
+            self._job_since = None
+
+    def _write_slot(self, vp: VideoPacket, audio: list[AudioChunk]) -> list[str]:
         events: list[str] = []
         if vp.keyframe:
             self._headers = access_unit(vp)
