@@ -147,18 +147,6 @@ def load(c: Client, api_pid: int, a: argparse.Namespace, others: dict[str, Calla
                 c.close_session(sid)
 
 
-def kill_stray_nodes() -> None:
-    """Every `ray start` child of this process: its session killed, its temp dir removed."""
-    for pid in [c for c, pp in parents().items() if pp == os.getpid()]:
-        with contextlib.suppress(OSError, ChildProcessError):
-            cmd = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-            if len(cmd) > 2 and cmd[1].endswith("/ray") and cmd[2] == "start":
-                cs.kill_session(pid)
-                os.waitpid(pid, 0)
-                if "--temp-dir" in cmd:
-                    shutil.rmtree(cmd[cmd.index("--temp-dir") + 1], ignore_errors=True)
-
-
 class ClusterRun:
     """Ray nodes (one media worker each) and API processes on one PostgreSQL database."""
 
@@ -173,11 +161,9 @@ class ClusterRun:
 
         self.work.mkdir(parents=True)
         store_url = self.pg.new_database()
-        try:
-            self.ray = cs.start_ray(self.work, nodes=self.nodes, media_per_node=1)
-        except BaseException:
-            kill_stray_nodes()  # start_ray leaves the nodes it started when one fails
-            raise
+        self.ray = cs.start_ray(
+            self.work, nodes=self.nodes, media_per_node=1
+        )  # cleans up on failure
         for name in "ab"[: self.n_apis]:
             self.apis.append(cs.start_api(self.work, self.work / "data", self.ray.address,
                                           store_url, name, worker_max_load=MAX_LOAD))  # fmt: skip
@@ -193,8 +179,7 @@ class ClusterRun:
         for api in self.apis:
             api.stop()
         if self.ray is not None:
-            self.ray.stop()
-            shutil.rmtree(self.ray.temp_dir, ignore_errors=True)
+            self.ray.stop()  # its nodes and temp dir
 
 
 def per_session(rounds: list[dict[str, Any]], *keys: str) -> float:

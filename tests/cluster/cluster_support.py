@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,7 @@ class RayCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def start_ray(work: Path, nodes: int = 2, media_per_node: int = 1) -> RayCluster:
@@ -111,23 +113,32 @@ def start_ray(work: Path, nodes: int = 2, media_per_node: int = 1) -> RayCluster
     resources = json.dumps({"avatarcast_media": media_per_node})
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
     common += ["--resources", resources, "--disable-usage-stats"]
-    for i in range(nodes):
-        if i == 0:
-            args = ["--head", "--port", str(port), "--include-dashboard", "false"]
-            args += ["--temp-dir", str(temp)]
-        else:
-            args = ["--address", cluster.address]
-        log = work / f"ray-node-{i}.log"
-        proc = subprocess.Popen(
-            [str(BIN / "ray"), "start", *common, *args],
-            env={**os.environ, **RAY_ENV},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        cluster.nodes.append(RayNode(proc, log))
-        _wait_for_nodes(cluster, i + 1)
+    try:
+        for i in range(nodes):
+            _start_node(cluster, work, i, common)
+    except BaseException:
+        cluster.stop()  # the nodes that did start, and the temp dir
+        raise
     return cluster
+
+
+def _start_node(cluster: RayCluster, work: Path, i: int, common: list[str]) -> None:
+    if i == 0:
+        port = cluster.address.rsplit(":", 1)[1]
+        args = ["--head", "--port", port, "--include-dashboard", "false"]
+        args += ["--temp-dir", str(cluster.temp_dir)]
+    else:
+        args = ["--address", cluster.address]
+    log = work / f"ray-node-{i}.log"
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", *common, *args],
+        env={**os.environ, **RAY_ENV},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    cluster.nodes.append(RayNode(proc, log))
+    _wait_for_nodes(cluster, i + 1)
 
 
 def _wait_for_nodes(cluster: RayCluster, n: int, timeout_s: float = 60) -> None:

@@ -76,6 +76,7 @@ class MediaActor:
         self.clock = self.worker.clock
         self.live: dict[str, _Live] = {}
         self.draining = False
+        self._warm = False
         self._tokens = itertools.count(1)
 
     # ---- events of the hosts ------------------------------------------------------------
@@ -139,6 +140,22 @@ class MediaActor:
     async def close_all(self) -> None:
         for sid in list(self.live):
             await self.close(sid)
+
+    async def warm(self) -> bool:
+        """Open and close a throwaway session of the default avatar once, so the first real
+        session finds the avatar, its shared idle loop and the encoder's code loaded (a cold
+        first session took ~0.6 s to come up, later ones ~0.04 s). False if already warm."""
+        if self._warm:
+            return False
+        self._warm = True
+        sid = f"warm-up-{self.name}"
+        try:
+            await self.worker.open(HostSpec(sid, self.settings.avatar))
+        except Exception:
+            log.warning("warming up %s failed", self.name, exc_info=True)
+        finally:
+            await self.worker.close(sid)
+        return True
 
     async def drain(self, on: bool = True) -> bool:
         """A draining worker takes no new session; its sessions stream until they close."""

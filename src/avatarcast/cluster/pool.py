@@ -187,23 +187,33 @@ class ClusterPool:
             except Exception:
                 log.exception("cannot list the cluster's media workers")
         workers = [w for w in self.workers.values() if not w.dead]
-        results = await asyncio.gather(
-            *(self.call(w, "report", timeout=REPORT_EVERY_S * 2) for w in workers),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(self._report(w) for w in workers), return_exceptions=True)
+        actor_error = _ray().exceptions.RayActorError
         now, now_unix = time.monotonic(), time.time()
         for w, result in zip(workers, results, strict=True):
             if isinstance(result, dict):
+                if not w.up:  # first answer: have it load what a first session needs
+                    task = asyncio.ensure_future(self.call(w, "warm", timeout=60.0))
+                    task.add_done_callback(_ignore_result)
                 w.up, w.seen, w.seen_unix = True, now, now_unix
                 w.node, w.pid = str(result.get("Node", "")), int(result.get("Pid", 0))
                 w.rss_bytes, w.draining = int(result.get("RssBytes", 0)), bool(result["Draining"])
                 w.meter.record(now, float(result["CpuS"]), dict(result["Sessions"]))
                 continue
-            gone = isinstance(result, MediaWorkerError) and "is gone" in str(result)
+            gone = isinstance(result, actor_error)  # Ray says the actor died or is unreachable
             silent_since = w.seen if w.up else w.found
             if w.up and (gone or now - silent_since > DEAD_AFTER_S):
-                why = str(result) if gone else f"did not answer for {now - silent_since:.0f} s"
+                why = (
+                    f"is gone ({type(result).__name__})"
+                    if gone
+                    else f"did not answer for {now - silent_since:.0f} s"
+                )
                 self._declare_dead(w, f"media worker {w.name} on node {w.node[:12]} {why}")
+
+    async def _report(self, w: ClusterWorker) -> Any:
+        """A worker's report; the raw Ray error if it has none (`refresh` tells them apart)."""
+        ref = w.handle.report.remote()
+        return await asyncio.wait_for(asyncio.wrap_future(ref.future()), REPORT_EVERY_S * 2)
 
     def _declare_dead(self, w: ClusterWorker, why: str) -> None:
         w.dead = True
@@ -260,6 +270,11 @@ class ClusterPool:
         if w is None or w.dead or time.monotonic() - w.seen > FRESH_S:
             return None
         return w.sessions.get(session_id)
+
+
+def _ignore_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a warm-up that failed is only logged by the worker
 
 
 def drain_workers(
