@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from avatarcast.cluster.actor import MediaActor
+from avatarcast.cluster.actor import SOCKET_QUEUE, MediaActor
 from avatarcast.engine.spec import HostSpec
 from avatarcast.errors import SessionNotFound
 from avatarcast.settings import Settings
@@ -69,6 +69,20 @@ def test_a_session_driven_through_sockets_and_reported(tmp_path: Path) -> None:
             assert old["State"] == "replaced"
             replay = (await actor.socket_poll(sid, second, 1.0))["Messages"]
             assert any(m.get("ReqId") == r and m["SpeakStatus"] == "TextOver" for m in replay)
+
+            # A socket nobody polls (its API process died) never holds the channel up: it
+            # keeps the newest messages, and the next socket still gets its own.
+            stuck = await actor.socket_open(sid)
+            for i in range(SOCKET_QUEUE + 40):
+                actor.live[sid].drive.notice({"Type": 10, "N": i})
+            await asyncio.sleep(0.1)
+            fresh = await actor.socket_open(sid)
+            kept = (await actor.socket_poll(sid, stuck, 0.1))["Messages"]
+            assert len(kept) == SOCKET_QUEUE and kept[-1]["N"] == SOCKET_QUEUE + 39
+            actor.live[sid].drive.notice({"Type": 10, "N": -1})
+            got_fresh = (await actor.socket_poll(sid, fresh, 2.0))["Messages"]
+            assert {"Type": 10, "N": -1} in got_fresh
+            second = fresh
 
             # The HTTP command form answers with the coded result.
             h = uuid.uuid4().hex

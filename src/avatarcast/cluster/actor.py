@@ -33,6 +33,7 @@ from avatarcast.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_POLL_S = 20.0  # a socket_poll waits at most this long for a message
+STALE_SOCKET_S = 60.0  # its API process stopped polling (gone): detached
 SOCKET_QUEUE = 256  # messages waiting for a poll; the drive channel's writer waits beyond
 
 
@@ -56,6 +57,7 @@ class _Socket:
     queue: asyncio.Queue[dict[str, Any]]
     ended: asyncio.Event
     send: Any = None
+    polled_at: float = 0.0  # a socket nobody polls for STALE_SOCKET_S is detached
 
 
 @dataclass
@@ -179,9 +181,15 @@ class MediaActor:
         sock = _Socket(next(self._tokens), queue, asyncio.Event())
 
         async def send(msg: dict[str, Any]) -> None:
-            await queue.put(msg)
+            # Never waits: a socket whose API process stopped polling must not hold up the
+            # drive channel's writer (a newer socket would get nothing). Its oldest message
+            # goes first; the statuses are replayed to whichever socket attaches next.
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(msg)
 
         sock.send = send
+        sock.polled_at = self.clock.now()
         sock.ended = live.drive.attach(send)
         live.sockets[sock.token] = sock
         return sock.token
@@ -205,6 +213,7 @@ class MediaActor:
         sock = live.sockets.get(token)
         if sock is None:
             return {"Messages": [], "State": "replaced", "Busy": live.drive.busy}
+        sock.polled_at = self.clock.now()
         messages: list[dict[str, Any]] = []
         if sock.queue.empty() and not sock.ended.is_set():
             getter = asyncio.ensure_future(sock.queue.get())
@@ -265,6 +274,11 @@ class MediaActor:
     async def report(self) -> dict[str, Any]:
         """CPU, memory and every session's state, read by each API process once a second."""
         now = self.clock.now()
+        for live in self.live.values():
+            for token, sock in list(live.sockets.items()):
+                if now - sock.polled_at > STALE_SOCKET_S + MAX_POLL_S:
+                    live.sockets.pop(token, None)
+                    live.drive.detach(sock.send)
         sessions = {sid: self._status(sid, live, now) for sid, live in self.live.items()}
         return {
             "Name": self.name,

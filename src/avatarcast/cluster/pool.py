@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from avatarcast.errors import AvatarcastError, BackendError, CapacityError, MediaWorkerError
@@ -147,9 +147,10 @@ class ClusterPool:
             raise remote_error(exc, name) from None
 
     # ---- discovery and watching -----------------------------------------------------------
-    def _discover(self) -> None:
-        """Make sure a worker actor exists for each unit of the resource on live nodes (in a
-        thread: these are blocking Ray calls)."""
+    def _discover(self, known: set[str]) -> list[ClusterWorker]:
+        """Handles of the workers not in `known`, one for each unit of the resource on live
+        nodes (made when missing) and any other of our names (in a thread: these are
+        blocking Ray calls; the caller adds them on the loop)."""
         ray = _ray()
         from avatarcast.cluster.ray_actor import remote_class
 
@@ -161,10 +162,10 @@ class ClusterPool:
         with contextlib.suppress(Exception):
             names |= {n for n in ray.util.list_named_actors() if n.startswith(NAME_PREFIX)}
         actor = remote_class()
-        for name in sorted(names):
-            known = self.workers.get(name)
-            if known is not None and not known.dead:
-                continue
+        # The workers need no store (and its URL may hold a password).
+        settings = replace(self.settings, store_url="")
+        found = []
+        for name in sorted(names - known):
             handle = actor.options(
                 name=name,
                 namespace=NAMESPACE,
@@ -174,16 +175,19 @@ class ClusterPool:
                 resources={RESOURCE: 1},
                 max_restarts=0,
                 max_concurrency=1000,
-            ).remote(self.settings, name)
-            self.workers[name] = ClusterWorker(name, handle)
+            ).remote(settings, name)
+            found.append(ClusterWorker(name, handle))
+        return found
 
     async def refresh(self) -> None:
         """One round: discover (now and then) and read every worker's report."""
         now = time.monotonic()
         if now - self._discovered >= DISCOVER_EVERY_S:
             self._discovered = now
+            known = {n for n, w in self.workers.items() if not w.dead}
             try:
-                await asyncio.to_thread(self._discover)
+                for w in await asyncio.to_thread(self._discover, known):
+                    self.workers.setdefault(w.name, w)
             except Exception:
                 log.exception("cannot list the cluster's media workers")
         workers = [w for w in self.workers.values() if not w.dead]

@@ -125,7 +125,8 @@ class RemoteDrive:
             raise BackendError("no socket is attached to this command channel")
         _, token = next(reversed(self._pumps.values()))
         try:
-            await self._pool.call(self._worker, "socket_send", self._sid, await token, text)
+            opened = await token
+            await self._pool.call(self._worker, "socket_send", self._sid, opened, text)
         except AvatarcastError as exc:  # its pump sees the same and ends the socket
             log.info("session %s: a frame was not delivered: %s", self._sid, exc)
 
