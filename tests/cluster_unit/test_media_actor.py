@@ -39,7 +39,9 @@ def test_a_session_driven_through_sockets_and_reported(tmp_path: Path) -> None:
 
     async def main() -> None:
         actor = MediaActor(settings, "avatarcast-media-0")
+        assert (await actor.report())["Warm"] is False
         assert await actor.warm() is True  # a throwaway session, closed again
+        assert (await actor.report())["Warm"] is True
         assert await actor.warm() is False
         assert (await actor.report())["Sessions"] == {} and actor.worker.hosts == {}
         sid = uuid.uuid4().hex

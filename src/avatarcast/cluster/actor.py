@@ -79,6 +79,7 @@ class MediaActor:
         self.live: dict[str, _Live] = {}
         self.draining = False
         self._warm = False
+        self.warmed = False  # reported: the API side places sessions on it once true
         self._tokens = itertools.count(1)
 
     # ---- events of the hosts ------------------------------------------------------------
@@ -146,7 +147,8 @@ class MediaActor:
     async def warm(self) -> bool:
         """Open and close a throwaway session of the default avatar once, so the first real
         session finds the avatar, its shared idle loop and the encoder's code loaded (a cold
-        first session took ~0.6 s to come up, later ones ~0.04 s). False if already warm."""
+        first session took ~0.6 s to come up, later ones ~0.04 s). False if already warm.
+        The API side places sessions on a worker only once its report says `Warm`."""
         if self._warm:
             return False
         self._warm = True
@@ -157,6 +159,7 @@ class MediaActor:
             log.warning("warming up %s failed", self.name, exc_info=True)
         finally:
             await self.worker.close(sid)
+            self.warmed = True
         return True
 
     async def drain(self, on: bool = True) -> bool:
@@ -286,5 +289,6 @@ class MediaActor:
             "CpuS": cpu_seconds(),
             "RssBytes": rss_bytes(),
             "Draining": self.draining,
+            "Warm": self.warmed,
             "Sessions": sessions,
         }

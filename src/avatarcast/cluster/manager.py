@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from avatarcast.cluster.pool import ClusterPool, ClusterWorker
@@ -39,12 +41,10 @@ from avatarcast.errors import (
     SessionNotFound,
     SessionNotReady,
 )
-from avatarcast.sessions.manager import check_new_session
-from avatarcast.sessions.playback import whep_url
+from avatarcast.sessions.manager import check_new_session, play_url_of
 from avatarcast.sessions.session import Session, SessionStatus, new_session_id
 from avatarcast.sessions.store import SessionRecord, Store
 from avatarcast.settings import Settings
-from avatarcast.stream import outputs
 from avatarcast.stream.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -208,27 +208,8 @@ class ClusterManager:
                 raise
             worker = self.pool.place(force=True)
         now = self.now_unix()
-        session = Session(
-            id=new_session_id(),
-            appkey=appkey,
-            user_id=user_id,
-            asset_key=asset_key,
-            protocol=protocol,
-            driver_type=driver_type,
-            project_id=project_id,
-            created_at=now,
-            last_activity=now,
-            alpha=alpha,
-            stream_max_interval_ms=interval,
-            voice=voice,
-            extra=dict(extra or {}),
-        )
-        if protocol == "webrtc":
-            session.play_url = whep_url(self.settings.base_url, session.id, session.play_token)
-        else:
-            session.play_url = outputs.play_url(protocol, session.output_target(), self.settings)
         rec = SessionRecord(
-            session_id=session.id,
+            session_id=new_session_id(),
             appkey=appkey,
             user_id=user_id,
             asset_key=asset_key,
@@ -240,12 +221,14 @@ class ClusterManager:
             alpha=alpha,
             stream_max_interval_ms=interval,
             voice=voice,
-            extra=session.extra,
-            play_url=session.play_url,
-            play_token=session.play_token,
+            extra=dict(extra or {}),
+            play_token=uuid.uuid4().hex,
             worker=worker.name,
             node=worker.node,
         )
+        session = self._session(rec)
+        session.play_url = play_url_of(session, self.settings)
+        rec = replace(rec, play_url=session.play_url)
         try:
             replaced = await asyncio.to_thread(self.store.create_session, rec)
         except BaseException:

@@ -51,7 +51,8 @@ class ClusterWorker:
     node: str = ""
     pid: int = 0
     rss_bytes: int = 0
-    up: bool = False  # it answered at least once
+    up: bool = False  # it answered, warmed up: it takes sessions
+    warming: bool = False  # this API process asked it to warm up
     dead: bool = False
     draining: bool = False
     seen: float = 0.0  # monotonic time of its last report
@@ -196,12 +197,20 @@ class ClusterPool:
         now, now_unix = time.monotonic(), time.time()
         for w, result in zip(workers, results, strict=True):
             if isinstance(result, dict):
-                if not w.up:  # first answer: have it load what a first session needs
-                    task = asyncio.ensure_future(self.call(w, "warm", timeout=60.0))
-                    task.add_done_callback(_ignore_result)
-                w.up, w.seen, w.seen_unix = True, now, now_unix
+                w.seen, w.seen_unix = now, now_unix
                 w.node, w.pid = str(result.get("Node", "")), int(result.get("Pid", 0))
                 w.rss_bytes, w.draining = int(result.get("RssBytes", 0)), bool(result["Draining"])
+                if not result.get("Warm", True):
+                    # Up once it has loaded what a first session needs; its warm-up's CPU
+                    # must not count as sessions' load, so the measurement starts after it.
+                    if not w.warming:
+                        w.warming = True
+                        task = asyncio.ensure_future(self.call(w, "warm", timeout=60.0))
+                        task.add_done_callback(_ignore_result)
+                    continue
+                if not w.up:
+                    w.up = True
+                    w.meter.samples.clear()
                 w.meter.record(now, float(result["CpuS"]), dict(result["Sessions"]))
                 continue
             gone = isinstance(result, actor_error)  # Ray says the actor died or is unreachable

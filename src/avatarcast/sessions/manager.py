@@ -152,7 +152,7 @@ class SessionManager:
                 voice=voice,
                 extra=dict(extra or {}),
             )
-            session.play_url = self._play_url(session)
+            session.play_url = play_url_of(session, self.settings)
             if self.pool is not None:
                 # A new stream that replaces one of the same UserId adds no load: placed even
                 # on a full server. Else CapacityError (100008) when every worker is full.
@@ -172,11 +172,6 @@ class SessionManager:
             await self._teardown(old)
         log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
         return session
-
-    def _play_url(self, session: Session) -> str:
-        if session.protocol != "webrtc":
-            return outputs.play_url(session.protocol, session.output_target(), self.settings)
-        return whep_url(self.settings.base_url, session.id, session.play_token)
 
     async def _start_media(self, session: Session) -> None:
         try:
@@ -459,3 +454,10 @@ async def check_new_session(
     if asset_key not in available_avatars(settings.data_dir):
         raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
     return asset_key, voice, interval
+
+
+def play_url_of(session: Session, settings: Settings) -> str:
+    """PlayStreamAddr: the WHEP resource of a WebRTC session, else its output's address."""
+    if session.protocol != "webrtc":
+        return outputs.play_url(session.protocol, session.output_target(), settings)
+    return whep_url(settings.base_url, session.id, session.play_token)

@@ -31,18 +31,11 @@ from browser_support import (
     chromium_args,
 )
 
+from netns import mark_for_namespace
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside the namespace only the runner runs; inside it, everything but the runner."""
-    for item in items:
-        if HERE not in Path(str(item.path)).resolve().parents:
-            continue
-        is_runner = item.name == RUNNER
-        if not IN_NETNS and not is_runner:
-            reason = f"runs inside the loopback namespace ({RUNNER})"
-            item.add_marker(pytest.mark.skip(reason=reason))
-        elif IN_NETNS and is_runner:
-            item.add_marker(pytest.mark.skip(reason="already inside the loopback namespace"))
+    mark_for_namespace(items, HERE, IN_NETNS, RUNNER)
 
 
 # ---- the server --------------------------------------------------------------------------

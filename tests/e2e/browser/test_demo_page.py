@@ -8,10 +8,6 @@ Screenshots of each state go to test-artifacts/browser/.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,6 @@ from browser_support import (
     HERE,
     MOUTH_SAMPLER,
     NETNS_ENV,
-    REPO,
     Box,
     PageUnderTest,
     Server,
@@ -31,34 +26,16 @@ from browser_support import (
 
 from avatarcast.api.auth import sign
 from avatarcast.client import Client
+from netns import run_in_loopback_namespace
 
 SUITE_TIMEOUT_S = 1500  # a hang guard: on a loaded machine the builds (nice 19) are slow
 
 
 # ---- the runner (outside the namespace) --------------------------------------------------
 def test_suite_in_loopback_namespace() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the browser tests need root for `unshare -n` (a loopback-only namespace)")
-    if not shutil.which("unshare") or not shutil.which("ip"):
-        pytest.skip("the browser tests need unshare (util-linux) and ip (iproute2)")
-    if not Path(CHROMIUM).exists():
+    if os.geteuid() == 0 and not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
-    cmd = ["unshare", "-n", "sh", "-c", script, sys.executable, str(HERE)]
-    proc = subprocess.run(
-        cmd,
-        cwd=REPO,
-        env={**os.environ, NETNS_ENV: "1"},
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT_S,
-        check=False,
-    )
-    print(proc.stdout[-4000:])
-    assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    # Every browser test ran and passed; the only skip inside is this runner itself.
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"\d+ passed, 1 skipped in .*", summary), summary
+    run_in_loopback_namespace(HERE, NETNS_ENV, SUITE_TIMEOUT_S, "browser tests")
 
 
 # ---- helpers -----------------------------------------------------------------------------
