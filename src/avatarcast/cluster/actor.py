@@ -80,6 +80,7 @@ class MediaActor:
         self.draining = False
         self._warm = False
         self.warmed = False  # reported: the API side places sessions on it once true
+        self.avatars: set[str] = set()  # avatars loaded here (placement prefers such a worker)
         self._tokens = itertools.count(1)
 
     # ---- events of the hosts ------------------------------------------------------------
@@ -116,6 +117,7 @@ class MediaActor:
     async def open(self, spec: HostSpec, stream_max_interval_ms: int) -> str:
         """Bring a session's media and drive channel up; returns once frame 0 is out."""
         language = await self.worker.open(spec)
+        self.avatars.add(spec.asset_key)
         host = self.worker.hosts[spec.session_id]
         owner = _Owner(spec.session_id, spec.voice, stream_max_interval_ms, self.clock.now())
 
@@ -155,6 +157,7 @@ class MediaActor:
         sid = f"warm-up-{self.name}"
         try:
             await self.worker.open(HostSpec(sid, self.settings.avatar))
+            self.avatars.add(self.settings.avatar)
         except Exception:
             log.warning("warming up %s failed", self.name, exc_info=True)
         finally:
@@ -290,5 +293,6 @@ class MediaActor:
             "RssBytes": rss_bytes(),
             "Draining": self.draining,
             "Warm": self.warmed,
+            "Avatars": sorted(self.avatars),
             "Sessions": sessions,
         }

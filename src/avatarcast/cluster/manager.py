@@ -5,10 +5,11 @@ process answers any call for any session, reading the row and reaching the sessi
 through Ray (`ClusterPool`). Nothing about a session is kept only in one API process's
 memory, except the bring-up of the sessions it created.
 
-- **create**: the checks of every manager (`check_new_session`), placement on the least
-  loaded worker with room (CapacityError 100008 when none has), then the row, inserted in one
-  transaction with the key's quota check (`Store.create_session`: no two API processes can
-  pass a key's limit together); the media come up in the background (status 3 → 1).
+- **create**: the checks of every manager (`check_new_session`), placement on a worker with
+  room that has the avatar loaded, else the least loaded (CapacityError 100008 when none
+  has), then the row, inserted in one transaction with the key's quota check
+  (`Store.create_session`: no two API processes can pass a key's limit together); the media
+  come up in the background (status 3 → 1).
 - **reaping**, by every API process once a second (each change is a conditional update in
   the store, so whichever process gets there first does it once): a worker that died fails
   its sessions (status 4 with the reason; usage booked to its last report; the quota is free
@@ -202,11 +203,11 @@ class ClusterManager:
             voice=voice,
         )
         try:
-            worker = self.pool.place()
+            worker = self.pool.place(asset_key)
         except CapacityError:  # a new stream of a UserId replaces its old one: no more load
             if not any(r.user_id == user_id for r in self.store.list_sessions(appkey)):
                 raise
-            worker = self.pool.place(force=True)
+            worker = self.pool.place(asset_key, force=True)
         now = self.now_unix()
         rec = SessionRecord(
             session_id=new_session_id(),

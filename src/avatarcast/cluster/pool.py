@@ -53,6 +53,7 @@ class ClusterWorker:
     rss_bytes: int = 0
     up: bool = False  # it answered, warmed up: it takes sessions
     warming: bool = False  # this API process asked it to warm up
+    avatars: frozenset[str] = frozenset()  # loaded there: its first session of one is quick
     dead: bool = False
     draining: bool = False
     seen: float = 0.0  # monotonic time of its last report
@@ -200,6 +201,7 @@ class ClusterPool:
                 w.seen, w.seen_unix = now, now_unix
                 w.node, w.pid = str(result.get("Node", "")), int(result.get("Pid", 0))
                 w.rss_bytes, w.draining = int(result.get("RssBytes", 0)), bool(result["Draining"])
+                w.avatars = frozenset(result.get("Avatars", ()))
                 if not result.get("Warm", True):
                     # Up once it has loaded what a first session needs; its warm-up's CPU
                     # must not count as sessions' load, so the measurement starts after it.
@@ -239,9 +241,10 @@ class ClusterPool:
             self.workers.pop(w.name, None)  # a new actor of that name may come later
 
     # ---- placement ----------------------------------------------------------------------
-    def place(self, *, force: bool = False) -> ClusterWorker:
-        """The worker a new session goes to: the least loaded with room; CapacityError when
-        none has (`force`: the least loaded anyway)."""
+    def place(self, asset_key: str = "", *, force: bool = False) -> ClusterWorker:
+        """The worker a new session goes to: among those with room, one that has the avatar
+        loaded already, then the least loaded; CapacityError when none has room (`force`:
+        the least loaded anyway)."""
         now = time.monotonic()
         live = [w for w in self.workers.values() if w.up and not w.dead and not w.draining]
         room = [w for w in live if force or self._has_room(w, now)]
@@ -256,7 +259,11 @@ class ClusterPool:
             )
         best = min(
             room,
-            key=lambda w: (w.meter.projected_load(now), len(w.sessions) + w.meter.reserved),
+            key=lambda w: (
+                asset_key not in w.avatars,
+                w.meter.projected_load(now),
+                len(w.sessions) + w.meter.reserved,
+            ),
         )
         best.meter.reserve(now)
         return best
