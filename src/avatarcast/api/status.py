@@ -113,7 +113,8 @@ def status_payload(ctx: ApiContext, appkey: str, meter: ProcessLoad) -> dict[str
     media = ctx.manager.media_status()
     mine = {s.id for s in ctx.manager.list(appkey)}
     workers = media["Workers"]
-    if not workers:  # no media workers: the server process runs every session (worker 0)
+    if not workers and not media.get("Cluster"):
+        # No media workers: the server process runs every session (worker 0).
         workers = [
             {
                 "Id": 0,

@@ -166,6 +166,7 @@ class ClusterManager:
                 }
             )
         return {
+            "Cluster": True,  # Workers are the cluster's (none up yet: an empty list)
             "Workers": self.pool.status(),
             "Sessions": sessions,
             "Capacity": {
@@ -420,11 +421,13 @@ class ClusterManager:
             try:
                 await self.pool.refresh()
                 await self.reap()
+                # Booking and forgetting write many rows: off the loop (the store serialises).
                 if self.clock.now() >= next_meter:
-                    self.meter_all()
+                    await asyncio.to_thread(self.meter_all)
                     next_meter = self.clock.now() + self.usage_interval_s
                 if self.clock.now() >= next_forget:
-                    self.store.forget_sessions(self.now_unix() - self.retain_closed_s)
+                    before = self.now_unix() - self.retain_closed_s
+                    await asyncio.to_thread(self.store.forget_sessions, before)
                     next_forget = self.clock.now() + FORGET_EVERY_S
             except Exception:  # keep the loop alive: a bug here must not stop reaping
                 log.exception("cluster session loop failed")

@@ -216,6 +216,9 @@ class ClusterPool:
                 w.meter.record(now, float(result["CpuS"]), dict(result["Sessions"]))
                 continue
             gone = isinstance(result, actor_error)  # Ray says the actor died or is unreachable
+            if gone and not w.up:  # never took a session: forget it, discovery makes another
+                self.workers.pop(w.name, None)
+                continue
             silent_since = w.seen if w.up else w.found
             if w.up and (gone or now - silent_since > DEAD_AFTER_S):
                 why = (
