@@ -40,8 +40,12 @@ def test_model_file_is_small_shared_and_read_only() -> None:
         model.w1[0, 0] = 1.0
 
 
-@pytest.mark.parametrize("voice", ["en-us", "en-gb+f3"])
-def test_classifier_beats_voice_activity_on_unseen_speech(voice: str) -> None:
+# Floors on one synthetic sentence. en-gb+f3 (a female variant) went from 0.683 to 0.635-0.651
+# (it depends on BLAS rounding at a few frames) when the model was retrained with more real
+# voices (2026-12-06: held-out human sets +0.024, espeak TEST -0.010; docs/lipsync.md): its
+# floor moved from 0.65 to 0.62, the margin over voice activity (+0.2) stays.
+@pytest.mark.parametrize(("voice", "floor"), [("en-us", 0.75), ("en-gb+f3", 0.62)])
+def test_classifier_beats_voice_activity_on_unseen_speech(voice: str, floor: float) -> None:
     u = get_backend("espeak").synthesize(TEXT, voice=voice, rate_wpm=160)
     an = HopAnalyzer()
     an.add(u.pcm)
@@ -60,7 +64,7 @@ def test_classifier_beats_voice_activity_on_unseen_speech(voice: str) -> None:
     pred = [SHAPES[int(i)] for i in np.argmax(load_model().logits(x), axis=1)]
     acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
     base = np.mean([(Shape.X if t is Shape.X else Shape.B) == t for t in truth])
-    assert acc >= 0.65 and acc >= base + 0.2, (acc, base)
+    assert acc >= floor and acc >= base + 0.2, (acc, base)
     # The closures of "My mother ... before" are heard.
     assert sum(p is Shape.A for p in pred) >= 2
 

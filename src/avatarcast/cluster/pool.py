@@ -11,7 +11,8 @@ Every API process reads each worker's `report()` once a second: load (its proces
 5 s, the same rule as local workers: `avatarcast.sessions.load`), its sessions' state,
 whether it drains. A worker that does not answer for `DEAD_AFTER_S` (its node died, or the
 process) is declared dead here: killed in Ray (so it cannot come back half-alive) and handed
-to `on_dead`, which fails its sessions. Ray's own death notice (ActorDiedError) counts at once.
+to `on_dead`, which fails its sessions. Ray's own death notice (ActorDiedError) counts at once;
+Ray failing to reach it (ActorUnavailableError, e.g. its node lost power) after 1.5 s.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ NAME_PREFIX = "avatarcast-media-"
 REPORT_EVERY_S = 1.0
 FRESH_S = 3.0  # a report older than this says nothing about now
 DEAD_AFTER_S = 6.0  # no report for this long: the worker (or its node) is gone
+UNREACHABLE_DEAD_S = 1.5  # Ray cannot reach it (ActorUnavailableError) for this long: gone
 DISCOVER_EVERY_S = 5.0
 CALL_TIMEOUT_S = 30.0
 
@@ -54,6 +56,7 @@ class ClusterWorker:
     up: bool = False  # it answered, warmed up: it takes sessions
     warming: bool = False  # this API process asked it to warm up
     avatars: frozenset[str] = frozenset()  # loaded there: its first session of one is quick
+    unreachable_since: float | None = None  # Ray could not reach it since (monotonic)
     dead: bool = False
     draining: bool = False
     seen: float = 0.0  # monotonic time of its last report
@@ -194,7 +197,7 @@ class ClusterPool:
                 log.exception("cannot list the cluster's media workers")
         workers = [w for w in self.workers.values() if not w.dead]
         results = await asyncio.gather(*(self._report(w) for w in workers), return_exceptions=True)
-        actor_error = _ray().exceptions.RayActorError
+        ray_errors = _ray().exceptions
         now, now_unix = time.monotonic(), time.time()
         for w, result in zip(workers, results, strict=True):
             if isinstance(result, dict):
@@ -215,7 +218,19 @@ class ClusterPool:
                     w.meter.samples.clear()
                 w.meter.record(now, float(result["CpuS"]), dict(result["Sessions"]))
                 continue
-            gone = isinstance(result, actor_error)  # Ray says the actor died or is unreachable
+            # Ray says the actor died, or that it cannot reach it (maybe for a moment: a
+            # worker unreachable for UNREACHABLE_DEAD_S counts as dead).
+            died = isinstance(result, ray_errors.ActorDiedError)
+            unreachable = isinstance(result, ray_errors.RayActorError) and not died
+            if not unreachable:
+                w.unreachable_since = None
+            elif w.unreachable_since is None:
+                w.unreachable_since = now
+            gone = died or (
+                unreachable
+                and w.unreachable_since is not None
+                and now - w.unreachable_since >= UNREACHABLE_DEAD_S
+            )
             if gone and not w.up:  # never took a session: forget it, discovery makes another
                 self.workers.pop(w.name, None)
                 continue
