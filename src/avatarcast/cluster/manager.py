@@ -403,15 +403,19 @@ class ClusterManager:
                 self._spawn(self._stop_media(ended), f"reap-{rec.session_id}")
 
     def meter_all(self) -> None:
-        """Book usage of the ready sessions whose worker reported lately."""
-        ids = [
-            rec.session_id
-            for rec in self.store.list_sessions(None)
-            if rec.status == SessionStatus.READY
-            and self.pool.session_status(rec.session_id, rec.worker) is not None
-        ]
-        if ids:
-            self.store.meter_sessions(ids, self.now_unix())
+        """Book the usage of ready sessions up to their worker's latest report that lists
+        them (never past it: a worker that stops answering has streamed no further, as far
+        as anyone knows)."""
+        by_worker: dict[str, list[str]] = {}
+        for rec in self.store.list_sessions(None):
+            if rec.status != SessionStatus.READY:
+                continue
+            if self.pool.session_status(rec.session_id, rec.worker) is not None:
+                by_worker.setdefault(rec.worker, []).append(rec.session_id)
+        for name, ids in by_worker.items():
+            worker = self.pool.workers.get(name)
+            if worker is not None:
+                self.store.meter_sessions(ids, worker.seen_unix)
 
     async def run(self) -> None:
         """Watch workers, reap, meter, forget; until cancelled."""
