@@ -112,3 +112,40 @@ def test_a_session_driven_through_sockets_and_reported(tmp_path: Path) -> None:
             raise AssertionError("a closed session took a socket")
 
     asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_media_that_dies_is_reported_and_told_to_the_socket(tmp_path: Path) -> None:
+    """A session whose live stream fails in the worker: its socket gets the Type 10 notice
+    and ends; the report carries the failure (the API side fails the session from it)."""
+    from avatarcast.engine.spec import HostEnded
+    from avatarcast.errors import BackendError
+
+    settings = Settings(data_dir=tmp_path, log_level="warning").validate()
+
+    async def main() -> None:
+        actor = MediaActor(settings, "avatarcast-media-0")
+        sid = uuid.uuid4().hex
+        await actor.open(HostSpec(sid, "default"), 2000)
+        try:
+            token = await actor.socket_open(sid)
+            await actor.socket_poll(sid, token, 0.1)  # the replay (nothing yet)
+            # What the worker's watch sends when a host's stream dies on its own.
+            actor.worker.send(HostEnded(sid, BackendError("encoder exploded")))
+            got: list[dict[str, Any]] = []
+            state = "open"
+            for _ in range(50):
+                reply = await actor.socket_poll(sid, token, 0.5)
+                got += reply["Messages"]
+                state = reply["State"]
+                if state != "open":
+                    break
+            notice = next(m for m in got if m.get("Output") == "session")
+            assert notice["Type"] == 10 and notice["State"] == "failed"
+            assert "encoder exploded" in notice["Message"]
+            assert state == "closed"
+            failed = (await actor.report())["Sessions"][sid]["Failed"]
+            assert failed is not None and "encoder exploded" in failed[1]
+        finally:
+            await actor.close(sid)
+
+    asyncio.run(asyncio.wait_for(main(), 60))

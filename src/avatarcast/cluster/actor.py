@@ -82,6 +82,7 @@ class MediaActor:
         self.warmed = False  # reported: the API side places sessions on it once true
         self.avatars: set[str] = set()  # avatars loaded here (placement prefers such a worker)
         self._tokens = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- events of the hosts ------------------------------------------------------------
     def _event(self, msg: Any) -> None:
@@ -99,7 +100,9 @@ class MediaActor:
                 code, reason = wire_code(msg.error), f"stream failed: {msg.error}"
                 live.failed = (code, reason)
                 live.drive.media_failed(code, reason)
-                asyncio.get_running_loop().create_task(self._close_drive(live))
+                task = asyncio.get_running_loop().create_task(self._close_drive(live))
+                self._tasks.add(task)  # kept until done: the loop holds tasks weakly
+                task.add_done_callback(self._tasks.discard)
 
     async def _close_drive(self, live: _Live) -> None:
         with contextlib.suppress(Exception):
