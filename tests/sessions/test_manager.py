@@ -9,7 +9,7 @@ import pytest
 
 from avatarcast.errors import QuotaError, SessionNotFound
 from avatarcast.sessions.manager import SessionManager
-from avatarcast.sessions.session import Session, SessionStatus
+from avatarcast.sessions.session import NewSession, Session, SessionStatus
 from avatarcast.sessions.store import Store
 from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
@@ -38,7 +38,7 @@ def _manager(tmp_path: Path) -> tuple[SessionManager, ManualClock, Store, str]:
 
 async def _ready(manager: SessionManager, appkey: str, user: str) -> Session:
     s = await manager.create(
-        appkey, user_id=user, asset_key="default", protocol="webrtc", driver_type=1
+        appkey, NewSession(user_id=user, protocol="webrtc", driver_type=1, asset_key="default")
     )
     for _ in range(100):  # the media task runs on the next loop turns
         if s.status is SessionStatus.READY:
@@ -87,7 +87,8 @@ def test_quota_counts_open_sessions_only(tmp_path: Path) -> None:
         await _ready(manager, appkey, "b")
         with pytest.raises(QuotaError):
             await manager.create(
-                appkey, user_id="c", asset_key="default", protocol="webrtc", driver_type=1
+                appkey,
+                NewSession(user_id="c", protocol="webrtc", driver_type=1, asset_key="default"),
             )
         await manager.close(a.id, appkey)
         c = await _ready(manager, appkey, "c")
@@ -118,7 +119,7 @@ def test_live_stream_failure_after_ready_fails_the_session(tmp_path: Path) -> No
         )
         appkey, _ = store.create_key("k", 2)
         s = await manager.create(
-            appkey, user_id="u", asset_key="default", protocol="webrtc", driver_type=1
+            appkey, NewSession(user_id="u", protocol="webrtc", driver_type=1, asset_key="default")
         )
         for _ in range(200):
             if s.status is SessionStatus.READY:

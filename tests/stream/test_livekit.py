@@ -27,7 +27,7 @@ from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import RequestError
 from avatarcast.render.frame import FrameState, YuvFrame
 from avatarcast.sessions.manager import SessionManager
-from avatarcast.sessions.session import Session, SessionStatus
+from avatarcast.sessions.session import NewSession, Session, SessionStatus
 from avatarcast.sessions.store_sqlite import SqliteStore
 from avatarcast.settings import Settings
 from avatarcast.stream import livekit
@@ -152,7 +152,7 @@ def test_createsession_trtc_without_livekit_settings_fails_at_once(tmp_path: Pat
         )
         with pytest.raises(RequestError, match="LiveKit is not configured"):
             await manager.create(
-                appkey, user_id="u", asset_key="default", protocol="trtc", driver_type=1
+                appkey, NewSession(user_id="u", protocol="trtc", driver_type=1, asset_key="default")
             )
         assert manager.open_count() == 0  # nothing registered, no quota used
         store.close()
@@ -378,11 +378,13 @@ def test_trtc_session_with_unreachable_server_comes_up_and_reports(tmp_path: Pat
         manager = SessionManager(settings, store, MonotonicClock(), lambda: 0.0)
         s = await manager.create(
             appkey,
-            user_id="bob",
-            asset_key="default",
-            protocol="trtc",
-            driver_type=1,
-            extra={"ProtocolOption": {"RoomName": "stage"}},
+            NewSession(
+                user_id="bob",
+                protocol="trtc",
+                driver_type=1,
+                asset_key="default",
+                extra={"ProtocolOption": {"RoomName": "stage"}},
+            ),
         )
         q = parse_qs(urlsplit(s.play_url).query)
         assert q["room"] == ["stage"]

@@ -16,7 +16,7 @@ from avatarcast.api.context import ApiContext
 from avatarcast.api.envelope import Fields
 from avatarcast.api.handler import Handler, Payload, api_endpoint
 from avatarcast.avatars.access import check_asset_access
-from avatarcast.sessions.session import Session
+from avatarcast.sessions.session import NewSession, Session
 
 SESSION_BASE = "/v2/ivh/sessionmanager/sessionmanagerservice/"
 
@@ -50,18 +50,18 @@ async def _create(
         )
         if value is not None
     }
-    session = await ctx.manager.create(
-        appkey,
+    request = NewSession(
         user_id=user_id,
-        asset_key=asset_key,
-        project_id=project_id,
         protocol=protocol,
         driver_type=driver_type,
+        asset_key=asset_key,
+        project_id=project_id,
         extra=extra,
         stream_max_interval_ms=interval,
         voice=voice,
         alpha=alpha,
     )
+    session = await ctx.manager.create(appkey, request)
     return {
         "SessionId": session.id,
         "SessionStatus": int(session.status),

@@ -27,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from avatarcast.cluster.pool import ClusterPool, ClusterWorker
@@ -43,7 +41,7 @@ from avatarcast.errors import (
     SessionNotReady,
 )
 from avatarcast.sessions.manager import check_new_session, play_url_of
-from avatarcast.sessions.session import Session, SessionStatus, new_session_id
+from avatarcast.sessions.session import NewSession, Session, SessionStatus
 from avatarcast.sessions.store import SessionRecord, Store
 from avatarcast.settings import Settings
 from avatarcast.stream.clock import Clock
@@ -177,60 +175,36 @@ class ClusterManager:
         }
 
     # ---- create -------------------------------------------------------------------------
-    async def create(
-        self,
-        appkey: str,
-        *,
-        user_id: str,
-        asset_key: str | None = None,
-        project_id: str | None = None,
-        protocol: str,
-        driver_type: int,
-        extra: dict[str, Any] | None = None,
-        stream_max_interval_ms: int | None = None,
-        voice: str | None = None,
-        alpha: bool = False,
-    ) -> Session:
-        asset_key, voice, interval = await check_new_session(
-            self.settings,
-            self.store,
-            appkey,
-            user_id=user_id,
-            asset_key=asset_key,
-            project_id=project_id,
-            protocol=protocol,
-            driver_type=driver_type,
-            stream_max_interval_ms=stream_max_interval_ms,
-            voice=voice,
-        )
+    async def create(self, appkey: str, request: NewSession) -> Session:
+        request = await check_new_session(self.settings, self.store, appkey, request)
+        asset_key, user_id = request.asset_key or "", request.user_id
         try:
             worker = self.pool.place(asset_key)
         except CapacityError:  # a new stream of a UserId replaces its old one: no more load
             if not any(r.user_id == user_id for r in self.store.list_sessions(appkey)):
                 raise
             worker = self.pool.place(asset_key, force=True)
-        now = self.now_unix()
+        session = request.session(appkey, self.now_unix())
+        session.play_url = play_url_of(session, self.settings)
         rec = SessionRecord(
-            session_id=new_session_id(),
+            session_id=session.id,
             appkey=appkey,
             user_id=user_id,
             asset_key=asset_key,
-            protocol=protocol,
-            driver_type=driver_type,
-            project_id=project_id,
-            created_unix=now,
-            last_activity_unix=now,
-            alpha=alpha,
-            stream_max_interval_ms=interval,
-            voice=voice,
-            extra=dict(extra or {}),
-            play_token=uuid.uuid4().hex,
+            protocol=session.protocol,
+            driver_type=session.driver_type,
+            project_id=session.project_id,
+            created_unix=session.created_at,
+            last_activity_unix=session.last_activity,
+            alpha=session.alpha,
+            stream_max_interval_ms=session.stream_max_interval_ms,
+            voice=session.voice,
+            extra=session.extra,
+            play_url=session.play_url,
+            play_token=session.play_token,
             worker=worker.name,
             node=worker.node,
         )
-        session = self._session(rec)
-        session.play_url = play_url_of(session, self.settings)
-        rec = replace(rec, play_url=session.play_url)
         try:
             replaced = await asyncio.to_thread(self.store.create_session, rec)
         except BaseException:

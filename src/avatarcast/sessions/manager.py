@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from avatarcast.avatars.registry import available_avatars
@@ -38,9 +39,9 @@ from avatarcast.sessions.playback import whep_url
 from avatarcast.sessions.session import (
     DRIVER_TYPES,
     PROTOCOLS,
+    NewSession,
     Session,
     SessionStatus,
-    new_session_id,
 )
 from avatarcast.sessions.store import Store
 from avatarcast.sessions.workers import WorkerPool, WorkerProc
@@ -103,55 +104,17 @@ class SessionManager:
         )
 
     # ---- create -------------------------------------------------------------------------
-    async def create(
-        self,
-        appkey: str,
-        *,
-        user_id: str,
-        asset_key: str | None = None,
-        project_id: str | None = None,
-        protocol: str,
-        driver_type: int,
-        extra: dict[str, Any] | None = None,
-        stream_max_interval_ms: int | None = None,
-        voice: str | None = None,
-        alpha: bool = False,
-    ) -> Session:
+    async def create(self, appkey: str, request: NewSession) -> Session:
         """Register a new session (status 3) and bring its media up in the background."""
-        asset_key, voice, interval = await check_new_session(
-            self.settings,
-            self.store,
-            appkey,
-            user_id=user_id,
-            asset_key=asset_key,
-            project_id=project_id,
-            protocol=protocol,
-            driver_type=driver_type,
-            stream_max_interval_ms=stream_max_interval_ms,
-            voice=voice,
-        )
+        request = await check_new_session(self.settings, self.store, appkey, request)
         async with self._lock:
+            user_id = request.user_id
             mine = [s for s in self._sessions.values() if s.appkey == appkey and s.is_open]
             replaced = [s for s in mine if s.user_id == user_id]
             limit = self.store.max_sessions_of(appkey)
             if len(mine) - len(replaced) >= limit:
                 raise QuotaError(f"this key may have {limit} open session(s); close one first")
-            now = self.clock.now()
-            session = Session(
-                id=new_session_id(),
-                appkey=appkey,
-                user_id=user_id,
-                asset_key=asset_key,
-                protocol=protocol,
-                driver_type=driver_type,
-                project_id=project_id,
-                created_at=now,
-                last_activity=now,
-                alpha=alpha,
-                stream_max_interval_ms=interval,
-                voice=voice,
-                extra=dict(extra or {}),
-            )
+            session = request.session(appkey, self.clock.now())
             session.play_url = play_url_of(session, self.settings)
             if self.pool is not None:
                 # A new stream that replaces one of the same UserId adds no load: placed even
@@ -170,7 +133,7 @@ class SessionManager:
             )
         for old in replaced:
             await self._teardown(old)
-        log.info("session %s created for key %s (avatar %s)", session.id, appkey, asset_key)
+        log.info("session %s created for key %s (avatar %s)", session.id, appkey, session.asset_key)
         return session
 
     async def _start_media(self, session: Session) -> None:
@@ -410,21 +373,12 @@ class SessionManager:
 
 
 async def check_new_session(
-    settings: Settings,
-    store: Store,
-    appkey: str,
-    *,
-    user_id: str,
-    asset_key: str | None,
-    project_id: str | None,
-    protocol: str,
-    driver_type: int,
-    stream_max_interval_ms: int | None,
-    voice: str | None,
-) -> tuple[str, str | None, int]:
-    """The checks of a createsession, in one place for every manager: returns the avatar,
-    the voice (a project's, if none was given) and StreamMaxInterval; RequestError (100001)
-    or UnknownAvatarError otherwise."""
+    settings: Settings, store: Store, appkey: str, request: NewSession
+) -> NewSession:
+    """The checks of a createsession, in one place for every manager: the request with its
+    avatar, voice (a project's, if none was given) and StreamMaxInterval filled in;
+    RequestError (100001) or UnknownAvatarError otherwise."""
+    protocol, driver_type = request.protocol, request.driver_type
     if protocol not in PROTOCOLS:
         raise RequestError(f"Protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     if not outputs.supported(protocol):
@@ -432,11 +386,12 @@ async def check_new_session(
     if driver_type not in DRIVER_TYPES:
         raise RequestError(f"DriverType must be 1 (text) or 3 (audio + text), not {driver_type}")
     lo, hi = STREAM_MAX_INTERVAL_MS
-    interval = lo if stream_max_interval_ms is None else stream_max_interval_ms
+    interval = lo if request.stream_max_interval_ms is None else request.stream_max_interval_ms
     if not lo <= interval <= hi:
         raise RequestError(f"StreamMaxInterval must be within {lo}..{hi} ms, not {interval}")
-    if not user_id:
+    if not request.user_id:
         raise RequestError("UserId must not be empty")
+    asset_key, voice, project_id = request.asset_key, request.voice, request.project_id
     if voice is not None:  # the one given; a project's voice was checked when it was made
         backend = get_backend(settings.tts_backend)
         try:  # off the loop: the TTS lock may be held by a sentence being spoken
@@ -453,7 +408,7 @@ async def check_new_session(
         raise RequestError("AssetVirtualmanKey is required")
     if asset_key not in available_avatars(settings.data_dir):
         raise UnknownAvatarError(f"AssetVirtualmanKey: no avatar {asset_key!r}")
-    return asset_key, voice, interval
+    return replace(request, asset_key=asset_key, voice=voice, stream_max_interval_ms=interval)
 
 
 def play_url_of(session: Session, settings: Settings) -> str:

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from avatarcast.sessions.session import Session
+from avatarcast.sessions.session import NewSession, Session
 
 
 class SessionRegistry(Protocol):
-    async def create(
-        self,
-        appkey: str,
-        *,
-        user_id: str,
-        asset_key: str | None = None,
-        project_id: str | None = None,
-        protocol: str,
-        driver_type: int,
-        extra: dict[str, Any] | None = None,
-        stream_max_interval_ms: int | None = None,
-        voice: str | None = None,
-        alpha: bool = False,
-    ) -> Session:
+    async def create(self, appkey: str, request: NewSession) -> Session:
         """Register a new session (status 3); its media come up in the background."""
         ...
 

@@ -36,6 +36,41 @@ def new_session_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class NewSession:
+    """What a createsession asks for; `check_new_session` checks it and fills in the avatar,
+    voice and StreamMaxInterval of a project or of the defaults."""
+
+    user_id: str
+    protocol: str
+    driver_type: int
+    asset_key: str | None = None
+    project_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # ProtocolOption, ExtraInfo, ... as given
+    stream_max_interval_ms: int | None = None
+    voice: str | None = None
+    alpha: bool = False
+
+    def session(self, appkey: str, now: float) -> Session:
+        """The new session (status 3) of this checked request, created at `now`."""
+        assert self.asset_key is not None and self.stream_max_interval_ms is not None
+        return Session(
+            id=new_session_id(),
+            appkey=appkey,
+            user_id=self.user_id,
+            asset_key=self.asset_key,
+            protocol=self.protocol,
+            driver_type=self.driver_type,
+            project_id=self.project_id,
+            created_at=now,
+            last_activity=now,
+            alpha=self.alpha,
+            stream_max_interval_ms=self.stream_max_interval_ms,
+            voice=self.voice,
+            extra=dict(self.extra),
+        )
+
+
 @dataclass
 class Session:
     id: str
