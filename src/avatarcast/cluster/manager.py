@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from avatarcast.cluster.pool import ClusterPool, ClusterWorker
@@ -335,11 +335,12 @@ class ClusterManager:
                 usage_until_unix=worker.seen_unix or None,
             )
 
-    async def reap(self) -> None:
-        """Fail, close and forget what the workers' reports say (see the module text)."""
+    def reap(self, open_sessions: Sequence[SessionRecord]) -> None:
+        """Fail and close what the workers' reports say of the open sessions (see the module
+        text)."""
         now = self.now_unix()
         idle_limit = self.settings.idle_timeout_s
-        for rec in self.store.list_sessions(None):
+        for rec in open_sessions:
             if rec.status == SessionStatus.PREPARING:
                 age = now - rec.created_unix
                 if (
@@ -376,12 +377,13 @@ class ClusterManager:
             if ended is not None:
                 self._spawn(self._stop_media(ended), f"reap-{rec.session_id}")
 
-    def meter_all(self) -> None:
-        """Book the usage of ready sessions up to their worker's latest report that lists
+    def meter(self, open_sessions: Sequence[SessionRecord]) -> None:
+        """Book the usage of the ready ones up to their worker's latest report that lists
         them (never past it: a worker that stops answering has streamed no further, as far
-        as anyone knows)."""
+        as anyone knows). The store books only rows still ready: a session that ended since
+        the list was read is not booked again."""
         by_worker: dict[str, list[str]] = {}
-        for rec in self.store.list_sessions(None):
+        for rec in open_sessions:
             if rec.status != SessionStatus.READY:
                 continue
             if self.pool.session_status(rec.session_id, rec.worker) is not None:
@@ -398,10 +400,12 @@ class ClusterManager:
         while True:
             try:
                 await self.pool.refresh()
-                await self.reap()
-                # Booking and forgetting write many rows: off the loop (the store serialises).
+                # One read of the open sessions a round; reading, booking and forgetting
+                # touch many rows: off the loop (the store serialises its connection).
+                open_sessions = await asyncio.to_thread(self.store.list_sessions, None)
+                self.reap(open_sessions)
                 if self.clock.now() >= next_meter:
-                    await asyncio.to_thread(self.meter_all)
+                    await asyncio.to_thread(self.meter, open_sessions)
                     next_meter = self.clock.now() + self.usage_interval_s
                 if self.clock.now() >= next_forget:
                     before = self.now_unix() - self.retain_closed_s
