@@ -326,6 +326,69 @@ def test_an_interrupt_empties_the_sdk_audio_buffer() -> None:
     run(scenario(), 120)
 
 
+class HeldAudioSource:
+    """An SDK audio source whose capture finishes when the test says so."""
+
+    queued_duration = 0.0
+
+    def __init__(self) -> None:
+        self.pending: asyncio.Future[None] | None = None
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        self.pending = asyncio.get_running_loop().create_future()
+        await self.pending
+
+    def clear_queue(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+def test_stop_returns_when_a_capture_finishes_as_it_is_cancelled(steps: int) -> None:
+    """A capture that completes in the loop steps around stop()'s cancel: Python 3.11's
+    wait_for then returns the result and drops the cancellation, and the audio pump used to
+    go on forever (stop() never returned; seen as a rare hang in CI)."""
+    avatar = load_avatar("default")
+
+    async def scenario() -> None:
+        FakeRoom.made.clear()
+        live = LiveStream(
+            Engine(avatar),
+            VideoOptions(width=avatar.width, height=avatar.height),
+            ManualClock(100.0),
+        )
+        await live.start()
+        out = livekit.LiveKitOutput(live, CFG, "lobby", "alice", room_factory=FakeRoom)
+        await out.start()
+        real = out._audio_source
+        assert real is not None
+        held = HeldAudioSource()
+        try:
+            await until(lambda: out.publishing, 10, "the join")
+            out._audio_source = held  # type: ignore[assignment]
+            await until(lambda: held.pending is not None, 10, "an audio capture")
+            assert held.pending is not None
+            held.pending.set_result(None)
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            stopping = asyncio.create_task(out.stop())
+            # A hang guard, not a speed check (stop() takes milliseconds). asyncio.wait
+            # cancels nothing: the old stop() swallowed a wait_for guard's cancellation.
+            done, _ = await asyncio.wait({stopping}, timeout=15)
+            if not done:
+                stopping.cancel()
+            assert done, "stop() did not return"
+        finally:
+            await live.stop()
+            await real.aclose()
+        assert out.status()["state"] == "stopped"
+        assert not live.flush_listeners
+
+    run(scenario(), 60)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

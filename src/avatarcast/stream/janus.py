@@ -75,6 +75,7 @@ MAX_ID = 2**53 - 1  # Janus's ids are JSON numbers; browsers hold them exactly u
 MAX_DISPLAY_CHARS = 64
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
+STOP_WAIT_S = 5.0  # stop() waits this long for the publisher task, then returns
 WEBRTCUP_TIMEOUT_S = 15.0
 QUEUE_MS = 400  # what the publisher's tracks may queue before skipping (as for WHEP viewers)
 ROOM_PUBLISHERS = 16
@@ -182,6 +183,7 @@ class JanusOutput:
         self._pc: RTCPeerConnection | None = None
         self._tracks: tuple[H264Track, OpusTrack] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False  # the loops look at it too (see stop())
         hosts = Settings.split(settings.ice_host_addresses)
         if hosts:
             use_host_addresses(hosts)
@@ -191,10 +193,15 @@ class JanusOutput:
         self._task = asyncio.create_task(self._run(), name=f"janus-{self.room}-{self.feed}")
 
     async def stop(self) -> None:
+        # A cancellation can be lost on its way (Python 3.11's wait_for drops it when the
+        # awaited call finished in the same loop step): the loops also stop on this flag,
+        # and stop() does not wait for ever.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if not done:  # never expected; stop() returns all the same
+                log.warning("janus room %s: the publisher task did not stop", self.room)
             self._task = None
         if self.own_room and self._janus is not None and not self._janus.lost.is_set():
             with contextlib.suppress(Exception):
@@ -227,7 +234,7 @@ class JanusOutput:
     # ---- the connect loop --------------------------------------------------------------------
     async def _run(self) -> None:
         backoff = RECONNECT_MIN_S
-        while True:
+        while not self._stopping:
             try:
                 await self._publish()
             except asyncio.CancelledError:
@@ -339,7 +346,7 @@ class JanusOutput:
 
     async def _wait_webrtcup(self, janus: JanusSession, failed: asyncio.Event) -> None:
         deadline = time.monotonic() + WEBRTCUP_TIMEOUT_S
-        while True:
+        while not self._stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise JanusError(0, "no WebRTC connection to Janus within 15 s")
@@ -348,25 +355,28 @@ class JanusOutput:
             if janus.lost.is_set():
                 raise JanusUnreachable(0, janus.lost_reason)
             try:
-                event = await asyncio.wait_for(janus.events.get(), min(remaining, 0.25))
+                async with asyncio.timeout(min(remaining, 0.25)):
+                    event = await janus.events.get()
             except TimeoutError:
                 continue
             if event.get("janus") == "webrtcup":
                 return
             if event.get("janus") == "hangup":
                 raise JanusError(0, f"Janus hung up: {event.get('reason', '')}")
+        raise asyncio.CancelledError  # stop() (its cancellation was lost on the way)
 
     async def _hold(self) -> str:
         """While published (the Janus session sends its own keepalives): why it was lost."""
         janus, pc = self._janus, self._pc
         assert janus is not None and pc is not None
-        while True:
+        while not self._stopping:
             if janus.lost.is_set():
                 return janus.lost_reason or "the Janus session was lost"
             if pc.connectionState in ("failed", "closed"):
                 return f"WebRTC connection {pc.connectionState}"
             try:
-                event = await asyncio.wait_for(janus.events.get(), 0.5)
+                async with asyncio.timeout(0.5):
+                    event = await janus.events.get()
             except TimeoutError:
                 continue
             kind = event.get("janus")
@@ -379,6 +389,7 @@ class JanusOutput:
                 return f"room {self.room} was destroyed"
             if data.get("leaving") == "ok" or data.get("unpublished") == "ok":
                 return "Janus removed the publisher"
+        raise asyncio.CancelledError  # stop() (its cancellation was lost on the way)
 
     async def _ensure_room(self, janus: JanusSession, handle: int) -> None:
         data, _ = await janus.message(handle, {"request": "exists", "room": self.room})

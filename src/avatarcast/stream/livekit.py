@@ -66,6 +66,7 @@ PUBLISHER_TOKEN_TTL_S = 3600  # only needs to outlive the join; the server refre
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then 30 s forever
 AUDIO_QUEUE_MS = 200  # SDK-side audio buffer: small, so audio stays close to the video
+STOP_WAIT_S = 5.0  # stop() waits this long for its tasks, then returns all the same
 
 
 # ---- configuration, names, tokens -----------------------------------------------------------
@@ -223,6 +224,8 @@ class LiveKitOutput:
         self._room: Any = None  # the rtc.Room while joined
         self._tasks: list[asyncio.Task[None]] = []
         self._detach: Callable[[], None] | None = None
+        self._stopping = False
+        self._lost: asyncio.Event | None = None  # set when the joined room is lost
 
     @property
     def publishing(self) -> bool:
@@ -242,6 +245,12 @@ class LiveKitOutput:
         ]
 
     async def stop(self) -> None:
+        # The loops also look at this flag: a cancellation swallowed on its way (Python
+        # 3.11's wait_for returns the result when the awaited call finished in the same loop
+        # step, and an SDK may catch it) must not keep a loop, and so stop(), running.
+        self._stopping = True
+        if self._lost is not None:
+            self._lost.set()
         if self._detach is not None:
             self._detach()
             self._detach = None
@@ -249,9 +258,10 @@ class LiveKitOutput:
             self.live.flush_listeners.remove(self._on_flush)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+            for task in pending:  # never expected; stop() returns all the same
+                log.warning("livekit %s: %s did not stop", self.room, task.get_name())
         self._tasks = []
         await self._leave()
         for source in (self._video_source, self._audio_source):
@@ -304,14 +314,15 @@ class LiveKitOutput:
 
     async def _audio_pump(self, sub: Any) -> None:
         try:
-            while True:
+            while not self._stopping:
                 chunk = await sub.get()
                 source = self._audio_source
                 if not self.publishing or source is None:
                     continue
                 try:
                     # Waits only while the SDK's 200 ms buffer is full; never for long.
-                    await asyncio.wait_for(source.capture_frame(audio_frame(chunk.pcm)), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await source.capture_frame(audio_frame(chunk.pcm))
                     self.audio_frames += 1
                 except Exception as exc:  # TimeoutError included
                     self.frame_errors += 1
@@ -325,13 +336,16 @@ class LiveKitOutput:
     # ---- connection --------------------------------------------------------------------------
     async def _connect_loop(self) -> None:
         attempt = 0
-        while True:
-            lost = asyncio.Event()
+        while not self._stopping:
+            lost = self._lost = asyncio.Event()
             try:
                 self.state = "connecting"
-                await asyncio.wait_for(self._join(lost), self.connect_timeout_s + 5)
+                async with asyncio.timeout(self.connect_timeout_s + 5):
+                    await self._join(lost)
                 attempt = 0
                 await lost.wait()
+                if self._stopping:
+                    return
                 self.last_error = "disconnected from the LiveKit server"
             except asyncio.CancelledError:
                 raise
