@@ -47,3 +47,33 @@ def test_keyframes_at_most_every_2s() -> None:
     idx = [i for i, k in enumerate(key) if k]
     assert idx[0] == 0
     assert max(np.diff(idx)) <= 50
+
+
+def test_each_frame_is_encoded_from_its_own_content_and_forced_keyframes_hold() -> None:
+    """The encoder refills one input picture: every decoded frame must show its own levels
+    (Y, U and V planes), only the forced keyframes (and the first) are IDRs."""
+    opts = VideoOptions(width=160, height=96, keyframe_interval_s=10.0)
+    enc = H264Encoder.standalone(opts)
+    dec = av.CodecContext.create("h264", "r")
+    levels = [(30 + 7 * i, 100 + 3 * i, 150 - 3 * i) for i in range(20)]
+    forced = {5, 13}
+    decoded: list[np.ndarray] = []
+    keys: list[int] = []
+    for i, (y, u, v) in enumerate(levels):
+        f = YuvFrame.blank(160, 96)
+        f.y[:], f.u[:], f.v[:] = y, u, v
+        for p in enc.encode(f, i, keyframe=i in forced):
+            if p.is_keyframe:
+                keys.append(i)
+            decoded += [d.to_ndarray(format="yuv420p") for d in dec.decode(p)]
+    for p in enc.flush():
+        decoded += [d.to_ndarray(format="yuv420p") for d in dec.decode(p)]
+    decoded += [d.to_ndarray(format="yuv420p") for d in dec.decode(None)]
+    assert keys == [0, 5, 13]
+    assert len(decoded) == len(levels)
+    for got, (y, u, v) in zip(decoded, levels, strict=True):
+        chroma = got[96:].reshape(-1)
+        q = chroma.size // 2
+        assert abs(float(got[:96].mean()) - y) < 3
+        assert abs(float(chroma[:q].mean()) - u) < 3
+        assert abs(float(chroma[q:].mean()) - v) < 3

@@ -58,10 +58,25 @@ def configure_h264(ctx: VideoCodecContext, opts: VideoOptions) -> None:
 
 
 class H264Encoder:
+    """One session's x264 encoder.
+
+    The input picture is one `av.VideoFrame` allocated once and refilled every frame: x264
+    copies its input before `encode` returns, and a fresh frame per call (`from_ndarray`)
+    cost an 0.8 MB allocation, its page faults and a copy — ~0.24 ms of a ~1.6 ms frame.
+    """
+
     def __init__(self, ctx: VideoCodecContext, opts: VideoOptions) -> None:
         configure_h264(ctx, opts)
         self.ctx = ctx
         self.opts = opts
+        self._picture = av.VideoFrame(opts.width, opts.height, "yuv420p")
+        self._picture.time_base = Fraction(1, opts.fps)
+        self._planes = tuple(
+            np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[
+                :, : plane.width
+            ]
+            for plane in self._picture.planes
+        )
 
     @classmethod
     def standalone(cls, opts: VideoOptions) -> H264Encoder:
@@ -77,11 +92,11 @@ class H264Encoder:
                 f"frame is {frame.width}x{frame.height}, encoder expects "
                 f"{self.opts.width}x{self.opts.height}"
             )
-        vf = av.VideoFrame.from_ndarray(frame.data, format="yuv420p")
+        vf = self._picture
+        for plane, src in zip(self._planes, (frame.y, frame.u, frame.v), strict=True):
+            np.copyto(plane, src)
         vf.pts = pts
-        vf.time_base = Fraction(1, self.opts.fps)
-        if keyframe:
-            vf.pict_type = PictureType.I
+        vf.pict_type = PictureType.I if keyframe else PictureType.NONE
         try:
             return list(self.ctx.encode(vf))
         except av.error.FFmpegError as exc:
