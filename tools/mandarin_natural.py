@@ -7,11 +7,11 @@
 The material (never in the repository; unpacked under $AVATARCAST_LIPSYNC_DATA like the other
 human clips of tools/lipsync_corpus.py): F5-TTS's Mandarin reference prompt,
 `src/f5_tts/infer/examples/basic/basic_ref_zh.wav` of the `f5-tts==1.1.22` sdist (6.76 s,
-24 kHz, one male speaker). Its text is in the same sdist (`infer/speech_edit.py`:
+24 kHz, one speaker). Its text is in the same sdist (`infer/speech_edit.py`:
 "对，这就是我，万人敬仰的太乙真人。"). The line is the catchphrase of the character Taiyi
-Zhenren of the 2019 film "Ne Zha" (spoken there with a Sichuan accent); the package does not
-say where the recording comes from or under which terms: the package is MIT, the clip's own
-licence is unclear, so it is used for measurement only. It was the only natural Mandarin
+Zhenren of the 2019 film "Ne Zha"; the package does not say where the recording comes from
+or under which terms: the package is MIT, the clip's own licence is unclear, so it is used
+for measurement only. It was the only natural Mandarin
 speech with its text found in PyPI / Debian / npm packages (see docs/lipsync.md).
 
 Labels (no Mandarin acoustic model is available offline, and the classifier under test must
@@ -19,16 +19,20 @@ not make them): espeak-ng speaks the same text with its cmn voice (its phonemes 
 initials/finals that `phonemes.CMN_SHAPES` maps to shapes, the table `mandarin_generated`
 uses) in three variants, each at the rate that matches the clip's voice-active length; each
 template is warped onto the clip by a monotone DTW (`lipsync_model.dtw_path`, a plain
-algorithm) on MFCCs with deltas, mean/variance-normalised per utterance (features that have
-nothing to do with the classifier); every 10 ms hop of the clip takes the shape of the
-template hop it is matched to, the three templates vote (ties: the plain cmn voice), and
-audio outside the clip's voice-active extent (level 35 dB below the peak) is rest (X).
+algorithm) on MFCCs with deltas, mean/variance-normalised per utterance, plus the level
+(features that have nothing to do with the classifier); every 10 ms hop of the clip takes the
+shape of the template hop it is matched to, the three templates vote (ties: the plain cmn
+voice), silent runs of >= 120 ms are rest (X). The main labels warp syllable by syllable
+between syllable onsets checked by hand on the clip's level and F0 contours (HAND_ONSETS);
+`natural_clips(anchored=False)` is one DTW over the clip's voice-active extent.
 
-`--check` measures the method where the truth is known: (1) espeak cmn of other variants,
+`--check` measures the plain DTW where the truth is known: (1) espeak cmn of other variants,
 rates and pitches (exact times), labelled from the three template voices; (2) human English
-with independent phone labels (Michael's MFA TextGrids), labelled the same way from en-us
-templates — the cross-speaker, human-vs-synthesiser case; (3) on the clip itself, syllable
-times against the edit regions the F5-TTS authors wrote for the same clip in speech_edit.py.
+with phone labels from acoustic models (the LibriVox reader of pocketsphinx-testdata, Michael's
+MFA TextGrids), labelled the same way from en-us templates — the cross-speaker,
+human-vs-synthesiser case; both also say what the audio-only engine and the baseline would
+score against the reference and against the DTW labels. (3) On the clip itself, the plain
+DTW's syllable onsets against HAND_ONSETS.
 """
 
 from __future__ import annotations
@@ -325,14 +329,38 @@ def natural_clips(anchored: bool = True) -> list[Any]:
 # -- how good the labels are --------------------------------------------------------------------
 
 
-def _frame_acc(
-    spans: Sequence[PhonemeSpan], ref: Sequence[PhonemeSpan], total_s: float
-) -> tuple[int, int]:
+def _score_set(
+    items: Sequence[tuple[Any, str, Sequence[PhonemeSpan]]], language: str
+) -> dict[str, Any]:
+    """(audio, text, reference spans) items: how often the DTW labels agree with the reference
+    per 25 fps frame, and what the audio-only engine (and the voice-activity baseline) would
+    score against the reference and against the DTW labels — the bias the labels would bring
+    into the benchmark. The engine only scores here; it never makes a label."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from avatarcast.speech.audio_lipsync import StreamingLipSync
     from avatarcast.speech.text_lipsync import frame_labels
+    from lipsync import baseline_of, stream
 
-    n = int(np.ceil(total_s * FRAME_RATE_HZ))
-    a, b = frame_labels(list(spans), n), frame_labels(list(ref), n)
-    return sum(x == y for x, y in zip(a, b, strict=True)), n
+    model = StreamingLipSync(lookahead_ms=200, language=language)
+    floor = StreamingLipSync(lookahead_ms=200, language="floor")
+    hits = dict.fromkeys(
+        ("labels", "audio_only_ref", "audio_only_dtw", "baseline_ref", "baseline_dtw"), 0
+    )
+    total = 0
+    for pcm, text, ref in items:
+        n = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+        truth = frame_labels(list(ref), n)
+        dtw = frame_labels(label(pcm, text, language), n)
+        pred = [p.shape for p in stream(model, pcm)][:n]
+        base = [p.shape for p in baseline_of(stream(floor, pcm))][:n]
+        hits["labels"] += sum(x == y for x, y in zip(dtw, truth, strict=True))
+        for key, lab in (("ref", truth), ("dtw", dtw)):
+            hits[f"audio_only_{key}"] += sum(x == y for x, y in zip(pred, lab, strict=False))
+            hits[f"baseline_{key}"] += sum(x == y for x, y in zip(base, lab, strict=False))
+        total += n
+    out: dict[str, Any] = {k: round(v / max(1, total), 3) for k, v in hits.items()}
+    out["frames"] = total
+    return out
 
 
 def check_espeak() -> dict[str, object]:
@@ -342,22 +370,13 @@ def check_espeak() -> dict[str, object]:
     from lipsync import MANDARIN_SENTENCES
 
     tts = get_backend("espeak")
-    out: dict[str, object] = {}
-    total = [0, 0]
+    items = []
     for voice in ("cmn+m1", "cmn+f2", "cmn+m7"):
         for rate, pitch in ((130, 35), (200, 65)):
-            hits = [0, 0]
             for text in (*MANDARIN_SENTENCES, F5_TEXT):
                 u = tts.synthesize(text, voice=voice, rate_wpm=rate, pitch=pitch)
-                ok, n = _frame_acc(label(u.pcm, text), u.phonemes, u.pcm.size / SAMPLE_RATE_HZ)
-                hits[0] += ok
-                hits[1] += n
-            out[f"{voice}@{rate}wpm,p{pitch}"] = round(hits[0] / hits[1], 3)
-            total[0] += hits[0]
-            total[1] += hits[1]
-    out["overall"] = round(total[0] / total[1], 3)
-    out["frames"] = total[1]
-    return out
+                items.append((u.pcm, text, u.phonemes))
+    return _score_set(items, "zh")
 
 
 def check_human_english() -> dict[str, object]:
@@ -371,24 +390,18 @@ def check_human_english() -> dict[str, object]:
 
     out: dict[str, object] = {}
     d = lc.mfa_dir()
-    sets: dict[str, list[tuple[Any, str]]] = {"michael_mfa": [], "librivox": []}
+    sets: dict[str, list[tuple[Any, str, Any]]] = {"michael_mfa": [], "librivox": []}
     if d is not None:
         for clip in lc.mfa_textgrid_clips():
             stem = clip.name.split("/")[-1]
             words = lc.read_textgrid_tier(d / "textgrid" / f"{stem}.TextGrid", "words")
             text = " ".join(w for _, _, w in words if w and w not in ("<eps>", "sil", "sp"))
-            sets["michael_mfa"].append((clip, text))
+            sets["michael_mfa"].append((clip.pcm, text, clip.spans))
     for clip in lc.pocketsphinx_clips(Aligner()):
         if clip.speaker == "librivox-austen":
-            sets["librivox"].append((clip, clip.text))
+            sets["librivox"].append((clip.pcm, clip.text, clip.spans))
     for name, items in sets.items():
-        total = [0, 0]
-        for clip, text in items:
-            total_s = clip.pcm.size / SAMPLE_RATE_HZ
-            ok, n = _frame_acc(label(clip.pcm, text, "en"), clip.spans, total_s)
-            total[0] += ok
-            total[1] += n
-        out[name] = {"accuracy": round(total[0] / max(1, total[1]), 3), "frames": total[1]}
+        out[name] = _score_set(items, "en") if items else {"skipped": "not installed"}
     return out
 
 
