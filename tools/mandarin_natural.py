@@ -54,7 +54,6 @@ from avatarcast import FRAME_RATE_HZ, SAMPLE_RATE_HZ  # noqa: E402
 from avatarcast.speech.tts_types import PhonemeSpan  # noqa: E402
 from avatarcast.speech.visemes import Shape  # noqa: E402
 
-F5_SDIST = ("f5_tts", "1.1.22")
 F5_WAV = "src/f5_tts/infer/examples/basic/basic_ref_zh.wav"
 F5_TEXT = "对，这就是我，万人敬仰的太乙真人。"
 
@@ -298,9 +297,9 @@ def label(
 
 
 def f5_dir() -> Path:
-    from lipsync_corpus import DATA_DIR
+    from lipsync_corpus import DATA_DIR, EVAL_SDISTS
 
-    return DATA_DIR / f"{F5_SDIST[0]}-{F5_SDIST[1]}"
+    return DATA_DIR / f"f5_tts-{EVAL_SDISTS['f5_tts']}"
 
 
 def natural_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
