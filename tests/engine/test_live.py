@@ -42,6 +42,7 @@ class Recorder:
         self.live = LiveStream(engine, VideoOptions(), self.clock, on_frame=self.on_frame)
         self.video = self.live.video.subscribe(max_queue=10_000)
         self.audio = self.live.audio.subscribe(max_queue=10_000)
+        self.release_opus = self.live.want_opus()  # as a WebRTC viewer does
         self.frames: list[tuple[float, EngineFrame, VideoPacket, AudioChunk]] = []
         self.stop_after = stop_after
         self.hook = hook
@@ -75,6 +76,23 @@ def test_frames_published_at_absolute_deadlines_with_synced_timestamps(avatar: A
     keys = [vp.index for _, _, vp, _ in rec.frames if vp.keyframe]
     assert keys[:2] == [0, 50]  # an IDR at least every 2 s (PLI is not honoured)
     assert rec.live.frames_sent >= 60 and rec.live.late_frames == 0
+
+
+def test_opus_is_made_only_while_an_output_wants_it(avatar: Avatar) -> None:
+    """RTMP, LiveKit and recording take the PCM: without an Opus user no Opus is encoded."""
+
+    def toggle(rec: Recorder, frame: EngineFrame) -> None:
+        if frame.index == 19:
+            rec.release_opus()
+            rec.release_opus()  # a second release changes nothing
+        if frame.index == 39:
+            rec.release_opus = rec.live.want_opus()
+
+    rec = Recorder(Engine(avatar), stop_after=60, hook=toggle)
+    asyncio.run(rec.run())
+    counts = [len(ac.opus) for _, _, _, ac in rec.frames[:60]]
+    assert counts == [2] * 20 + [0] * 20 + [2] * 20
+    assert all(ac.pcm.size == 640 for _, _, _, ac in rec.frames[:60])
 
 
 def test_speech_events_reach_on_frame_after_their_frame_is_published(

@@ -48,11 +48,15 @@ def _speech_kbps(bitrate_kbps: int, tmp_path: Path, speech: np.ndarray) -> float
         await attach_media(session, settings, ManualClock(100.0))
         assert session.host.host.live is not None and session.host.host.engine is not None
         sub = session.host.host.live.audio.subscribe(max_queue=10_000)
+        session.host.host.live.want_opus()  # as a WebRTC viewer does
         session.host.host.engine.say_audio(speech)
         n_frames = -(-speech.size // 640)
         sizes: list[int] = []
+        chunks = 0
         while len(sizes) < 2 * n_frames:  # the speech's 20 ms packets, from its first sound
             chunk = await asyncio.wait_for(sub.get(), 30)
+            chunks += 1
+            assert chunks < 4 * n_frames + 250, "the speech's Opus packets never came"
             if sizes or chunk.pcm.any():
                 sizes.extend(p.size for p in chunk.opus)
         await detach_media(session)

@@ -64,10 +64,13 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import av
+
 from avatarcast import SAMPLES_PER_FRAME
 from avatarcast.engine.idle_loop import IdleLoop, IdleLoops, shared_loops
 from avatarcast.engine.timeline import Engine, EngineFrame
 from avatarcast.errors import EncoderError
+from avatarcast.media import Pcm
 from avatarcast.stream.clock import Clock, FramePacer
 from avatarcast.stream.encoder import H264Encoder, OpusEncoder, VideoOptions, encode_h264
 from avatarcast.stream.fanout import FanOut
@@ -132,6 +135,9 @@ class LiveStream:
         self._last_keyframe = -(10**9)
         self._video_enc: H264Encoder | None = None
         self._audio_enc: OpusEncoder | None = None
+        # Opus is made only while some output takes it (WebRTC and Janus viewers): ~0.01
+        # core per speaking session that RTMP, LiveKit and recording alone do not need.
+        self._opus_users = 0
         self.pacer: FramePacer | None = None
 
     # ---- state --------------------------------------------------------------------------
@@ -158,6 +164,25 @@ class LiveStream:
         with keyframes.
         """
         self._keyframe_wanted = True
+
+    def want_opus(self) -> Callable[[], None]:
+        """Make Opus packets (`AudioChunk.opus`) until the returned release is called.
+
+        Without a user, chunks rendered live carry no Opus (chunks of the shared idle loop
+        always do); a user that comes gets a fresh encoder from the next rendered frame.
+        """
+        if self._opus_users == 0:
+            self._audio_enc = None  # made anew on the frame thread: no state from before
+        self._opus_users += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._opus_users -= 1
+
+        return release
 
     def flush(self) -> None:
         """Drop every output's queued media: the next frame a viewer gets is made after now.
@@ -189,7 +214,6 @@ class LiveStream:
                 self.engine.use_motion(idle.motion_for(self.engine.motion.seed))
                 self.loop = idle
         self._video_enc = H264Encoder.standalone(self.options)
-        self._audio_enc = OpusEncoder(self.audio_bitrate_kbps)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         self._first = loop.create_future()
         self.pacer = FramePacer(self.clock, self.options.fps)
@@ -224,7 +248,7 @@ class LiveStream:
     ) -> tuple[EngineFrame, VideoPacket, AudioChunk]:
         """One slot's work, on the worker thread: the shared loop's packets of this phase,
         or render, encode video, encode audio."""
-        assert self._video_enc is not None and self._audio_enc is not None
+        assert self._video_enc is not None
         looped = self._from_loop(n, keyframe) if try_loop else None
         if looped is not None:
             frame, vp, ac = looped
@@ -234,10 +258,18 @@ class LiveStream:
             self.on_loop = False
             frame = self.engine.next_frame()
             packets = encode_h264(self._video_enc, frame.video, n, keyframe)
-            opus = self._audio_enc.encode(frame.audio, n * SAMPLES_PER_FRAME)
+            opus = self._opus(frame.audio, n)
             is_key = any(p.is_keyframe for p in packets)
             vp, ac = VideoPacket(n, packets, is_key), AudioChunk(n, frame.audio, opus)
         return frame, self._with_sei(frame, vp), ac
+
+    def _opus(self, pcm: Pcm, n: int) -> tuple[av.Packet, ...]:
+        if self._opus_users == 0:
+            return ()
+        enc = self._audio_enc
+        if enc is None:
+            enc = self._audio_enc = OpusEncoder(self.audio_bitrate_kbps)
+        return enc.encode(pcm, n * SAMPLES_PER_FRAME)
 
     def _with_sei(self, frame: EngineFrame, vp: VideoPacket) -> VideoPacket:
         if self.sei_for is not None:

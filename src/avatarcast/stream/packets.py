@@ -46,7 +46,8 @@ class AudioChunk:
 
     index: int
     pcm: Pcm  # SAMPLES_PER_FRAME int16 samples at 16 kHz
-    opus: tuple[av.Packet, ...]  # two 20 ms packets, pts in 1/16000
+    # Two 20 ms packets, pts in 1/16000; empty while no output wants Opus (`want_opus`).
+    opus: tuple[av.Packet, ...]
 
 
 class RawFrame(Protocol):
@@ -78,3 +79,7 @@ class MediaSource(Protocol):
     async def wait_closed(self) -> None: ...
 
     def request_keyframe(self) -> None: ...
+
+    def want_opus(self) -> Callable[[], None]:
+        """Ask for `AudioChunk.opus` (made only while asked); call the result to stop."""
+        ...

@@ -173,9 +173,16 @@ class OpusTrack(_PacketTrack[AudioChunk]):
         super().__init__(live, queue_ms)
         self._pending: deque[av.Packet] = deque()
         self._flushed = 0  # the subscription's flush count when `_pending` was filled
+        self._release_opus: Callable[[], None] | None = None
 
     def _subscribe(self) -> Subscription[AudioChunk]:
+        self._release_opus = self._live.want_opus()
         return self._live.audio.subscribe(self._max_queue)
+
+    def stop(self) -> None:
+        if self._release_opus is not None:
+            self._release_opus()
+        super().stop()
 
     async def recv(self) -> av.Packet:
         while (sub := self._subscription()) is not None:
