@@ -9,11 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatarcast.speech.audio_lipsync import dtw_spans
+from avatarcast.speech.audio_lipsync import StreamingLipSync, dtw_spans
 from avatarcast.speech.lipsync_floor import HopAnalyzer
 from avatarcast.speech.lipsync_model import (
+    FEATURE_VERSION,
     MODEL_FILE,
+    MODEL_FORMAT,
     N_FEATURES,
+    LipSyncModel,
     dtw_path,
     dtw_transfer,
     frame_features,
@@ -165,3 +168,82 @@ def test_piper_corpus_is_reproducible_when_installed() -> None:
     assert np.array_equal(a.pcm, b.pcm) and a.spans == b.spans
     assert a.spans[-1].end_s == a.pcm.size / 16000
     assert [s.shape for s in a.spans if s.phoneme == "b"] == [Shape.A] * 3  # Bob bought
+
+
+def _shipped_arrays() -> dict[str, np.ndarray]:
+    ref = resources.files("avatarcast.speech") / "models" / MODEL_FILE
+    with resources.as_file(ref) as path, np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_old_or_incomplete_model_files_are_refused() -> None:
+    arrays = _shipped_arrays()
+    assert int(arrays["model_format"]) == MODEL_FORMAT
+    assert LipSyncModel.from_npz(arrays).temporal is not None
+    # A per-frame MLP file of before the temporal head (no model_format, no GRU).
+    old = {k: v for k, v in arrays.items() if k != "model_format" and not k.startswith("gru_")}
+    with pytest.raises(ValueError, match="format 1"):
+        LipSyncModel.from_npz(old)
+    # Format 2 that lost its GRU, a GRU of the wrong size, another feature version.
+    with pytest.raises(ValueError, match="format 2"):
+        LipSyncModel.from_npz({k: v for k, v in arrays.items() if not k.startswith("gru_")})
+    with pytest.raises(ValueError, match="temporal head"):
+        LipSyncModel.from_npz({**arrays, "gru_wo": arrays["gru_wo"][:-1]})
+    with pytest.raises(ValueError, match="feature version"):
+        LipSyncModel.from_npz({**arrays, "feature_version": np.array(FEATURE_VERSION + 1)})
+    # What save() writes is read back unchanged (float16 matrices, as shipped).
+    model = load_model()
+    assert model.temporal is not None
+    with pytest.raises(ValueError):
+        model.temporal.w_hid[0, 0] = 1.0
+
+
+def test_saved_model_reads_back(tmp_path: Any) -> None:
+    model = load_model()
+    model.save(str(tmp_path / "m.npz"))
+    with np.load(tmp_path / "m.npz") as data:
+        again = LipSyncModel.from_npz({k: data[k] for k in data.files})
+    assert again.temporal is not None and model.temporal is not None
+    x = np.linspace(-1.0, 1.0, N_FEATURES, dtype=np.float32)
+    assert np.array_equal(again.logits(x), model.logits(x))
+    h, z = again.hidden_logits(x)
+    assert np.array_equal(z, model.logits(x))
+    s = again.temporal.step(again.temporal.initial_state(), h)
+    assert np.array_equal(s, model.temporal.step(model.temporal.initial_state(), h))
+
+
+def _stream(engine: StreamingLipSync, pcm: np.ndarray, chunk: int) -> list[Any]:
+    engine.reset()
+    out = []
+    for i in range(0, pcm.size, chunk):
+        out += engine.push(pcm[i : i + chunk])
+    return out + engine.finish()
+
+
+def test_temporal_head_is_chunking_invariant_and_remembers() -> None:
+    tts = get_backend("espeak")
+    a = tts.synthesize(TEXT, voice="en-gb+f3", rate_wpm=170).pcm
+    b = tts.synthesize("Bob bought a map.", voice="en-us", rate_wpm=150).pcm
+    pcm = np.concatenate([np.zeros(3000, np.int16), a, b])
+    engine = StreamingLipSync(lookahead_ms=200)
+    whole = _stream(engine, pcm, pcm.size)
+    assert _stream(engine, pcm, 2560) == whole  # 160 ms chunks
+    assert _stream(engine, pcm, 1) == whole  # 1-sample pushes
+    # The state carries what the ±160 ms window cannot see: the last sentence's scores
+    # depend on what was said before it (silence instead of the first sentence).
+    model = load_model()
+    assert model.temporal is not None
+    quiet = np.concatenate([np.zeros(3000 + a.size, np.int16), b])
+    n0 = -(-(3000 + a.size) // 640) + 8  # a frame inside the second sentence
+    scores = []
+    for audio in (pcm, quiet):
+        an = HopAnalyzer()
+        an.add(audio)
+        state = model.temporal.initial_state()
+        for x in utterance_features(an)[: n0 + 1]:
+            h, z = model.hidden_logits(x)
+            state = model.temporal.step(state, h)
+        scores.append((z, model.temporal.logits(z, state)))
+    (z_speech, t_speech), (z_quiet, t_quiet) = scores
+    # The GRU's term (its state through the output layer) differs.
+    assert np.abs((t_speech - z_speech) - (t_quiet - z_quiet)).max() > 1e-2

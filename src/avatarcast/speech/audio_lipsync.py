@@ -12,8 +12,10 @@ Per frame:
 2. Shape of a speech frame, by `method`:
    - "model" (default, any language): the learned frame classifier (`lipsync_model`) over
      log mel band energies from 160 ms before to 160 ms after the frame (inside the
-     lookahead) against the running mean spectrum. Trained on English voices (synthetic and
-     a few human); it only sees the spectrum, beats the spectral rules by far on Mandarin,
+     lookahead) against the running mean spectrum, plus a causal GRU stepped once per frame
+     at the frame's commit, in order (what the window cannot see: speaker, rate, the
+     context before). Trained on English voices (synthetic and a few human); it only sees
+     the spectrum, beats the spectral rules by far on Mandarin,
      and is the language-independent path. It also overrules the gate where it is sure a
      "rest" frame is speech (quiet speech in noise), and closures get a bias.
    - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
@@ -196,6 +198,15 @@ class StreamingLipSync:
         self._seg_starts: list[float] = []
         self._spans: list[tuple[float, float, Shape]] | None = None  # aligned (offline)
         self._model_cache: dict[int, NDArray[np.float32]] = {}
+        # The temporal head: its state after frames 0.._t_next-1 (stepped at each frame's
+        # commit), and a look at frame _t_next made with a complete window (reused then).
+        self._t_state = (
+            self._model.temporal.initial_state()
+            if self._model is not None and self._model.temporal is not None
+            else None
+        )
+        self._t_next = 0
+        self._t_peek: tuple[int, NDArray[np.float32], NDArray[np.float32]] | None = None
         if self._recognizer is not None:
             self._recognizer.reset()
 
@@ -361,13 +372,55 @@ class StreamingLipSync:
         """The classifier's shape for frame n (closures favoured by `A_LOGIT_BIAS`)."""
         return SHAPES[int(np.argmax(self._model_probs(n)))]
 
+    def _step_temporal(self, n: int) -> None:
+        """Step the temporal head with frame n as heard at its commit; cache its scores."""
+        peek = self._t_peek
+        if peek is not None and peek[0] == n:  # its window was complete: the same result
+            state, probs = peek[1], peek[2]
+        else:
+            state, probs, _ = self._temporal_probs(n)
+        self._t_state, self._t_next, self._t_peek = state, n + 1, None
+        self._model_cache[n] = probs
+        self._model_cache.pop(n - 4, None)
+
+    def _temporal_probs(self, n: int) -> tuple[NDArray[np.float32], NDArray[np.float32], bool]:
+        """(state after frame n, its probabilities, window complete) with the audio so far."""
+        assert self._model is not None and self._model.temporal is not None
+        assert self._t_state is not None and n == self._t_next
+        x, complete = self._frame_x(n)
+        hidden, z = self._model.hidden_logits(x)
+        state = self._model.temporal.step(self._t_state, hidden)
+        return state, self._probs(self._model.temporal.logits(z, state)), complete
+
+    def _probs(self, z: NDArray[np.float32]) -> NDArray[np.float32]:
+        z = z.copy()
+        z[_A_INDEX] += A_LOGIT_BIAS
+        e = np.exp(z - np.max(z))
+        return (e / np.sum(e)).astype(np.float32)
+
     def _model_probs(self, n: int) -> NDArray[np.float32]:
         """The classifier's shape probabilities for frame n (cached once its window is
-        complete, so each frame is classified once)."""
+        complete, so each frame is classified once). With a temporal head, frame n's are
+        fixed at its commit; a look at the next frame steps a copy of the state."""
         cached = self._model_cache.get(n)
         if cached is not None:
             return cached
         assert self._model is not None
+        if self._t_state is not None:  # a look at the next frame, before its commit
+            state, probs, complete = self._temporal_probs(n)
+            if complete:
+                self._t_peek = (n, state, probs)
+            return probs
+        x, complete = self._frame_x(n)
+        probs = self._probs(self._model.logits(x))
+        if complete:
+            self._model_cache[n] = probs
+            self._model_cache.pop(n - 4, None)
+        return probs
+
+    def _frame_x(self, n: int) -> tuple[NDArray[np.float32], bool]:
+        """Frame n's classifier features with the audio heard so far, and whether its window
+        is complete (then they cannot change)."""
         hops = self._hops
         # The 40 ms window the classifier was trained on, centred on the frame (= the frame
         # itself at 25 fps).
@@ -383,14 +436,7 @@ class StreamingLipSync:
             max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
             self._finished,
         )
-        z = self._model.logits(x)
-        z[_A_INDEX] += A_LOGIT_BIAS
-        e = np.exp(z - np.max(z))
-        probs = (e / np.sum(e)).astype(np.float32)
-        if self._finished or nh >= h0 + MAX_FUTURE_HOPS:
-            self._model_cache[n] = probs
-            self._model_cache.pop(n - 4, None)
-        return probs
+        return x, self._finished or nh >= h0 + MAX_FUTURE_HOPS
 
     def _abrupt_onset_after(self, n: int) -> bool:
         if self._gate(n + 1) != "speech":
@@ -418,6 +464,8 @@ class StreamingLipSync:
 
     def _commit(self, final: bool) -> MouthPose:
         n = self._n
+        if self._t_state is not None:
+            self._step_temporal(n)
         shape = self._raw_shape(n)
         if shape not in (Shape.A, self._prev.shape) and self._prev.shape is not Shape.X:
             nxt = self._raw_shape(n + 1)

@@ -6,21 +6,27 @@ level and the running noise floor. For video frame n (hops 4n..4n+3 at 25 fps) t
 sees `CONTEXT` hop positions from 160 ms before the frame to 160 ms after it (inside the
 200 ms lookahead), normalised by the loudest hop of that window (gain invariance), plus the
 running mean spectrum of the speech so far (channel normalisation); then an MLP (numpy, two
-ReLU layers, ~108 k multiply-adds per frame) gives the nine shape scores.
+ReLU layers, ~108 k multiply-adds per frame) gives the nine shape scores, and a causal GRU
+over the MLP's last hidden layer (`TemporalHead`, 64 states, ~31 k multiply-adds per frame),
+stepped once per video frame in order, adds what the window cannot see (the speaker, the
+rate, what came before) to them.
 
 The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
 from espeak-ng, flite, festival and piper voices and a few human clips, never from the
 benchmark's TEST sentences or its evaluation speakers) are loaded once, lazily, read-only, and
 shared by all engines.
 
-Determinism: every frame is classified on its own (one vector × matrix product), from hop
-features that are computed row by row, so chunking cannot change the result.
+Determinism: every frame's MLP scores are computed on their own (one vector × matrix product),
+from hop features that are computed row by row; the streaming engine steps the GRU with each
+frame's hidden layer as heard at that frame's commit deadline, in frame order; so chunking
+cannot change the result. `logits` alone (the per-frame MLP) gives per-hop scores for the
+text DTW, which looks at hops, not frames.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -43,6 +49,9 @@ SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
 FEATURE_VERSION = 2
+# 2: the per-frame MLP + its temporal head (a causal GRU), both required; files without
+# `model_format` are format 1 (the per-frame MLP alone) and are refused.
+MODEL_FORMAT = 2
 
 
 def frame_features(
@@ -120,16 +129,75 @@ def utterance_features(an: HopAnalyzer) -> NDArray[np.float32]:
 
 
 @dataclass(frozen=True)
+class TemporalHead:
+    """A causal GRU over the MLP's last hidden layer, one step per video frame, in order.
+
+    Its state carries what the ±160 ms window cannot see (the speaker, the rate, what was
+    said before); its output is added to the frame's MLP logits. torch's GRU equations and
+    gate order (reset, update, new): w_in (hidden, 3·n_state), w_hid (n_state, 3·n_state),
+    w_out (n_state, shapes).
+    """
+
+    w_in: NDArray[np.float32]
+    w_hid: NDArray[np.float32]
+    b_in: NDArray[np.float32]
+    b_hid: NDArray[np.float32]
+    w_out: NDArray[np.float32]
+    b_out: NDArray[np.float32]
+
+    @property
+    def n_state(self) -> int:
+        return int(self.w_hid.shape[0])
+
+    def initial_state(self) -> NDArray[np.float32]:
+        return np.zeros(self.n_state, np.float32)
+
+    @cached_property
+    def _fused(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """[hidden, state] @ w + b → (reset and update pre-activations, input part of the
+        new gate, state part of the new gate): one product per step."""
+        k, n_in = self.n_state, int(self.w_in.shape[0])
+        w = np.zeros((n_in + k, 4 * k), np.float32)
+        w[:n_in, : 3 * k] = self.w_in
+        w[n_in:, : 2 * k] = self.w_hid[:, : 2 * k]
+        w[n_in:, 3 * k :] = self.w_hid[:, 2 * k :]
+        b = np.concatenate(
+            [self.b_in[: 2 * k] + self.b_hid[: 2 * k], self.b_in[2 * k :], self.b_hid[2 * k :]]
+        ).astype(np.float32)
+        w.setflags(write=False)
+        b.setflags(write=False)
+        return w, b
+
+    def step(self, state: NDArray[np.float32], hidden: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The state after one more frame whose MLP hidden layer is `hidden`."""
+        k = self.n_state
+        w, b = self._fused
+        g = np.concatenate((hidden, state)) @ w + b
+        rz = 0.5 + 0.5 * np.tanh(0.5 * g[: 2 * k])  # sigmoid, without overflow
+        n = np.tanh(g[2 * k : 3 * k] + rz[:k] * g[3 * k :])
+        return np.asarray(n + rz[k:] * (state - n), dtype=np.float32)
+
+    def logits(
+        self, frame_logits: NDArray[np.float32], state: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Shape scores of the frame whose step gave `state`."""
+        return np.asarray(frame_logits + state @ self.w_out + self.b_out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
 class LipSyncModel:
     """Standardisation + ReLU hidden layers + a linear layer over SHAPES (read-only arrays).
 
-    weights[i], biases[i]: layer i; every layer but the last is followed by ReLU.
+    weights[i], biases[i]: layer i; every layer but the last is followed by ReLU. temporal:
+    the causal GRU over the last hidden layer (the streaming engine steps it frame by frame;
+    `logits` alone is the per-frame MLP, used for per-hop scores such as the text DTW).
     """
 
     mean: NDArray[np.float32]
     scale: NDArray[np.float32]
     weights: tuple[NDArray[np.float32], ...]
     biases: tuple[NDArray[np.float32], ...]
+    temporal: TemporalHead | None = None
 
     @property
     def w1(self) -> NDArray[np.float32]:
@@ -153,6 +221,16 @@ class LipSyncModel:
                 h = np.maximum(h, 0.0)
         return np.asarray(h, dtype=np.float32)
 
+    def hidden_logits(
+        self, x: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(last hidden layer, logits) of one feature vector: the temporal head's input."""
+        h = (x - self.mean) * self.scale
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            h = np.maximum(h @ w + b, 0.0)
+        h = np.asarray(h, dtype=np.float32)
+        return h, np.asarray(h @ self.weights[-1] + self.biases[-1], dtype=np.float32)
+
     def shape(self, x: NDArray[np.float32]) -> Shape:
         return SHAPES[int(np.argmax(self.logits(x)))]
 
@@ -162,10 +240,16 @@ class LipSyncModel:
             "scale": self.scale,
             "context": np.array(CONTEXT),
             "feature_version": np.array(FEATURE_VERSION),
+            "model_format": np.array(MODEL_FORMAT if self.temporal is not None else 1),
         }
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"w{i + 1}"] = w.astype(np.float16)  # halves the file; logits change < 1e-3
             arrays[f"b{i + 1}"] = b
+        if self.temporal is not None:
+            t = self.temporal
+            arrays.update(gru_wi=t.w_in.astype(np.float16), gru_wh=t.w_hid.astype(np.float16))
+            arrays.update(gru_bi=t.b_in, gru_bh=t.b_hid, gru_bo=t.b_out)
+            arrays["gru_wo"] = t.w_out.astype(np.float16)
         np.savez_compressed(path, **arrays)
 
     @classmethod
@@ -174,6 +258,12 @@ class LipSyncModel:
             raise ValueError("model was trained with another feature context")
         if int(data.get("feature_version", 1)) != FEATURE_VERSION:
             raise ValueError("model was trained with another feature version")
+        fmt = int(data.get("model_format", 1))
+        if fmt != MODEL_FORMAT or "gru_wi" not in data:
+            raise ValueError(
+                f"lip-sync model format {fmt}; this code reads format {MODEL_FORMAT} (per-frame "
+                "MLP + temporal GRU head): retrain with tools/train_lipsync_net.py --temporal-from"
+            )
 
         def ro(a: NDArray[np.generic]) -> NDArray[np.float32]:
             out = np.asarray(a, dtype=np.float32)
@@ -183,9 +273,22 @@ class LipSyncModel:
         n = sum(1 for k in data if k.startswith("w") and k[1:].isdigit())
         weights = tuple(ro(data[f"w{i + 1}"]) for i in range(n))
         biases = tuple(ro(data[f"b{i + 1}"]) for i in range(n))
-        model = cls(ro(data["mean"]), ro(data["scale"]), weights, biases)
+        temporal = TemporalHead(
+            *(ro(data[k]) for k in ("gru_wi", "gru_wh", "gru_bi", "gru_bh", "gru_wo", "gru_bo"))
+        )
+        model = cls(ro(data["mean"]), ro(data["scale"]), weights, biases, temporal)
         if model.n_inputs != N_FEATURES or model.n_outputs != len(SHAPES):
             raise ValueError("model does not fit the features / shapes")
+        k, hidden = temporal.n_state, int(weights[-1].shape[0])
+        if (
+            temporal.w_in.shape != (hidden, 3 * k)
+            or temporal.w_hid.shape != (k, 3 * k)
+            or temporal.b_in.shape != (3 * k,)
+            or temporal.b_hid.shape != (3 * k,)
+            or temporal.w_out.shape != (k, len(SHAPES))
+            or temporal.b_out.shape != (len(SHAPES),)
+        ):
+            raise ValueError("temporal head does not fit the model")
         return model
 
 
