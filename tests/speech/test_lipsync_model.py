@@ -180,13 +180,21 @@ def test_old_or_incomplete_model_files_are_refused() -> None:
     arrays = _shipped_arrays()
     assert int(arrays["model_format"]) == MODEL_FORMAT
     assert LipSyncModel.from_npz(arrays).temporal is not None
-    # A per-frame MLP file of before the temporal head (no model_format, no GRU).
+    # A per-frame MLP file of before the temporal head (no model_format, no GRU) reads as
+    # the MLP alone: the same frame scores, no head.
     old = {k: v for k, v in arrays.items() if k != "model_format" and not k.startswith("gru_")}
-    with pytest.raises(ValueError, match="format 1"):
-        LipSyncModel.from_npz(old)
-    # Format 2 that lost its GRU, a GRU of the wrong size, another feature version.
+    mlp = LipSyncModel.from_npz(old)
+    x = np.linspace(-1.0, 1.0, N_FEATURES, dtype=np.float32)
+    assert mlp.temporal is None
+    assert np.array_equal(mlp.logits(x), LipSyncModel.from_npz(arrays).logits(x))
+    # Format 2 that lost its GRU, GRU arrays in a format-1 file, an unknown format, a GRU
+    # of the wrong size, another feature version.
     with pytest.raises(ValueError, match="format 2"):
         LipSyncModel.from_npz({k: v for k, v in arrays.items() if not k.startswith("gru_")})
+    with pytest.raises(ValueError, match="format 1"):
+        LipSyncModel.from_npz({**arrays, "model_format": np.array(1)})
+    with pytest.raises(ValueError, match="format 3"):
+        LipSyncModel.from_npz({**arrays, "model_format": np.array(3)})
     with pytest.raises(ValueError, match="temporal head"):
         LipSyncModel.from_npz({**arrays, "gru_wo": arrays["gru_wo"][:-1]})
     with pytest.raises(ValueError, match="feature version"):
@@ -247,3 +255,19 @@ def test_temporal_head_is_chunking_invariant_and_remembers() -> None:
     (z_speech, t_speech), (z_quiet, t_quiet) = scores
     # The GRU's term (its state through the output layer) differs.
     assert np.abs((t_speech - z_speech) - (t_quiet - z_quiet)).max() > 1e-2
+
+
+def test_temporal_head_is_for_english_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other languages get the per-frame classifier: the GRU learned English context (on the
+    natural Mandarin clip it cost 0.08 where the per-frame classifier holds)."""
+    import dataclasses
+
+    from avatarcast.speech import audio_lipsync
+
+    pcm = get_backend("espeak").synthesize("我们明天去北京。", voice="cmn").pcm
+    with_head = {lang: _stream(StreamingLipSync(language=lang), pcm, 2560) for lang in ("zh", "en")}
+    frame_only = dataclasses.replace(load_model(), temporal=None)
+    monkeypatch.setattr(audio_lipsync, "load_model", lambda: frame_only)
+    without = {lang: _stream(StreamingLipSync(language=lang), pcm, 2560) for lang in ("zh", "en")}
+    assert with_head["zh"] == without["zh"]
+    assert with_head["en"] != without["en"]  # the head is used, and changes frames, in English

@@ -49,8 +49,9 @@ SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
 FEATURE_VERSION = 2
-# 2: the per-frame MLP + its temporal head (a causal GRU), both required; files without
-# `model_format` are format 1 (the per-frame MLP alone) and are refused.
+# 1 (files without `model_format`): the per-frame MLP alone (what tools/train_lipsync_model.py
+# and train_lipsync_net.py without --temporal-from write; read with temporal=None);
+# 2: the per-frame MLP + its temporal head (a causal GRU), both required.
 MODEL_FORMAT = 2
 
 
@@ -259,10 +260,10 @@ class LipSyncModel:
         if int(data.get("feature_version", 1)) != FEATURE_VERSION:
             raise ValueError("model was trained with another feature version")
         fmt = int(data.get("model_format", 1))
-        if fmt != MODEL_FORMAT or "gru_wi" not in data:
+        if fmt not in (1, MODEL_FORMAT) or (fmt == MODEL_FORMAT) != ("gru_wi" in data):
             raise ValueError(
-                f"lip-sync model format {fmt}; this code reads format {MODEL_FORMAT} (per-frame "
-                "MLP + temporal GRU head): retrain with tools/train_lipsync_net.py --temporal-from"
+                f"lip-sync model format {fmt} is not one this code reads (1: per-frame MLP; "
+                f"{MODEL_FORMAT}: MLP + temporal GRU head, its arrays required)"
             )
 
         def ro(a: NDArray[np.generic]) -> NDArray[np.float32]:
@@ -273,12 +274,18 @@ class LipSyncModel:
         n = sum(1 for k in data if k.startswith("w") and k[1:].isdigit())
         weights = tuple(ro(data[f"w{i + 1}"]) for i in range(n))
         biases = tuple(ro(data[f"b{i + 1}"]) for i in range(n))
-        temporal = TemporalHead(
-            *(ro(data[k]) for k in ("gru_wi", "gru_wh", "gru_bi", "gru_bh", "gru_wo", "gru_bo"))
+        temporal = (
+            TemporalHead(
+                *(ro(data[k]) for k in ("gru_wi", "gru_wh", "gru_bi", "gru_bh", "gru_wo", "gru_bo"))
+            )
+            if fmt == MODEL_FORMAT
+            else None
         )
         model = cls(ro(data["mean"]), ro(data["scale"]), weights, biases, temporal)
         if model.n_inputs != N_FEATURES or model.n_outputs != len(SHAPES):
             raise ValueError("model does not fit the features / shapes")
+        if temporal is None:
+            return model
         k, hidden = temporal.n_state, int(weights[-1].shape[0])
         if (
             temporal.w_in.shape != (hidden, 3 * k)
