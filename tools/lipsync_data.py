@@ -163,18 +163,22 @@ def build_piper(sents: list[str], per: int, out: Path) -> None:
     sink.save(out / "piper_joe.npz")
 
 
-def build_human(out: Path, copies: int) -> None:
-    from avatarcast.speech.recognizer import Aligner
-
-    clips = lc.mfa_other_clips(Aligner())
-    rng = np.random.default_rng(SEED + 9)
+def _build_human_source(out: Path, name: str, clips: list, seed_offset: int, copies: int) -> None:
+    """Features of human clips and `copies` augmented copies of each, as source `name`."""
+    rng = np.random.default_rng(SEED + seed_offset)
     sink = Sink()
     for c in clips:
         sink.add(c.pcm, c.spans)
         for _ in range(copies):
             sink.add(*old.augment(rng, c.pcm, list(c.spans)))
-    print(f"  human speakers: {sorted({c.speaker for c in clips})}")
-    sink.save(out / "human_mfa_other.npz")
+    print(f"  {name} speakers: {sorted({c.speaker for c in clips})}")
+    sink.save(out / f"{name}.npz")
+
+
+def build_human(out: Path, copies: int) -> None:
+    from avatarcast.speech.recognizer import Aligner
+
+    _build_human_source(out, "human_mfa_other", lc.mfa_other_clips(Aligner()), 9, copies)
 
 
 def build_human_extra(out: Path, copies: int) -> None:
@@ -184,14 +188,7 @@ def build_human_extra(out: Path, copies: int) -> None:
     if not clips:
         print("  human_extra skipped: nothing installed (tools/lipsync_corpus.py --fetch)")
         return
-    rng = np.random.default_rng(SEED + 11)
-    sink = Sink()
-    for c in clips:
-        sink.add(c.pcm, c.spans)
-        for _ in range(copies):
-            sink.add(*old.augment(rng, c.pcm, list(c.spans)))
-    print(f"  human_extra speakers: {sorted({c.speaker for c in clips})}")
-    sink.save(out / "human_extra.npz")
+    _build_human_source(out, "human_extra", clips, 11, copies)
 
 
 def build_human_prompts(out: Path, copies: int) -> None:
@@ -202,14 +199,7 @@ def build_human_prompts(out: Path, copies: int) -> None:
         print(f"  human_prompts skipped: nothing installed ({lc.prompt_fetch_hint()})")
         return
     assert not {c.speaker for c in clips} & set(lc.PROMPT_HELDOUT), "held-out speakers"
-    rng = np.random.default_rng(SEED + 13)
-    sink = Sink()
-    for c in clips:
-        sink.add(c.pcm, c.spans)
-        for _ in range(copies):
-            sink.add(*old.augment(rng, c.pcm, list(c.spans)))
-    print(f"  human_prompts speakers: {sorted({c.speaker for c in clips})}")
-    sink.save(out / "human_prompts.npz")
+    _build_human_source(out, "human_prompts", clips, 13, copies)
 
 
 def main(argv: list[str] | None = None) -> int:
