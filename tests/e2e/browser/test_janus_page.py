@@ -69,7 +69,13 @@ def janus_demo(browser: Any, janus_site: Server) -> Iterator[tuple[PageUnderTest
     page = context.new_page()
     errors: list[str] = []
     requests: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    # "Failed to load resource" names no URL in its text: the location does (as conftest's)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(f"{m.text} [{m.location.get('url', '')}]") if m.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
     page.goto(janus_site.base_url + "/")
