@@ -65,7 +65,12 @@ export class JanusPlayer {
     while (this.run === run) {
       let events;
       try {
-        const r = await fetch(`${this.api}/${run.session}?maxev=10&rid=${Date.now()}`);
+        // Aborted by #teardown before it destroys the session: a long-poll still pending on a
+        // session Janus no longer has can come back as an HTTP error, which the browser's
+        // console shows (a suspected cause of one "404" seen in CI; not reproduced).
+        const r = await fetch(`${this.api}/${run.session}?maxev=10&rid=${Date.now()}`, {
+          signal: run.polling.signal,
+        });
         events = await r.json();
       } catch (err) {
         this.#retry(`Janus unreachable (${err.message || err})`, run);
@@ -92,7 +97,7 @@ export class JanusPlayer {
 
   async start() {
     this.#setState(this.attempt ? "reconnecting" : "connecting");
-    const run = { session: null, pc: null, waiters: new Map(), timer: null };
+    const run = { session: null, pc: null, waiters: new Map(), timer: null, polling: new AbortController() };
     this.run = run;
     try {
       run.session = (await this.#post("", { janus: "create" })).data.id;
@@ -152,6 +157,7 @@ export class JanusPlayer {
     this.run = null;
     if (!run) return Promise.resolve();
     clearInterval(run.timer);
+    run.polling.abort();
     for (const w of run.waiters.values()) w.reject(new Error("closed"));
     run.pc?.close();
     if (run.session === null) return Promise.resolve();
