@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,16 +149,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  epoch {ep + 1}/{args.epochs}: loss {tot / n:.3f}, validation acc {acc:.3f} "
               f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
     lin = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return _write(args.out, _mlp_arrays(mean, scale, lin), t0)
+
+
+def _mlp_arrays(mean: np.ndarray, scale: np.ndarray, lins: Any) -> dict[str, np.ndarray]:
+    """The per-frame MLP in `LipSyncModel.from_npz`'s format (float16 matrices)."""
     arrays: dict[str, np.ndarray] = {
         "mean": mean,
         "scale": scale,
         "context": np.array(CONTEXT),
         "feature_version": np.array(FEATURE_VERSION),
     }
-    for i, m in enumerate(lin):
+    for i, m in enumerate(lins):
         arrays[f"w{i + 1}"] = m.weight.detach().numpy().T.astype(np.float16)
         arrays[f"b{i + 1}"] = m.bias.detach().numpy().astype(np.float32)
-    return _write(args.out, arrays, t0)
+    return arrays
 
 
 def _write(out: Path, arrays: dict[str, np.ndarray], t0: float) -> int:
@@ -265,16 +271,8 @@ def train_temporal(args: argparse.Namespace) -> int:
                   f"temporal {mt:.3f} ({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
             tot = 0.0
     print("  validation (MLP, temporal) per source:", validate())
-    arrays: dict[str, np.ndarray] = {
-        "mean": mean,
-        "scale": scale,
-        "context": np.array(CONTEXT),
-        "feature_version": np.array(FEATURE_VERSION),
-        "model_format": np.array(MODEL_FORMAT),
-    }
-    for i, lin in enumerate(net.lin):
-        arrays[f"w{i + 1}"] = lin.weight.detach().numpy().T.astype(np.float16)
-        arrays[f"b{i + 1}"] = lin.bias.detach().numpy().astype(np.float32)
+    arrays = _mlp_arrays(mean, scale, net.lin)
+    arrays["model_format"] = np.array(MODEL_FORMAT)
     g = net.gru  # torch's gate order: reset, update, new
     arrays["gru_wi"] = g.weight_ih_l0.detach().numpy().T.astype(np.float16)
     arrays["gru_wh"] = g.weight_hh_l0.detach().numpy().T.astype(np.float16)

@@ -384,8 +384,7 @@ class StreamingLipSync:
         else:
             state, probs, _ = self._temporal_probs(n)
         self._t_state, self._t_next, self._t_peek = state, n + 1, None
-        self._model_cache[n] = probs
-        self._model_cache.pop(n - 4, None)
+        self._remember(n, probs)
 
     def _temporal_probs(self, n: int) -> tuple[NDArray[np.float32], NDArray[np.float32], bool]:
         """(state after frame n, its probabilities, window complete) with the audio so far."""
@@ -418,9 +417,13 @@ class StreamingLipSync:
         x, complete = self._frame_x(n)
         probs = self._probs(self._model.logits(x))
         if complete:
-            self._model_cache[n] = probs
-            self._model_cache.pop(n - 4, None)
+            self._remember(n, probs)
         return probs
+
+    def _remember(self, n: int, probs: NDArray[np.float32]) -> None:
+        """Frame n's final probabilities; the cache keeps the last few frames only."""
+        self._model_cache[n] = probs
+        self._model_cache.pop(n - 4, None)
 
     def _frame_x(self, n: int) -> tuple[NDArray[np.float32], bool]:
         """Frame n's classifier features with the audio heard so far, and whether its window

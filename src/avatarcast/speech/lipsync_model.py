@@ -214,18 +214,13 @@ class LipSyncModel:
 
     def logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Shape scores (unnormalised log-probabilities) for one vector or rows of vectors."""
-        h = (x - self.mean) * self.scale
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = h @ w + b
-            if i < last:
-                h = np.maximum(h, 0.0)
-        return np.asarray(h, dtype=np.float32)
+        return self.hidden_logits(x)[1]
 
     def hidden_logits(
         self, x: NDArray[np.float32]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """(last hidden layer, logits) of one feature vector: the temporal head's input."""
+        """(last hidden layer, logits) of one vector or rows of vectors: the temporal head's
+        input and the per-frame MLP's scores."""
         h = (x - self.mean) * self.scale
         for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             h = np.maximum(h @ w + b, 0.0)
