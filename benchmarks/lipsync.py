@@ -326,17 +326,9 @@ def english_human(sentences: Sequence[str]) -> dict[str, Any]:
             out[name] = {"skipped": f"not installed: {hint}"}
             continue
         sc = Scorer()
+        engines = {"audio_only": audio, "audio_recognizer": audio_rec, "floor_only": floor}
         for c in clips:
-            n = -(-c.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
-            truth = frame_truth(c.spans, n)
-            sc.audio_s += c.pcm.size / SAMPLE_RATE_HZ
-            a = sc.timed("audio_only", partial(stream, audio, c.pcm))
-            r = sc.timed("audio_recognizer", partial(stream, audio_rec, c.pcm))
-            f = sc.timed("floor_only", partial(stream, floor, c.pcm))
-            sc.add(name, "audio_only", a, truth, c.spans)
-            sc.add(name, "audio_recognizer", r, truth, c.spans)
-            sc.add(name, "floor_only", f, truth, c.spans)
-            sc.add(name, "vad_baseline", baseline_of(f), truth, c.spans)
+            truth = score_clip(sc, name, c, engines)
             if c.text and c.labels != "mfa-textgrid" and name != "real_video":
                 # Words known (the espeak template warped onto the audio); the reference is
                 # pocketsphinx's alignment of the same words.
@@ -345,16 +337,36 @@ def english_human(sentences: Sequence[str]) -> dict[str, Any]:
                     partial(track_from_audio, c.pcm, text=c.text, text_method="dtw"),
                 )
                 sc.add(name, "text_known", t, truth, c.spans)
-        res = sc.result()
-        res["speakers"] = len({c.speaker for c in clips})
-        res["clips"] = len(clips)
-        res["reference"] = reference
-        acc = res["accuracy"]
-        res["margin_over_baseline"] = round(
-            acc["audio_only"]["overall"] - acc["vad_baseline"]["overall"], 3
-        )
-        out[name] = res
+        out[name] = set_result(sc, clips, reference)
     return out
+
+
+def score_clip(
+    sc: Scorer, cond: str, clip: Any, engines: dict[str, StreamingLipSync]
+) -> list[Shape]:
+    """Stream one clip through each engine (method name → engine; "floor_only" among them),
+    score every track and the voice-activity baseline (the floor's gate); the frame truth."""
+    n = -(-clip.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
+    truth = frame_truth(clip.spans, n)
+    sc.audio_s += clip.pcm.size / SAMPLE_RATE_HZ
+    tracks = {m: sc.timed(m, partial(stream, e, clip.pcm)) for m, e in engines.items()}
+    for m, track in tracks.items():
+        sc.add(cond, m, track, truth, clip.spans)
+    sc.add(cond, "vad_baseline", baseline_of(tracks["floor_only"]), truth, clip.spans)
+    return truth
+
+
+def set_result(sc: Scorer, clips: Sequence[Any], reference: str) -> dict[str, Any]:
+    """A set's scores with its speakers, clips, reference and audio-only margin."""
+    res = sc.result()
+    res["speakers"] = len({c.speaker for c in clips})
+    res["clips"] = len(clips)
+    res["reference"] = reference
+    acc = res["accuracy"]
+    res["margin_over_baseline"] = round(
+        acc["audio_only"]["overall"] - acc["vad_baseline"]["overall"], 3
+    )
+    return res
 
 
 def mandarin_generated() -> dict[str, Any]:
@@ -403,28 +415,15 @@ def mandarin_natural() -> dict[str, Any]:
         clips = mn.natural_clips(anchored=anchored)
         sc = Scorer()
         for c in clips:
-            n = -(-c.pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
-            truth = frame_truth(c.spans, n)
-            sc.audio_s += c.pcm.size / SAMPLE_RATE_HZ
-            m = sc.timed("audio_only", partial(stream, model, c.pcm))
-            f = sc.timed("floor_only", partial(stream, floor, c.pcm))
-            sc.add(c.name, "audio_only", m, truth, c.spans)
-            sc.add(c.name, "floor_only", f, truth, c.spans)
-            sc.add(c.name, "vad_baseline", baseline_of(f), truth, c.spans)
-        res = sc.result()
-        res["speakers"] = len({c.speaker for c in clips})
-        res["clips"] = len(clips)
-        acc = res["accuracy"]
-        res["margin_over_baseline"] = round(
-            acc["audio_only"]["overall"] - acc["vad_baseline"]["overall"], 3
-        )
-        res["reference"] = (
+            score_clip(sc, c.name, c, {"audio_only": model, "floor_only": floor})
+        out[key] = set_result(
+            sc,
+            clips,
             "espeak-ng cmn templates (3 variants) warped onto the clip by DTW on MFCCs"
             + (", syllable by syllable onto hand-checked onsets" if anchored else ", one DTW")
             + "; frozen in tools/mandarin_natural_labels.json by tools/mandarin_natural.py "
-            "--write-labels (label quality: its --check)"
+            "--write-labels (label quality: its --check)",
         )
-        out[key] = res
     return out
 
 
