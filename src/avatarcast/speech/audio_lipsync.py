@@ -297,7 +297,7 @@ class StreamingLipSync:
         if h0 >= n_hops:
             return None if not self._finished else False
         hops = self._hops.speech[h0 : min(n_hops, h0 + self._hops_per_frame)]
-        return sum(hops) * 2 >= self._hops_per_frame
+        return int(np.count_nonzero(hops)) * 2 >= self._hops_per_frame
 
     def _gate(self, n: int) -> str:
         """'speech', 'gap' (short pause inside speech: a closure) or 'rest' for frame n."""
@@ -435,9 +435,9 @@ class StreamingLipSync:
         nh = hops.n_hops
         lo = max(0, h0 - 16)
         x = frame_features(
-            np.asarray(hops.mel_db[lo : h0 + MAX_FUTURE_HOPS], np.float32),
-            np.asarray(hops.level_db[lo : h0 + MAX_FUTURE_HOPS]),
-            np.asarray(hops.noise_db[lo : h0 + MAX_FUTURE_HOPS]),
+            hops.mel_db[lo : h0 + MAX_FUTURE_HOPS],
+            hops.level_db[lo : h0 + MAX_FUTURE_HOPS],
+            hops.noise_db[lo : h0 + MAX_FUTURE_HOPS],
             hops.cmn_db[min(h0 + 3, nh - 1)] if nh else None,
             h0 - lo,
             max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
@@ -462,11 +462,11 @@ class StreamingLipSync:
         h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
         if h1 <= h0:
             return Shape.B
-        bands = np.mean(np.stack(self._hops.bands_db[h0:h1]), axis=0)
+        bands = np.mean(self._hops.bands_db[h0:h1], axis=0)
         level = float(np.mean(self._hops.level_db[h0:h1]))
         lo = max(0, h0 - 3 * self._hops_per_frame)
         hi = min(self._hops.n_hops, h1 + 3 * self._hops_per_frame)
-        local_peak = float(max(self._hops.level_db[lo:hi]))
+        local_peak = float(np.max(self._hops.level_db[lo:hi]))
         return floor_shape(bands, level, local_peak, self._floor)
 
     def _commit(self, final: bool) -> MouthPose:
@@ -490,9 +490,9 @@ class StreamingLipSync:
         h0 = n * self._hops_per_frame
         h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
         if h1 > h0:
-            power = np.mean(np.power(10.0, np.asarray(self._hops.level_db[h0:h1]) / 10.0))
+            power = np.mean(np.power(10.0, self._hops.level_db[h0:h1] / 10.0))
             level = 10.0 * float(np.log10(power))
-            noise, peak = self._hops.noise_db[h1 - 1], self._hops.peak_db[h1 - 1]
+            noise, peak = float(self._hops.noise_db[h1 - 1]), float(self._hops.peak_db[h1 - 1])
             loud = min(1.0, max(0.0, (level - noise) / max(peak - noise, 20.0)))
         else:
             loud = 0.5
@@ -511,7 +511,7 @@ class StreamingLipSync:
         # Everything from the last committed frame to the newest audio must be rest.
         nh = self._hops.n_hops
         h_from = max(0, (self._n - 12) * self._hops_per_frame)
-        if nh - h_from < 40 or any(self._hops.speech[h_from:nh]):
+        if nh - h_from < 40 or bool(self._hops.speech[h_from:nh].any()):
             return
         now = self._fed / SAMPLE_RATE_HZ
         self._old_segs = [s for s in self._segs if s[1] > now - 1.0]

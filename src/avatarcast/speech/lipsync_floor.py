@@ -14,6 +14,7 @@ into pushes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import webrtcvad
@@ -97,8 +98,37 @@ def band_powers(frames: NDArray[np.float32]) -> NDArray[np.float64]:
     return band_spectra(frames)[0]
 
 
+class _Rows:
+    """A growing array of per-hop values (rows of `width`, or scalars when width is 0):
+    appended in blocks, read as a view of the rows so far (no per-read copy)."""
+
+    def __init__(self, dtype: type, width: int = 0) -> None:
+        self._shape: tuple[int, ...] = (width,) if width else ()
+        self._data: NDArray[Any] = np.zeros((256, *self._shape), dtype)
+        self.n = 0
+
+    def extend(self, n: int) -> NDArray[Any]:
+        """Room for `n` more rows, returned (to be filled) and counted."""
+        if self.n + n > self._data.shape[0]:
+            bigger = np.zeros((max(2 * self._data.shape[0], self.n + n), *self._shape),
+                              self._data.dtype)  # fmt: skip
+            bigger[: self.n] = self._data[: self.n]
+            self._data = bigger
+        self.n += n
+        return self._data[self.n - n : self.n]
+
+    @property
+    def view(self) -> NDArray[Any]:
+        return self._data[: self.n]
+
+
 class HopAnalyzer:
-    """Streaming per-hop analysis: level, band levels, voice activity, noise floor, peak."""
+    """Streaming per-hop analysis: level, band levels, voice activity, noise floor, peak.
+
+    Per-hop results are arrays (one row per hop analysed so far, views that grow with each
+    `add`): `level_db`, `noise_db`, `peak_db` (float64), `speech` (bool), `bands_db`
+    (N_BANDS), `mel_db` and `cmn_db` (N_MEL, float32).
+    """
 
     def __init__(self, params: FloorParams = DEFAULT_FLOOR) -> None:
         self.params = params
@@ -107,21 +137,49 @@ class HopAnalyzer:
         self._rest = np.zeros(0, np.int16)  # samples of an incomplete hop
         self._noise = params.noise_init_db
         self._peak = params.noise_init_db + 30.0
-        self.level_db: list[float] = []
-        self.bands_db: list[NDArray[np.float32]] = []
-        self.mel_db: list[NDArray[np.float32]] = []  # lipsync_model features
+        self._level = _Rows(np.float64)
+        self._bands = _Rows(np.float32, N_BANDS)
+        self._mel = _Rows(np.float32, N_MEL)  # lipsync_model features
         # Running mean of mel_db over the speech hops so far (the channel's spectral shape:
         # microphone, room, voice), so the classifier can see each hop against it.
-        self.cmn_db: list[NDArray[np.float32]] = []
+        self._cmn_rows = _Rows(np.float32, N_MEL)
         self._cmn = np.zeros(N_MEL, np.float64)
         self._cmn_count = 0
-        self.speech: list[bool] = []
-        self.noise_db: list[float] = []
-        self.peak_db: list[float] = []
+        self._speech = _Rows(np.bool_)
+        self._noise_rows = _Rows(np.float64)
+        self._peak_rows = _Rows(np.float64)
 
     @property
     def n_hops(self) -> int:
-        return len(self.level_db)
+        return self._level.n
+
+    @property
+    def level_db(self) -> NDArray[np.float64]:
+        return self._level.view
+
+    @property
+    def bands_db(self) -> NDArray[np.float32]:
+        return self._bands.view
+
+    @property
+    def mel_db(self) -> NDArray[np.float32]:
+        return self._mel.view
+
+    @property
+    def cmn_db(self) -> NDArray[np.float32]:
+        return self._cmn_rows.view
+
+    @property
+    def speech(self) -> NDArray[np.bool_]:
+        return self._speech.view
+
+    @property
+    def noise_db(self) -> NDArray[np.float64]:
+        return self._noise_rows.view
+
+    @property
+    def peak_db(self) -> NDArray[np.float64]:
+        return self._peak_rows.view
 
     def add(self, pcm: NDArray[np.int16]) -> None:
         """Analyse every hop completed by `pcm` (any length; the remainder waits)."""
@@ -134,33 +192,37 @@ class HopAnalyzer:
         x = np.concatenate([self._tail, body.astype(np.float32)])
         self._tail = x[-(WIN - HOP) :].copy()
         idx = np.arange(n)[:, None] * HOP + np.arange(WIN)[None, :]
-        bands, mel = band_spectra(x[idx])
-        total = np.mean(x[idx][:, WIN - HOP :] ** 2, axis=1, dtype=np.float64)
+        frames = x[idx]
+        bands, mel = band_spectra(frames)
+        total = np.mean(frames[:, WIN - HOP :] ** 2, axis=1, dtype=np.float64)
         level = 10.0 * np.log10(total + _EPS)
-        bands_db = (10.0 * np.log10(bands + _EPS)).astype(np.float32)
-        mel_db = (10.0 * np.log10(mel + _EPS)).astype(np.float32)
+        self._level.extend(n)[:] = level
+        self._bands.extend(n)[:] = 10.0 * np.log10(bands + _EPS)
+        mel_db = self._mel.extend(n)
+        mel_db[:] = 10.0 * np.log10(mel + _EPS)
+        mel64 = mel_db.astype(np.float64)
+        speech = self._speech.extend(n)
+        noise = self._noise_rows.extend(n)
+        peak = self._peak_rows.extend(n)
+        cmn_rows = self._cmn_rows.extend(n)
         p = self.params
         raw = body.tobytes()
-        for i in range(n):
-            e = float(level[i])
+        for i, e in enumerate(level.tolist()):
             # Minimum tracker: follows dips at once, creeps up slowly through speech.
             self._noise = min(e, self._noise + p.noise_rise_db_per_hop)
             self._peak = max(e, self._peak - p.peak_decay_db_per_hop, self._noise + 20.0)
             vad = self._vad.is_speech(raw[i * 2 * HOP : (i + 1) * 2 * HOP], 16000)
             is_speech = bool(vad) and e > self._noise + p.speech_margin_db and e > p.abs_min_db
-            self.speech.append(is_speech)
+            speech[i] = is_speech
             # Plain average over the first CMN_HOPS speech hops, then exponential; before
             # any speech, the newest hop.
             if is_speech or self._cmn_count == 0:
                 self._cmn_count = min(self._cmn_count + 1, CMN_HOPS) if is_speech else 0
                 k = max(1, self._cmn_count)
-                self._cmn += (mel_db[i].astype(np.float64) - self._cmn) / k
-            self.cmn_db.append(self._cmn.astype(np.float32))
-            self.level_db.append(e)
-            self.bands_db.append(bands_db[i])
-            self.mel_db.append(mel_db[i])
-            self.noise_db.append(self._noise)
-            self.peak_db.append(self._peak)
+                self._cmn += (mel64[i] - self._cmn) / k
+            cmn_rows[i] = self._cmn
+            noise[i] = self._noise
+            peak[i] = self._peak
 
 
 def floor_shape(

@@ -40,6 +40,7 @@ from avatarcast.speech.visemes import SHAPES, Shape
 # every other hop outside the frame.
 CONTEXT: tuple[int, ...] = (*range(-16, 0, 2), 0, 1, 2, 3, *range(5, 20, 2))
 MAX_FUTURE_HOPS = max(CONTEXT) + 1  # hops after the frame's first hop the window needs
+_CONTEXT_HOPS = np.array(CONTEXT, dtype=np.intp)
 PER_HOP = N_MEL + 2
 # Plus, once per frame, the running spectral mean (`HopAnalyzer.cmn_db`) at the frame's last
 # hop on the same relative scale: the first layer is linear, so this lets the network see
@@ -72,23 +73,30 @@ def frame_features(
     not yet analysed while streaming (lookahead shorter than the window) repeat the newest
     analysed hop.
     """
-    idx = np.array([h0 + k for k in CONTEXT], dtype=np.intp)
-    valid = (idx >= 0) & (idx < n_known)
-    if not ended:
-        idx = np.where(idx >= n_known, n_known - 1, idx)
-        valid = idx >= 0
-    safe = np.clip(idx, 0, max(0, n_known - 1))
-    mel = np.where(valid[:, None], mel_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
-    lev = np.where(valid, level_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
-    noise = np.where(valid, noise_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
+    if h0 + CONTEXT[0] >= 0 and h0 + CONTEXT[-1] < n_known:
+        # The whole window is analysed audio (streaming's usual case): plain indexing.
+        idx = _CONTEXT_HOPS + h0
+        mel, lev, noise = mel_db[idx], level_db[idx], noise_db[idx]
+    else:
+        idx = _CONTEXT_HOPS + h0
+        valid = (idx >= 0) & (idx < n_known)
+        if not ended:
+            idx = np.where(idx >= n_known, n_known - 1, idx)
+            valid = idx >= 0
+        safe = np.clip(idx, 0, max(0, n_known - 1))
+        mel = np.where(valid[:, None], mel_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
+        lev = np.where(valid, level_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
+        noise = np.where(valid, noise_db[safe] if n_known else SILENCE_DB, SILENCE_DB)
     cmn = cmn_db if cmn_db is not None else np.full(N_MEL, SILENCE_DB, np.float32)
     ref = float(np.max(lev))
-    rel_mel = np.maximum(mel - ref, _FLOOR_REL_DB) * 0.1
-    rel_lev = np.maximum(lev - ref, _FLOOR_REL_DB) * 0.1
-    snr = np.clip(lev - noise, 0.0, 60.0) * 0.1
-    rel_cmn = np.maximum(cmn - ref, _FLOOR_REL_DB) * 0.1
-    feats = np.concatenate([rel_mel, rel_lev[:, None], snr[:, None]], axis=1)
-    return np.concatenate([feats.reshape(-1), rel_cmn]).astype(np.float32)
+    # Written into one float32 vector (each part rounded to float32 as it is stored).
+    out = np.empty(N_FEATURES, np.float32)
+    per_hop = out[: len(CONTEXT) * PER_HOP].reshape(len(CONTEXT), PER_HOP)
+    per_hop[:, :N_MEL] = np.maximum(mel - ref, _FLOOR_REL_DB) * 0.1
+    per_hop[:, N_MEL] = np.maximum(lev - ref, _FLOOR_REL_DB) * 0.1
+    per_hop[:, N_MEL + 1] = np.clip(lev - noise, 0.0, 60.0) * 0.1
+    out[len(CONTEXT) * PER_HOP :] = np.maximum(cmn - ref, _FLOOR_REL_DB) * 0.1
+    return out
 
 
 def _arrays(an: HopAnalyzer) -> tuple[NDArray[np.float32], ...]:
