@@ -29,7 +29,10 @@ free loopback port) and a local nginx RTMP server (`scripts/rtmp-server.sh`, as 
 4. Memory: RSS of the server process and all its descendants (worker processes, when there are
    some), from /proc, at every step. `rss_mb_per_session` is the slope of RSS over the number
    of open sessions across all steps; `rss_growth_mb` the RSS after every session closed minus
-   the RSS before the first one (includes caches loaded once, e.g. the avatar).
+   the RSS before the first one (includes caches loaded once, e.g. the avatar). Then `--churn`
+   cycles (default 3) each open `--churn-sessions` sessions (16, a quarter speaking), keep them a
+   window, close them all: `rss_mb_after_churn` is the RSS after each cycle (flat: what stayed
+   after the ramps is caches and allocator reserve; rising every cycle: a leak).
 
 The data directory (database, server log, nginx logs) is removed at the end unless `--keep`.
 `--workers N` is passed to `avatarcast serve` as `--media-workers N` (default: the server's,
@@ -455,6 +458,37 @@ def measure_step(fleet: Fleet, phase: str, kind: str, a: argparse.Namespace) -> 
     return step
 
 
+def wait_not_full(fleet: Fleet, timeout_s: float = 30.0) -> None:
+    """Until the server admits again (at most `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while fleet.status()[1]["Capacity"].get("Full") and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def churn(fleet: Fleet, a: argparse.Namespace, out: dict[str, Any]) -> list[float]:
+    """Open and close `--churn-sessions` sessions (a quarter speaking) `--churn` times; the
+    server's RSS after each close: memory that stays flat is caches, a rise each time a leak."""
+    rss: list[float] = []
+    for cycle in range(a.churn):
+        wait_not_full(fleet)
+        speaking = a.churn_sessions // 4
+        if not add(fleet, speaking, "speaking", out):
+            break
+        left = a.churn_sessions - speaking
+        while left > 0:  # in the idle ramp's steps: a burst of session starts is costly
+            time.sleep(a.settle_s)
+            wait_not_full(fleet)
+            if not add(fleet, min(a.idle_step, left), "idle", out):
+                return rss
+            left -= a.idle_step
+        time.sleep(a.window_s)
+        fleet.close_all()
+        time.sleep(3.0)
+        rss.append(round(tree_rss_mb(fleet.stack.pid), 1))
+        say(f"churn {cycle + 1}: {a.churn_sessions} sessions opened and closed; RSS {rss[-1]} MB")
+    return rss
+
+
 def pinned_encode_only_fps(seconds: float, rounds: int) -> float:
     """engine.py's encode-only figure, pinned to one core as engine.py pins itself; the
     affinity is put back before any server starts (children inherit it)."""
@@ -482,7 +516,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     steps: list[Step] = []
     started = time.monotonic()
     try:
-        stack.start(max_sessions=max(a.max_sessions, a.idle_cap + 1) + 4)
+        stack.start(max_sessions=max(a.max_sessions, a.idle_cap + 1, a.churn_sessions) + 4)
         out["media_workers"] = a.workers if stack.workers_passed else "one per core"
         time.sleep(2.0)
         rss_base = tree_rss_mb(stack.pid)
@@ -524,9 +558,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             # The workers measure their load over 5 s: the closed speakers' load leaves the
             # window before the server admits again (it refuses while it looks full).
             time.sleep(a.settle_s)
-            deadline = time.monotonic() + 30
-            while fleet.status()[1]["Capacity"].get("Full") and time.monotonic() < deadline:
-                time.sleep(0.5)
+            wait_not_full(fleet)
             idle_capacity = 0
             idle_speaker_ok: bool | None = None
             both = 0
@@ -551,11 +583,13 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             out["viewer_errors"] = [
                 s.viewer.error for s in fleet.sessions.values() if s.viewer and s.viewer.error
             ]
+            fleet.close_all()
+            time.sleep(3.0)
+            rss_end = tree_rss_mb(stack.pid)
+            out["rss_mb_after_churn"] = churn(fleet, a, out)
         finally:
             fleet.close_all()
             fleet.client.close()
-        time.sleep(3.0)
-        rss_end = tree_rss_mb(stack.pid)
     except BaseException:
         say(f"stopped early; the server log is kept in {stack.work}")
         raise
@@ -570,6 +604,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     out["rss_mb_peak"] = max((r for _, r in points), default=None)
     out["rss_mb_after_close"] = round(rss_end, 1)
     out["rss_growth_mb"] = round(rss_end - rss_base, 1)
+    churned = out.get("rss_mb_after_churn") or []
+    out["rss_growth_per_churn_mb"] = (
+        round((churned[-1] - rss_end) / len(churned), 1) if churned else None
+    )
     out["rss_mb_per_session"] = _slope(points)
     out["steps"] = [
         {
@@ -628,6 +666,10 @@ def main() -> None:
         "--workers", type=int, help="media workers (serve --media-workers); default one per core"
     )
     p.add_argument("--keep", action="store_true", help="keep the data dir and server log")
+    p.add_argument(
+        "--churn", type=int, default=3, help="open/close cycles after the ramps (RSS after each)"
+    )
+    p.add_argument("--churn-sessions", type=int, default=16, help="sessions per churn cycle")
     p.add_argument("--encode-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--encode-rounds", type=int, default=3, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -638,6 +680,8 @@ def main() -> None:
     a.window_s = a.window_s or (5.0 if quick else 10.0)
     if quick:
         a.encode_rounds = min(a.encode_rounds, 2)
+        a.churn = min(a.churn, 1)
+        a.churn_sessions = min(a.churn_sessions, 4)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     out = run(a)
