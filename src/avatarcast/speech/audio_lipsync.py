@@ -7,7 +7,7 @@ were, so the track does not depend on how the audio was chunked.
 
 Per frame:
 1. Voice-activity gate (`lipsync_floor`): webrtcvad with an adaptive noise floor decides
-   speech vs rest (X); short silent gaps inside speech are closures (A); a burst out of
+   speech vs rest (X); short silent gaps inside speech end in a closure (A); a burst out of
    silence closes the lips just before it.
 2. Shape of a speech frame, by `method`:
    - "model" (default, any language): the learned frame classifier (`lipsync_model`) over
@@ -350,14 +350,16 @@ class StreamingLipSync:
         if self._model is not None and self._spans is None:
             shape = self._model_shape(n)
             if gate == "gap":
-                # A short silence inside speech is a closure unless the classifier hears a
-                # vowel-like shape there (a consonant B/X there is the silent P/B/M hold).
-                return Shape.A if shape in (Shape.A, Shape.B, Shape.X) else shape
+                # A short silence inside speech: the lips are closed on its last frame, just
+                # before speech resumes (a P/B/M hold ends at its release), unless the
+                # classifier hears a vowel-like shape there; its other frames keep the
+                # classifier's shape (a whole gap shown closed cost accuracy, no closures).
+                last = self._gate(n + 1) != "gap"
+                return Shape.A if last and shape in (Shape.A, Shape.B, Shape.X) else shape
             if shape is Shape.X:
-                # Speech the classifier calls silence: the floor's closure (a quiet dip with
-                # nasal murmur) if it sees one, else the voice-activity B (the floor's other
-                # shapes are worse than B on human speech).
-                return Shape.A if self._floor_shape(n) is Shape.A else Shape.B
+                # Speech the classifier calls silence: the voice-activity B (the floor's
+                # shapes, its nasal-dip closure too, are worse than B on human speech).
+                return Shape.B
             return shape
         t0, t1 = n / self.fps, (n + 1) / self.fps
         heard = Shape.X
