@@ -49,6 +49,22 @@ _PREFIX = "ph_"
 _CLOSURES = (Shape.A, Shape.G)
 _CLOSURE_MIN_COVER = 0.3  # as in text_lipsync: a closure covering 30 % of a frame wins it
 _EASE = 0.6
+# Word insertion "penalty" of the phone decoder: 1 = none. Each phone is a pocketsphinx word
+# here, so pocketsphinx's default (0.65) charged every phone of the text: a partial path that
+# stretched one phone (or a pause) over speech was cheaper than one that followed the text.
+# The number of phones is fixed by the text, so there is nothing to penalise.
+_PHONE_WIP = 1.0
+# A pause of the path is trusted unless the frame is this far above the quietest frame so far
+# (then the path has parked in a pause over speech: synthetic voices, whose pauses are digital
+# silence). Real recordings' pauses lie within ~40 dB of their floor (a quiet room is ~30 dB
+# SPL, speech ~60-70 dB SPL): there the recognised shape was wrong more often than the pause.
+_PARKED_PAUSE_DB = 50.0
+# A consonant the path holds longer than this is a path stuck on it (stops, fricatives and
+# nasals inside words last well under 200 ms); the frame takes the recognised shape.
+_MAX_CONSONANT_S = 0.3
+_VOWELS = frozenset(
+    ["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"]
+)
 _MAX_WORDS = 2000  # a grammar this long is still cheap to build (~ms); longer text: recognition
 
 Segment = tuple[float, float, str]  # start_s, end_s, ARPAbet phone or "SIL"
@@ -121,6 +137,7 @@ class _PhoneDecoder:
             pbeam=ALIGN_BEAM,
             wbeam=ALIGN_WORD_BEAM,
             silprob=ALIGN_SILPROB,
+            wip=_PHONE_WIP,
             bestpath=False,
             loglevel="FATAL",
         )
@@ -204,6 +221,16 @@ def frame_pose(segs: Sequence[Segment], n: int, fps: int, prev: MouthPose) -> Mo
     return MouthPose(shape, round(min(1.0, max(0.0, value)), 4))
 
 
+def _stuck_on_consonant(segs: Sequence[Segment], t: float) -> bool:
+    """Whether the segment at time t is a consonant held longer than speech holds one."""
+    for a, b, phone in reversed(segs):
+        if a <= t < b:
+            return phone != "SIL" and phone not in _VOWELS and b - a > _MAX_CONSONANT_S
+        if b <= t:
+            break
+    return False
+
+
 class AlignedLipSync:
     """Streaming mouth track of one utterance whose English words are known.
 
@@ -228,6 +255,10 @@ class AlignedLipSync:
         self._n = 0
         self._fed = 0
         self._prev = MouthPose(Shape.X, 0.0)
+        self._spf = SAMPLE_RATE_HZ // fps
+        self._levels: list[float] = []  # dB of each whole frame received
+        self._tail = np.zeros(0, np.int16)  # samples of the frame not yet whole
+        self._floor_db = np.inf  # the quietest frame committed so far
         self._dec: _PhoneDecoder | None = None
         # push/finish run on the input thread; close() may come from the frame thread (an
         # interrupt) in the middle of a push: it never waits, the push gives the decoder back.
@@ -275,7 +306,16 @@ class AlignedLipSync:
             except RuntimeError:
                 self._drop_decoder()
         self._fed += int(pcm.size)
+        self._add_levels(pcm)
         return self._commit(heard, self._segments() if heard else [])
+
+    def _add_levels(self, pcm: NDArray[np.int16]) -> None:
+        buf = np.concatenate([self._tail, pcm.astype(np.int16, copy=False)])
+        whole = buf.size // self._spf * self._spf
+        if whole:
+            x = buf[:whole].astype(np.float64).reshape(-1, self._spf)
+            self._levels += (10.0 * np.log10(np.mean(x * x, axis=1) + 1.0)).tolist()
+        self._tail = buf[whole:]
 
     def finish(self) -> list[MouthPose]:
         with self._busy:
@@ -285,6 +325,8 @@ class AlignedLipSync:
 
     def _finish(self) -> list[MouthPose]:
         heard = self.fallback.finish()
+        if self._tail.size:  # the last frame, zero-padded as the audio engine pads it
+            self._add_levels(np.zeros(self._spf - self._tail.size, np.int16))
         segs: list[Segment] = []
         if self._dec is not None:
             partial = self._segments()
@@ -332,10 +374,20 @@ class AlignedLipSync:
         out: list[MouthPose] = []
         for fb in heard:
             pose = frame_pose(segs, self._n, self.fps, self._prev)
-            if pose is None or (pose.shape is Shape.X and fb.shape is not Shape.X):
-                # Not reached yet, or a pause where the audio has speech: on synthetic
-                # voices the best partial path can park in a pause while the speech goes on
-                # (its final path is right, but frames cannot wait for it).
+            level = self._levels[self._n] if self._n < len(self._levels) else 0.0
+            self._floor_db = min(self._floor_db, level)
+            if (
+                pose is None
+                or (
+                    pose.shape is Shape.X
+                    and fb.shape is not Shape.X
+                    and level - self._floor_db >= _PARKED_PAUSE_DB
+                )
+                or _stuck_on_consonant(segs, (self._n + 0.5) / self.fps)
+            ):
+                # Not reached yet, or a path that cannot be right there: parked in a pause
+                # over loud speech (synthetic voices), or holding one consonant for longer
+                # than speech does. Its final path is right, but frames cannot wait for it.
                 pose = fb
             else:
                 self.aligned_frames += 1
