@@ -46,6 +46,7 @@ from avatarcast.speech.visemes import DEFAULT_OPEN, MouthPose, Shape, shape_of_a
 _PHONE_LIST = "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH"
 PHONES: tuple[str, ...] = (*_PHONE_LIST.split(), "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH")
 _PREFIX = "ph_"
+_SIL = "<sil>"
 _CLOSURES = (Shape.A, Shape.G)
 _CLOSURE_MIN_COVER = 0.3  # as in text_lipsync: a closure covering 30 % of a frame wins it
 _EASE = 0.6
@@ -81,15 +82,17 @@ def _pronunciations(word: str, lookup: Callable[[str], str | None]) -> list[str]
 
 
 def grammar_transitions(
-    text: str, lookup: Callable[[str], str | None]
+    text: str, lookup: Callable[[str], str | None], silprob: float = 0.1
 ) -> tuple[list[tuple[int, int, float, str]], int]:
     """FSG transitions (from, to, probability, phone word) of `text` and its final state.
 
-    `lookup`: word → ARPAbet pronunciation or None (the decoder's dictionary).
+    `lookup`: word → ARPAbet pronunciation or None (the decoder's dictionary). A pause
+    ("<sil>", probability `silprob`) may come before, between and after words, never inside
+    a word (the decoder's own fillers, which it would put between any two phones, are off).
     """
     from avatarcast.speech.pronounce import espeak_arpabet, transcript_words
 
-    trans: list[tuple[int, int, float, str]] = []
+    trans: list[tuple[int, int, float, str]] = [(0, 0, silprob, _SIL)]
     state, fresh = 0, 1
     for word in transcript_words(text)[:_MAX_WORDS]:
         options = _pronunciations(word, lookup)
@@ -112,6 +115,7 @@ def grammar_transitions(
                 trans.append((cur, to, prob, _PREFIX + phone.lower()))
                 cur = to
         state = end
+        trans.append((end, end, silprob, _SIL))
     return trans, state
 
 
@@ -138,6 +142,7 @@ class _PhoneDecoder:
             wbeam=ALIGN_WORD_BEAM,
             silprob=ALIGN_SILPROB,
             wip=_PHONE_WIP,
+            fsgusefiller=False,  # pauses only between words: `grammar_transitions`
             bestpath=False,
             loglevel="FATAL",
         )
@@ -267,8 +272,10 @@ class AlignedLipSync:
         try:
             self._dec = _take_decoder()
             d = self._dec.decoder
-            trans, final = grammar_transitions(text, d.lookup_word)
-            if not trans:
+            from avatarcast.speech.recognizer import ALIGN_SILPROB
+
+            trans, final = grammar_transitions(text, d.lookup_word, ALIGN_SILPROB)
+            if final == 0:
                 self._drop_decoder()  # no alignable word: recognition only
             else:
                 fsg = d.create_fsg("aligned", 0, final, trans)
