@@ -67,6 +67,13 @@ _PARKED_PAUSE_DB = 50.0
 # A consonant the path holds longer than this is a path stuck on it (stops, fricatives and
 # nasals inside words last well under 200 ms); the frame takes the recognised shape.
 _MAX_CONSONANT_S = 0.3
+# Cepstral mean: the decoder starts from the model's default estimate (recognizer._CMN_INIT),
+# which pocketsphinx's live update moves only every few seconds and slowly; a recording far
+# from it (level, room) is decoded badly at first, and the partial path goes wrong where the
+# final path, with the whole audio, would not. So when the audio reaches each of these times,
+# the mean of all the audio so far is measured and the decoder restarts from it on that audio
+# (doubling: at most ~2x the decoding of the first 4 s; fixed times: chunking changes nothing).
+_CMN_RESTARTS_S = (1.0, 2.0, 4.0)
 _VOWELS = frozenset(
     ["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"]
 )
@@ -152,7 +159,38 @@ class _PhoneDecoder:
         )
         for i, phone in enumerate(PHONES):
             self.decoder.add_word(_PREFIX + phone.lower(), phone, i == len(PHONES) - 1)
+        # A one-word grammar: searching it (end_utt) after measuring the mean costs nothing.
+        self.decoder.add_fsg("cmn", self.decoder.create_fsg("cmn", 0, 1, [(0, 1, 1.0, _SIL)]))
         self.in_utt = False
+
+    def start(self, cmn: str) -> None:
+        """Start an utterance of the "aligned" search from the cepstral mean `cmn`."""
+        d = self.decoder
+        if self.in_utt:
+            d.end_utt()
+            self.in_utt = False
+        d.reinit_feat()  # live CMN keeps sums that set_cmn alone does not clear
+        d.set_cmn(cmn)
+        d.activate_search("aligned")
+        d.start_utt()
+        self.in_utt = True
+
+    def cepstral_mean(self, data: bytes) -> str:
+        """The cepstral mean of the whole of `data` (16 kHz PCM bytes); ends the utterance."""
+        from avatarcast.speech.recognizer import _CMN_INIT
+
+        d = self.decoder
+        if self.in_utt:
+            d.end_utt()
+            self.in_utt = False
+        d.reinit_feat()
+        d.set_cmn(_CMN_INIT)
+        d.activate_search("cmn")
+        d.start_utt()
+        d.process_raw(data, True, True)  # features only, normalised over the whole buffer
+        mean = str(d.get_cmn(False))
+        d.end_utt()
+        return mean
 
 
 _POOL: list[_PhoneDecoder] = []
@@ -269,6 +307,8 @@ class AlignedLipSync:
         self._tail = np.zeros(0, np.int16)  # samples of the frame not yet whole
         self._floor_db = np.inf  # the quietest frame committed so far
         self._dec: _PhoneDecoder | None = None
+        self._restarts = [round(t * SAMPLE_RATE_HZ) for t in _CMN_RESTARTS_S]
+        self._audio: list[NDArray[np.int16]] = []  # kept until the last restart
         # push/finish run on the input thread; close() may come from the frame thread (an
         # interrupt) in the middle of a push: it never waits, the push gives the decoder back.
         self._busy = threading.Lock()
@@ -282,12 +322,10 @@ class AlignedLipSync:
             if final == 0:
                 self._drop_decoder()  # no alignable word: recognition only
             else:
-                fsg = d.create_fsg("aligned", 0, final, trans)
-                d.add_fsg("aligned", fsg)
-                d.activate_search("aligned")
-                d.set_cmn("40,3,-1")
-                d.start_utt()
-                self._dec.in_utt = True
+                from avatarcast.speech.recognizer import _CMN_INIT
+
+                d.add_fsg("aligned", d.create_fsg("aligned", 0, final, trans))
+                self._dec.start(_CMN_INIT)
         except (RuntimeError, ValueError):
             self._drop_decoder()
 
@@ -310,15 +348,36 @@ class AlignedLipSync:
         heard = self.fallback.push(pcm)  # validates pcm, decides which frames are due
         pcm = np.asarray(pcm).reshape(-1)
         if self._dec is not None and pcm.size:
-            from avatarcast.speech.recognizer import _pcm_bytes
-
             try:
-                self._dec.decoder.process_raw(_pcm_bytes(pcm, self._fed), False, False)
+                self._decode(pcm)
             except RuntimeError:
                 self._drop_decoder()
         self._fed += int(pcm.size)
         self._add_levels(pcm)
         return self._commit(heard, self._segments() if heard else [])
+
+    def _decode(self, pcm: NDArray[np.int16]) -> None:
+        """Feed `pcm` (audio from sample self._fed on); restart at the CMN restart times."""
+        from avatarcast.speech.recognizer import _pcm_bytes
+
+        assert self._dec is not None
+        start = self._fed
+        while pcm.size:
+            if not self._restarts:
+                self._dec.decoder.process_raw(_pcm_bytes(pcm, start), False, False)
+                return
+            part = pcm[: self._restarts[0] - start]
+            self._dec.decoder.process_raw(_pcm_bytes(part, start), False, False)
+            self._audio.append(part)
+            start += part.size
+            pcm = pcm[part.size :]
+            if start == self._restarts[0]:
+                self._restarts.pop(0)
+                data = _pcm_bytes(np.concatenate(self._audio))
+                self._dec.start(self._dec.cepstral_mean(data))
+                self._dec.decoder.process_raw(data, False, False)
+                if not self._restarts:
+                    self._audio = []
 
     def _add_levels(self, pcm: NDArray[np.int16]) -> None:
         buf = np.concatenate([self._tail, pcm.astype(np.int16, copy=False)])
