@@ -461,10 +461,22 @@ class AlignedLipSync:
                 pose = fb
             else:
                 self.aligned_frames += 1
+                pose = self._no_flicker(pose, segs)
             out.append(pose)
             self._prev = pose
             self._n += 1
         return out
+
+    def _no_flicker(self, pose: MouthPose, segs: list[Segment]) -> MouthPose:
+        """A one-frame rest between two frames of the same speech shape takes that shape,
+        as in the exact-timing track (`text_lipsync`); the path has the next frame already."""
+        left = self._prev.shape
+        if pose.shape is not Shape.X or left in (Shape.X, *_CLOSURES):
+            return pose
+        right = frame_pose(segs, self._n + 1, self.fps, pose)
+        if right is None or right.shape is not left:
+            return pose
+        return MouthPose(left, round(self._prev.open + _EASE * (right.open - self._prev.open), 4))
 
     def __del__(self) -> None:  # an utterance dropped without finish() (interrupt)
         with contextlib.suppress(Exception):
