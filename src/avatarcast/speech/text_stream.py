@@ -5,27 +5,37 @@ committed once the audio up to (n + 1) / fps + lookahead (≤ 200 ms) has arrive
 revised, exactly as for audio alone. Forced alignment of the whole utterance is impossible
 then — the end of the audio is not there yet. So:
 
-* The known words become a grammar of PHONES (`PhoneGrammar`): one pocketsphinx "word" per
-  ARPAbet phone, the words' pronunciations (the CMU dictionary's alternatives, espeak-ng's
-  for unknown words) as parallel phone chains, optional pauses between them. The decoder
-  runs over the audio as it arrives; its best partial path is the alignment of the audio so
-  far against a prefix of the text, with phone times.
+* The known words become a grammar of PHONES (`grammar_transitions`): one pocketsphinx
+  "word" per ARPAbet phone, the words' pronunciations (the CMU dictionary's alternatives,
+  espeak-ng's for unknown words) as parallel phone chains, an optional pause before, between
+  and after words (never inside one). The decoder runs over the audio as it arrives; its
+  best partial path is the alignment of the audio so far against a prefix of the text.
+* The partial path is pocketsphinx's best phone EXIT at the newest frame. Left alone it
+  often stretched one phone or a pause over a second of speech (locally the better acoustic
+  match; only the end of the text, not there yet, shows it wrong), and lost 0.06 against the
+  final path. Three things keep it on the text: no per-phone insertion penalty — a weight
+  of 4 per phone instead, which pulls the path along the text (`_PHONE_WIP`); the decoder
+  restarts from the measured cepstral mean of the audio so far at 1, 2 and 4 s (the model's
+  default mean is far from many recordings, and pocketsphinx's live update is slow:
+  `_CMN_RESTARTS_S`); every utterance starts from a re-initialised feature pipeline.
 * When frames are due, that path (over ALL audio received so far: at least the lookahead,
   more when the client sends ahead of real time, as TTS clients do) gives each frame its
   shape: a P/B/M or F/V covering 30 % of the frame wins it (closures stay visible), else the
-  phone covering most of the frame; pauses are rest.
+  phone covering most of the frame; pauses are rest; a one-frame pause between two frames of
+  one speech shape takes that shape (as in `text_lipsync`'s exact-timing track).
 * Recognition fills in where alignment cannot answer: a frame beyond the path's end, any
-  frame when the text has no alignable word or the decoder fails. An audio-only
-  `StreamingLipSync` runs beside it on the same audio and commits the same frames at the same
-  deadlines; its frame is used there.
+  frame when the text has no alignable word or the decoder fails, a frame inside a consonant
+  the path holds > 0.3 s (stuck), and a frame the path calls a pause while the audio-only
+  engine hears speech AND the frame is ≥ 50 dB above the quietest frame so far (synthetic
+  voices, whose pauses are digital silence: there the path parks in a pause while the speech
+  goes on; in recordings the path's pauses were right more often than the recognised
+  shape). An audio-only `StreamingLipSync` runs beside it on the same audio and commits the
+  same frames at the same deadlines; its frame is used there.
 
-A frame the path calls a pause while the audio-only engine hears speech takes the recognised
-shape too: on synthetic voices (espeak) the best partial path can park in a pause while the
-speech goes on — its final path is right, but frames cannot wait for it.
-
-Measured on independent human labels (benchmarks/alignment.py's set): 0.755 frame accuracy
-with 160 ms chunks at the deadline, 0.78 when the audio arrives at once (recognition alone:
-0.52); the offline two-pass alignment of `text_known` scores 0.83. Cost: ~0.06 CPU-s per
+Measured (160 ms chunks, each frame at its deadline): 0.792 frame accuracy on independent
+human labels (benchmarks/alignment.py's set; 0.749 before the changes above; the offline
+two-pass alignment of `text_known` scores 0.833, audio alone 0.60); 0.88 agreement with the
+offline alignment on other human clips; 0.78 on espeak voices. Cost: ~0.04 CPU-s per
 audio-s with the audio-only engine beside it.
 """
 
