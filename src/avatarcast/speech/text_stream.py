@@ -12,7 +12,7 @@ then — the end of the audio is not there yet. So:
   best partial path is the alignment of the audio so far against a prefix of the text.
 * The partial path is pocketsphinx's best phone EXIT at the newest frame. Left alone it
   often stretched one phone or a pause over a second of speech (locally the better acoustic
-  match; only the end of the text, not there yet, shows it wrong), and lost 0.06 against the
+  match; only the end of the text, not there yet, shows it wrong), and lost ~0.05 against the
   final path. Three things keep it on the text: no per-phone insertion penalty — a weight
   of 4 per phone instead, which pulls the path along the text (`_PHONE_WIP`); the decoder
   restarts from the measured cepstral mean of the audio so far at 1, 2 and 4 s (the model's
@@ -73,6 +73,10 @@ _PHONE_WIP = 4.0
 # (then the path has parked in a pause over speech: synthetic voices, whose pauses are digital
 # silence). Real recordings' pauses lie within ~40 dB of their floor (a quiet room is ~30 dB
 # SPL, speech ~60-70 dB SPL): there the recognised shape was wrong more often than the pause.
+# Checked on other sets than the MFA benchmark's: of the frames where the path has a pause and
+# the audio-only engine speech, ≥ 50 dB over the floor the recognised shape was right in 1203
+# of 1564 espeak frames and 2 of 23 human ones (offline-aligned clips), below it in 24 of 134
+# espeak and 38 of 239 human ones (the path's pause: 69 and 172).
 _PARKED_PAUSE_DB = 50.0
 # A consonant the path holds longer than this is a path stuck on it (stops, fricatives and
 # nasals inside words last well under 200 ms); the frame takes the recognised shape.
