@@ -76,7 +76,8 @@ _PHONE_WIP = 4.0
 # Checked on other sets than the MFA benchmark's: of the frames where the path has a pause and
 # the audio-only engine speech, ≥ 50 dB over the floor the recognised shape was right in 1203
 # of 1564 espeak frames and 2 of 23 human ones (offline-aligned clips), below it in 23 of 128
-# espeak and 28 of 204 human ones (the path's pause: 69 and 151).
+# espeak and 28 of 204 human ones (the path's pause: 69 and 151; measured with insertion
+# weight 1, before the pause grammar and CMN restarts).
 _PARKED_PAUSE_DB = 50.0
 # A consonant the path holds longer than this is a path stuck on it (stops, fricatives and
 # nasals inside words last well under 200 ms); the frame takes the recognised shape.
