@@ -23,7 +23,8 @@ Methods (each clip whole, as `avatarcast render --audio F --transcript T` does):
 - audio_only: the audio-only default (no words);
 - vad_baseline: B while the voice-activity gate says speech, X otherwise.
 Also: P/B/M closures shown (an MFA P/B/M phone with an A frame overlapping it, per method),
-and CPU seconds per audio second.
+CPU seconds per audio second, and where streaming loses against the offline alignment
+(frames only one of them gets right; streamed frames the alignment path answered).
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def closures_shown(phones: Sequence[Interval], track: Sequence[MouthPose]) -> tu
     return shown, total
 
 
-def _methods(text: str) -> dict[str, Callable[[NDArray[np.int16]], list[MouthPose]]]:
+def _methods(
+    text: str, stats: dict[str, int] | None = None
+) -> dict[str, Callable[[NDArray[np.int16]], list[MouthPose]]]:
     from avatarcast.speech.audio_lipsync import StreamingLipSync, track_from_audio
     from avatarcast.speech.text_known import aligned_spans
     from avatarcast.speech.text_lipsync import frame_labels
@@ -161,7 +164,11 @@ def _methods(text: str) -> dict[str, Callable[[NDArray[np.int16]], list[MouthPos
         out: list[MouthPose] = []
         for i in range(0, pcm.size, STREAM_CHUNK):
             out += sync.push(pcm[i : i + STREAM_CHUNK])
-        return out + sync.finish()
+        out += sync.finish()
+        if stats is not None:  # frames the path answered (the rest: the audio-only engine)
+            stats["streamed_path_frames"] = stats.get("streamed_path_frames", 0)
+            stats["streamed_path_frames"] += sync.aligned_frames
+        return out
 
     def baseline(pcm: NDArray[np.int16]) -> list[MouthPose]:
         eng = StreamingLipSync(method="floor")
@@ -190,12 +197,14 @@ def words_known_human(data: Path | None = None) -> dict[str, Any]:
     hits: dict[str, dict[str, list[int]]] = {}
     closures: dict[str, list[int]] = {}
     cpu: dict[str, float] = {}
+    stats: dict[str, int] = {}
     audio_s = 0.0
     for name, pcm, text, phones in human_set(root):
         n = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
         truth = truth_of(phones, n)
         audio_s += pcm.size / SAMPLE_RATE_HZ
-        for method, fn in _methods(text).items():
+        tracks: dict[str, list[MouthPose]] = {}
+        for method, fn in _methods(text, stats).items():
             t = time.process_time()
             track = fn(pcm)
             cpu[method] = cpu.get(method, 0.0) + time.process_time() - t
@@ -208,6 +217,17 @@ def words_known_human(data: Path | None = None) -> dict[str, Any]:
             c = closures.setdefault(method, [0, 0])
             c[0] += s
             c[1] += tot
+            tracks[method] = track
+        # Where streaming loses against the offline alignment: frames each gets right alone.
+        stream, offline = tracks["audio_with_text_streamed"], tracks["transcript_align"]
+        for i in range(n):
+            s_ok, o_ok = stream[i].shape == truth[i], offline[i].shape == truth[i]
+            key = "only_offline_right" if o_ok and not s_ok else "only_streamed_right"
+            if s_ok != o_ok:
+                stats[key] = stats.get(key, 0) + 1
+            stats["streamed_equals_offline"] = stats.get("streamed_equals_offline", 0) + (
+                stream[i].shape == offline[i].shape
+            )
     return {
         "set": "MFA 3.4.3 tests/data: acoustic_corpus, cold_corpus, cold_corpus3 "
         "(1 speaker, US English, spontaneous)",
@@ -221,6 +241,7 @@ def words_known_human(data: Path | None = None) -> dict[str, Any]:
         "pbm_closures_shown": {m: f"{v[0]}/{v[1]}" for m, v in closures.items()},
         "rtf": {m: round(c / max(audio_s, 1e-9), 4) for m, c in cpu.items()},
         "aligner_load_s": round(load_s, 2),
+        "streamed_vs_offline": stats,
     }
 
 
@@ -235,6 +256,13 @@ def print_table(res: dict[str, Any]) -> None:
     for m, acc in res["accuracy"].items():
         row = "".join(f"{acc[c]:>17.3f}" for c in conds)
         print(f"  {m:<26}{row}{res['pbm_closures_shown'][m]:>9}{res['rtf'][m]:>8.4f}")
+    st = res["streamed_vs_offline"]
+    print(
+        f"  streamed vs transcript_align (frames): same shape {st['streamed_equals_offline']}, "
+        f"only offline right {st.get('only_offline_right', 0)}, only streamed right "
+        f"{st.get('only_streamed_right', 0)}; streamed frames from the alignment path "
+        f"{st['streamed_path_frames']} (the rest: the audio-only engine)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
