@@ -122,6 +122,17 @@ class _Rows:
         return self._data[: self.n]
 
 
+class _RowsView:
+    """`analyzer.NAME`: a view of the rows so far of its `_Rows` attribute `_NAME`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = "_" + name
+
+    def __get__(self, obj: object, objtype: type | None = None) -> NDArray[Any]:
+        rows: _Rows = getattr(obj, self._attr)
+        return rows.view
+
+
 class HopAnalyzer:
     """Streaming per-hop analysis: level, band levels, voice activity, noise floor, peak.
 
@@ -137,49 +148,29 @@ class HopAnalyzer:
         self._rest = np.zeros(0, np.int16)  # samples of an incomplete hop
         self._noise = params.noise_init_db
         self._peak = params.noise_init_db + 30.0
-        self._level = _Rows(np.float64)
-        self._bands = _Rows(np.float32, N_BANDS)
-        self._mel = _Rows(np.float32, N_MEL)  # lipsync_model features
+        self._level_db = _Rows(np.float64)
+        self._bands_db = _Rows(np.float32, N_BANDS)
+        self._mel_db = _Rows(np.float32, N_MEL)  # lipsync_model features
         # Running mean of mel_db over the speech hops so far (the channel's spectral shape:
         # microphone, room, voice), so the classifier can see each hop against it.
-        self._cmn_rows = _Rows(np.float32, N_MEL)
+        self._cmn_db = _Rows(np.float32, N_MEL)
         self._cmn = np.zeros(N_MEL, np.float64)
         self._cmn_count = 0
         self._speech = _Rows(np.bool_)
-        self._noise_rows = _Rows(np.float64)
-        self._peak_rows = _Rows(np.float64)
+        self._noise_db = _Rows(np.float64)
+        self._peak_db = _Rows(np.float64)
 
     @property
     def n_hops(self) -> int:
-        return self._level.n
+        return self._level_db.n
 
-    @property
-    def level_db(self) -> NDArray[np.float64]:
-        return self._level.view
-
-    @property
-    def bands_db(self) -> NDArray[np.float32]:
-        return self._bands.view
-
-    @property
-    def mel_db(self) -> NDArray[np.float32]:
-        return self._mel.view
-
-    @property
-    def cmn_db(self) -> NDArray[np.float32]:
-        return self._cmn_rows.view
-
-    @property
-    def speech(self) -> NDArray[np.bool_]:
-        return self._speech.view
-
-    @property
-    def noise_db(self) -> NDArray[np.float64]:
-        return self._noise_rows.view
-
-    @property
-    def peak_db(self) -> NDArray[np.float64]:
-        return self._peak_rows.view
+    level_db = _RowsView()
+    bands_db = _RowsView()
+    mel_db = _RowsView()
+    cmn_db = _RowsView()
+    speech = _RowsView()
+    noise_db = _RowsView()
+    peak_db = _RowsView()
 
     def add(self, pcm: NDArray[np.int16]) -> None:
         """Analyse every hop completed by `pcm` (any length; the remainder waits)."""
@@ -196,15 +187,15 @@ class HopAnalyzer:
         bands, mel = band_spectra(frames)
         total = np.mean(frames[:, WIN - HOP :] ** 2, axis=1, dtype=np.float64)
         level = 10.0 * np.log10(total + _EPS)
-        self._level.extend(n)[:] = level
-        self._bands.extend(n)[:] = 10.0 * np.log10(bands + _EPS)
-        mel_db = self._mel.extend(n)
+        self._level_db.extend(n)[:] = level
+        self._bands_db.extend(n)[:] = 10.0 * np.log10(bands + _EPS)
+        mel_db = self._mel_db.extend(n)
         mel_db[:] = 10.0 * np.log10(mel + _EPS)
         mel64 = mel_db.astype(np.float64)
         speech = self._speech.extend(n)
-        noise = self._noise_rows.extend(n)
-        peak = self._peak_rows.extend(n)
-        cmn_rows = self._cmn_rows.extend(n)
+        noise = self._noise_db.extend(n)
+        peak = self._peak_db.extend(n)
+        cmn_rows = self._cmn_db.extend(n)
         p = self.params
         raw = body.tobytes()
         for i, e in enumerate(level.tolist()):

@@ -181,15 +181,15 @@ class _PhoneDecoder:
         self.decoder.add_fsg("cmn", self.decoder.create_fsg("cmn", 0, 1, [(0, 1, 1.0, _SIL)]))
         self.in_utt = False
 
-    def start(self, cmn: str) -> None:
-        """Start an utterance of the "aligned" search from the cepstral mean `cmn`."""
+    def start(self, cmn: str, search: str = "aligned") -> None:
+        """Start an utterance of `search` from the cepstral mean `cmn` (ends one running)."""
         d = self.decoder
         if self.in_utt:
             d.end_utt()
             self.in_utt = False
         d.reinit_feat()  # live CMN keeps sums that set_cmn alone does not clear
         d.set_cmn(cmn)
-        d.activate_search("aligned")
+        d.activate_search(search)
         d.start_utt()
         self.in_utt = True
 
@@ -198,16 +198,11 @@ class _PhoneDecoder:
         from avatarcast.speech.recognizer import _CMN_INIT
 
         d = self.decoder
-        if self.in_utt:
-            d.end_utt()
-            self.in_utt = False
-        d.reinit_feat()
-        d.set_cmn(_CMN_INIT)
-        d.activate_search("cmn")
-        d.start_utt()
+        self.start(_CMN_INIT, "cmn")
         d.process_raw(data, True, True)  # features only, normalised over the whole buffer
         mean = str(d.get_cmn(False))
         d.end_utt()
+        self.in_utt = False
         return mean
 
 
