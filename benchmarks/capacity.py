@@ -30,9 +30,10 @@ free loopback port) and a local nginx RTMP server (`scripts/rtmp-server.sh`, as 
    some), from /proc, at every step. `rss_mb_per_session` is the slope of RSS over the number
    of open sessions across all steps; `rss_growth_mb` the RSS after every session closed minus
    the RSS before the first one (includes caches loaded once, e.g. the avatar). Then `--churn`
-   cycles (default 3) each open `--churn-sessions` sessions (16, a quarter speaking), keep them a
-   window, close them all: `rss_mb_after_churn` is the RSS after each cycle (flat: what stayed
-   after the ramps is caches and allocator reserve; rising every cycle: a leak).
+   cycles (default 5) each open `--churn-sessions` sessions (16, a quarter speaking), keep them a
+   window, close them all: `rss_mb_after_churn` is the RSS after each cycle (flat, or one step
+   and flat: caches and allocator reserve; rising every cycle: a leak; the allocator moves by
+   tens of MB, so read the trend, not one difference).
 
 The data directory (database, server log, nginx logs) is removed at the end unless `--keep`.
 `--workers N` is passed to `avatarcast serve` as `--media-workers N` (default: the server's,
@@ -604,10 +605,6 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     out["rss_mb_peak"] = max((r for _, r in points), default=None)
     out["rss_mb_after_close"] = round(rss_end, 1)
     out["rss_growth_mb"] = round(rss_end - rss_base, 1)
-    churned = out.get("rss_mb_after_churn") or []
-    out["rss_growth_per_churn_mb"] = (
-        round((churned[-1] - rss_end) / len(churned), 1) if churned else None
-    )
     out["rss_mb_per_session"] = _slope(points)
     out["steps"] = [
         {
@@ -667,7 +664,7 @@ def main() -> None:
     )
     p.add_argument("--keep", action="store_true", help="keep the data dir and server log")
     p.add_argument(
-        "--churn", type=int, default=3, help="open/close cycles after the ramps (RSS after each)"
+        "--churn", type=int, default=5, help="open/close cycles after the ramps (RSS after each)"
     )
     p.add_argument("--churn-sessions", type=int, default=16, help="sessions per churn cycle")
     p.add_argument("--encode-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
