@@ -17,7 +17,8 @@ Per frame:
      context before). Trained on English voices (synthetic and a few human); it only sees
      the spectrum, beats the spectral rules by far on Mandarin,
      and is the language-independent path. It also overrules the gate where it is sure a
-     "rest" frame is speech (quiet speech in noise), and closures get a bias.
+     "rest" frame is speech (quiet speech in noise), its silence inside what the gate
+     calls speech is kept (rest), and closures get a bias.
    - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
      pocketsphinx phone recognizer, mapped with `shape_of_arpabet` and corrected by the
      floor's shape.

@@ -73,12 +73,11 @@ def frame_features(
     not yet analysed while streaming (lookahead shorter than the window) repeat the newest
     analysed hop.
     """
+    idx = _CONTEXT_HOPS + h0
     if h0 + CONTEXT[0] >= 0 and h0 + CONTEXT[-1] < n_known:
         # The whole window is analysed audio (streaming's usual case): plain indexing.
-        idx = _CONTEXT_HOPS + h0
         mel, lev, noise = mel_db[idx], level_db[idx], noise_db[idx]
     else:
-        idx = _CONTEXT_HOPS + h0
         valid = (idx >= 0) & (idx < n_known)
         if not ended:
             idx = np.where(idx >= n_known, n_known - 1, idx)
