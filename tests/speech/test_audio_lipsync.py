@@ -88,6 +88,27 @@ def test_pause_rests_without_trembling(rec: PhoneRecognizer) -> None:
     assert any(p.shape is not Shape.X for p in track[g1 + 1 :])
 
 
+def test_a_short_gap_closes_on_its_last_frame_and_rests_before() -> None:
+    """Three silent frames between two phrases: the classifier hears silence there, which
+    stays rest (X), and the lips close on the last one, just before speech resumes."""
+    tts = get_backend("espeak")
+
+    def trimmed(text: str) -> np.ndarray:
+        pcm = tts.synthesize(text, voice="en-us").pcm
+        loud = np.flatnonzero(np.abs(pcm) > 300)
+        return pcm[loud[0] : loud[-1] + 1]
+
+    a, b = trimmed("I saw a whale"), trimmed("over the sea")
+    a = np.concatenate([a, np.zeros(-a.size % SPF, np.int16)])  # the gap starts on a frame
+    gap = np.zeros(3 * SPF, np.int16)
+    pcm = np.concatenate([LEAD, a, gap, b, LEAD])
+    track = run(StreamingLipSync(), pcm, 2560)
+    g0 = (LEAD.size + a.size) // SPF
+    shapes = "".join(p.shape for p in track)
+    assert shapes[g0 : g0 + 3] == "XXA", shapes[g0 - 4 : g0 + 7]
+    assert shapes[g0 - 1] not in "XA" and shapes[g0 + 4] != "X", shapes[g0 - 4 : g0 + 7]
+
+
 @pytest.mark.parametrize(
     ("language", "method", "lookahead"),
     [("en", "model", 200), ("en", "model", 40), ("en", "recognizer", 200), ("zh", "floor", 200)],
