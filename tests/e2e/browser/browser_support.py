@@ -67,6 +67,20 @@ class PageUnderTest:
     errors: list[str]
 
 
+def collect_errors(page: Any) -> list[str]:
+    """The page's console errors and uncaught exceptions, as they come. "Failed to load
+    resource" names no URL in its text: the message's location does, so it is appended."""
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(f"{m.text} [{m.location.get('url', '')}]") if m.type == "error" else None
+        ),
+    )
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    return errors
+
+
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 in video pixels
 
 

@@ -29,6 +29,7 @@ from browser_support import (
     PageUnderTest,
     Server,
     chromium_args,
+    collect_errors,
 )
 
 from netns import mark_for_namespace
@@ -147,15 +148,7 @@ def demo(browser: Any, server: Server) -> Iterator[PageUnderTest]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
-    errors: list[str] = []
-    # "Failed to load resource" names no URL in its text: the location does
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(f"{m.text} [{m.location.get('url', '')}]") if m.type == "error" else None
-        ),
-    )
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    errors = collect_errors(page)
     page.goto(server.base_url + "/")
     page.wait_for_selector("body[data-ready=true]")
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_support import MOUTH_SAMPLER, Box, PageUnderTest, Server
+from browser_support import MOUTH_SAMPLER, Box, PageUnderTest, Server, collect_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from janus_server import JanusServer, free_port, janus_available
@@ -67,16 +67,8 @@ def janus_demo(browser: Any, janus_site: Server) -> Iterator[tuple[PageUnderTest
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
-    errors: list[str] = []
+    errors = collect_errors(page)
     requests: list[str] = []
-    # "Failed to load resource" names no URL in its text: the location does (as conftest's)
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(f"{m.text} [{m.location.get('url', '')}]") if m.type == "error" else None
-        ),
-    )
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
     page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
     page.goto(janus_site.base_url + "/")
     page.wait_for_selector("body[data-ready=true]")
