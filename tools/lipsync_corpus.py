@@ -350,12 +350,15 @@ def extra_human_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
 def extra_human_clips(aligner: object) -> list[Clip]:
     """The extra training speakers, pocketsphinx-aligned like `mfa_other_clips` (clips whose
     alignment fails are left out). None of them is an evaluation speaker."""
-    out = []
-    for name, spk, pcm, words in extra_human_items():
-        clip = _aligned(name, spk, pcm, words, aligner)
-        if clip is not None:
-            out.append(clip)
-    return out
+    return _aligned_clips(extra_human_items(), aligner)
+
+
+def _aligned_clips(
+    items: list[tuple[str, str, NDArray[np.int16], str]], aligner: object
+) -> list[Clip]:
+    """`_aligned` of each (name, speaker, audio, words); those that do not align left out."""
+    clips = (_aligned(name, spk, pcm, words, aligner) for name, spk, pcm, words in items)
+    return [c for c in clips if c is not None]
 
 
 # -- more human speakers from TTS reference prompts (issue 10) -------------------------------
@@ -434,12 +437,7 @@ def prompt_clips(aligner: object, speakers: tuple[str, ...] = PROMPT_TRAIN) -> l
     """TTS reference prompts, one clip per recording, pocketsphinx-aligned like
     `extra_human_clips` (a recording whose alignment fails is left out). Default: the
     training speakers (`human_prompts`); `PROMPT_HELDOUT` gives the held-out set."""
-    out = []
-    for name, spk, pcm, words in prompt_items(speakers):
-        clip = _aligned(name, spk, pcm, words, aligner)
-        if clip is not None:
-            out.append(clip)
-    return out
+    return _aligned_clips(prompt_items(speakers), aligner)
 
 
 def pocketsphinx_clips(aligner: object) -> list[Clip]:
