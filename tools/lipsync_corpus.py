@@ -440,6 +440,70 @@ def prompt_clips(aligner: object, speakers: tuple[str, ...] = PROMPT_TRAIN) -> l
     return _aligned_clips(prompt_items(speakers), aligner)
 
 
+# -- a professional voice with its prompt texts (issue 10): Debian's Asterisk prompts ----------
+# Debian main `asterisk-core-sounds-en` (the prompts' texts, core-sounds-en.txt) and
+# `asterisk-core-sounds-en-g722` (the recordings, 16 kHz G.722): ~570 prompts of a telephone
+# system (menus, voicemail, digits, letters, the phonetic alphabet; 25 min) recorded by one
+# American woman, Allison Smith; licence CC-BY-SA-3.0 (the packages' debian/copyright; see
+# THIRD_PARTY.md). Fetched with `apt-get download` (`fetch_asterisk`, also by `--fetch`),
+# unpacked under DATA_DIR/asterisk; never an evaluation speaker.
+ASTERISK_PACKAGES = ("asterisk-core-sounds-en", "asterisk-core-sounds-en-g722")
+_ASTERISK_SOUNDS = Path("usr/share/asterisk/sounds/en_US_f_Allison")
+_ASTERISK_TEXTS = Path("usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def asterisk_dir() -> Path:
+    return DATA_DIR / "asterisk"
+
+
+def fetch_asterisk() -> None:
+    """apt-get download + unpack ASTERISK_PACKAGES into DATA_DIR/asterisk (no root needed)."""
+    root = asterisk_dir()
+    if (root / _ASTERISK_TEXTS).is_file():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", *ASTERISK_PACKAGES], cwd=tmp, check=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+
+
+def _prompt_words(text: str) -> str | None:
+    """A prompt's text as alignable words: single digits, # and * spelled out; None for a
+    tone ("[beep]") or a text with a longer number (its reading is ambiguous)."""
+    if "[" in text or re.search(r"\d\d|\d[.,]\d", text):
+        return None
+    text = re.sub(r"\d", lambda m: f" {_DIGITS[int(m.group())]} ", text)
+    return _words(text.replace("#", " pound ").replace("*", " star ")) or None
+
+
+def asterisk_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
+    """(name, speaker, audio, words) of every installed Asterisk prompt with alignable text."""
+    import gzip
+
+    root = asterisk_dir()
+    if not (root / _ASTERISK_TEXTS).is_file():
+        return []
+    items = []
+    with gzip.open(root / _ASTERISK_TEXTS, "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        if line.startswith(";") or ":" not in line:
+            continue
+        key, text = (part.strip() for part in line.split(":", 1))
+        words = _prompt_words(text)
+        path = root / _ASTERISK_SOUNDS / f"{key}.g722"
+        if words and path.is_file() and not key.startswith("silence/"):
+            items.append((f"asterisk/{key}", "asterisk-allison", load_audio(path), words))
+    return items
+
+
+def asterisk_clips(aligner: object) -> list[Clip]:
+    """The Asterisk prompts, pocketsphinx-aligned like `extra_human_clips`."""
+    return _aligned_clips(asterisk_items(), aligner)
+
+
 def pocketsphinx_clips(aligner: object) -> list[Clip]:
     """pocketsphinx-testdata's LibriVox and cards clips, pocketsphinx-aligned."""
     out = []
@@ -561,6 +625,7 @@ def main() -> int:
     if "--fetch" in sys.argv[1:]:
         fetch_extra()
         fetch_prompts()
+        fetch_asterisk()
     al = Aligner()
     sets = {
         "mfa_textgrid": mfa_textgrid_clips(),
@@ -569,6 +634,7 @@ def main() -> int:
         "real_video": real_video_clips(al),
         "human_extra (training)": extra_human_clips(al),
         "human_prompts (training)": prompt_clips(al),
+        "human_asterisk (training)": asterisk_clips(al),
         "prompts_heldout": prompt_clips(al, PROMPT_HELDOUT),
     }
     for k, clips in sets.items():

@@ -23,6 +23,9 @@ Sources (all offline; see tools/lipsync_corpus.py for what each one is):
   TTS packages; `--fetch` downloads them), aligned and augmented the same way. Its held-out
   speakers (`lipsync_corpus.PROMPT_HELDOUT`) are the benchmark's `prompts_heldout` set and
   are never rendered here.
+* human_asterisk: Debian's Asterisk telephone prompts (`lipsync_corpus.asterisk_clips`: ~540
+  prompts with their texts, 23 min, one professional American voice, CC-BY-SA-3.0; `--fetch`
+  downloads them with apt-get), aligned the same way, 3 augmented copies each.
 
 Sentences: the old script's training sentences (benchmark TRAIN sentences, licence-text
 sentences, template sentences; never a TEST sentence, asserted). Each rendering gets random
@@ -202,6 +205,16 @@ def build_human_prompts(out: Path, copies: int) -> None:
     _build_human_source(out, "human_prompts", clips, 13, copies)
 
 
+def build_human_asterisk(out: Path, copies: int) -> None:
+    from avatarcast.speech.recognizer import Aligner
+
+    clips = lc.asterisk_clips(Aligner())
+    if not clips:
+        print("  human_asterisk skipped: not installed (tools/lipsync_corpus.py --fetch)")
+        return
+    _build_human_source(out, "human_asterisk", clips, 15, copies)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -219,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         "human": lambda: build_human(args.out, 8),
         "human_extra": lambda: build_human_extra(args.out, 8),
         "human_prompts": lambda: build_human_prompts(args.out, 8),
+        # 23 min of one voice: fewer augmented copies than the few-second sources.
+        "human_asterisk": lambda: build_human_asterisk(args.out, 3),
     }
     for i, v in enumerate(lc.SYNTH_TRAIN_VOICES):
         jobs[v] = lambda v=v, i=i: build_synth(sents, v, args.synth_per, args.out, SEED + 20 + i)
