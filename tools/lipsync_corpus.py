@@ -97,9 +97,12 @@ def load_audio(path: Path) -> NDArray[np.int16]:
     if path.suffix == ".wav":
         import wave
 
-        with wave.open(str(path)) as w:
-            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SAMPLE_RATE_HZ, 1, 2):
-                return np.frombuffer(w.readframes(w.getnframes()), np.int16).copy()
+        try:
+            with wave.open(str(path)) as w:
+                if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SAMPLE_RATE_HZ, 1, 2):
+                    return np.frombuffer(w.readframes(w.getnframes()), np.int16).copy()
+        except wave.Error:  # not PCM (mu-law, ...): ffmpeg reads it
+            pass
     out = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(SAMPLE_RATE_HZ),
          "-f", "s16le", "-"],
@@ -504,6 +507,67 @@ def asterisk_clips(aligner: object) -> list[Clip]:
     return _aligned_clips(asterisk_items(), aligner)
 
 
+# -- more people, found in Debian main packages (issue 10) -----------------------------------
+# tools/found_speech.json lists ~500 recordings of people speaking English inside nine Debian
+# main packages (licences: each package's copyright file, quoted there): readers of Harvard
+# sentences and radio operators in codec2-examples (8 kHz originals), the spoken words of
+# KDE's and children's games' voice packs (kajongg, ktuberling-data, tuxpaint-stamps-default,
+# klettres-data, qabcs-data), single clips of linphone-common, speech-dispatcher and
+# sphinxtrain: 24 speakers, 9 min. Measured as training data, not in the shipped recipe
+# (tools/lipsync_data.py builds it only with `--only human_found`). Texts are the packages'
+# (word lists, file names) or whisper tiny.en's transcripts (text_origin), frozen in the file.
+# `fetch_found` (also by `--fetch`) gets the packages with apt-get download into DATA_DIR/found.
+FOUND_SPEECH = ROOT / "tools" / "found_speech.json"
+
+
+def _found_doc() -> dict:
+    import json
+
+    return dict(json.loads(FOUND_SPEECH.read_text(encoding="utf-8")))
+
+
+def fetch_found() -> None:
+    """apt-get download + unpack the packages of FOUND_SPEECH missing from DATA_DIR/found."""
+    packages = _found_doc()["packages"]
+    for name, info in packages.items():
+        root = DATA_DIR / "found" / name
+        if root.is_dir():
+            continue
+        root.mkdir(parents=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["apt-get", "download", f"{name}={info['version']}"], cwd=tmp,
+                           check=True)  # fmt: skip
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+
+
+def found_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
+    """(name, speaker, audio, words) of every installed FOUND_SPEECH recording with
+    alignable words (`_prompt_words`)."""
+    from avatarcast.speech.audio import resample
+
+    items = []
+    for c in _found_doc()["clips"]:
+        path = DATA_DIR / "found" / c["package"] / c["path"]
+        words = _prompt_words(c["text"])
+        if not words or not path.is_file():
+            continue
+        if "raw_rate_hz" in c:  # headerless 16-bit PCM
+            pcm = resample(np.fromfile(path, "<i2"), int(c["raw_rate_hz"]))
+        else:
+            pcm = load_audio(path)
+        if "cut_s" in c:
+            a, b = c["cut_s"]
+            pcm = pcm[round(a * SAMPLE_RATE_HZ) : None if b is None else round(b * SAMPLE_RATE_HZ)]
+        items.append((f"found/{c['package']}/{c['path']}", c["speaker"], pcm, words))
+    return items
+
+
+def found_clips(aligner: object) -> list[Clip]:
+    """The FOUND_SPEECH recordings, pocketsphinx-aligned like `extra_human_clips`."""
+    return _aligned_clips(found_items(), aligner)
+
+
 def pocketsphinx_clips(aligner: object) -> list[Clip]:
     """pocketsphinx-testdata's LibriVox and cards clips, pocketsphinx-aligned."""
     out = []
@@ -626,6 +690,7 @@ def main() -> int:
         fetch_extra()
         fetch_prompts()
         fetch_asterisk()
+        fetch_found()
     al = Aligner()
     sets = {
         "mfa_textgrid": mfa_textgrid_clips(),
@@ -635,6 +700,7 @@ def main() -> int:
         "human_extra (training)": extra_human_clips(al),
         "human_prompts (training)": prompt_clips(al),
         "human_asterisk (training)": asterisk_clips(al),
+        "human_found (optional, not in the recipe)": found_clips(al),
         "prompts_heldout": prompt_clips(al, PROMPT_HELDOUT),
     }
     for k, clips in sets.items():

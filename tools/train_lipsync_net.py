@@ -61,6 +61,7 @@ SOURCE_WEIGHTS = {
     "human_extra": 1.0,
     "human_prompts": 1.0,
     "human_asterisk": 0.5,  # one voice, 23 min: half the weight of a source family
+    "human_found": 1.0,
 }
 
 

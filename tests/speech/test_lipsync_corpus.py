@@ -20,3 +20,14 @@ def test_asterisk_prompt_texts_become_alignable_words() -> None:
     assert words("[ascending tones]") is None
     assert words("dial 500 to attempt a connection") is None
     assert words("a 28.8 kilobit modem") is None
+
+
+def test_found_speech_list_names_a_package_licence_and_words_for_every_clip() -> None:
+    doc = lipsync_corpus._found_doc()
+    packages, clips = doc["packages"], doc["clips"]
+    assert all(info["version"] and info["licence"] for info in packages.values())
+    assert {c["package"] for c in clips} == set(packages)
+    assert all(c["speaker"] and c["path"] and c["text_origin"] for c in clips)
+    # Texts with a longer number are left out of alignment; nearly all must remain.
+    alignable = [c for c in clips if lipsync_corpus._prompt_words(c["text"])]
+    assert len(alignable) >= 0.95 * len(clips), (len(alignable), len(clips))
