@@ -39,7 +39,7 @@ PS_FRAME_S = 0.01
 DEFAULT_LW = 2.0
 
 # pocketsphinx's default initial CMN for this model (feat.params); every utterance restarts here.
-_CMN_INIT = "40,3,-1"
+CMN_INIT = "40,3,-1"
 
 # Forced alignment search (see Aligner): beams and the prior of a pause between words.
 ALIGN_BEAM = 1e-120
@@ -133,7 +133,7 @@ class PhoneRecognizer:
         # Rebuild the feature pipeline: live CMN keeps running sums that set_cmn alone does
         # not clear, which made partial results depend on earlier utterances.
         self._decoder.reinit_feat()
-        self._decoder.set_cmn(_CMN_INIT)
+        self._decoder.set_cmn(CMN_INIT)
         self._decoder.start_utt()
         self._in_utt = True
         self._samples = 0
@@ -247,7 +247,7 @@ class Aligner:
         data = _pcm_bytes(pcm)
         try:
             # Pass 1 finds the word boundaries, pass 2 (set_alignment) the phone boundaries.
-            d.set_cmn(_CMN_INIT)
+            d.set_cmn(CMN_INIT)
             d.set_align_text(" ".join(words))
             d.start_utt()
             d.process_raw(data, False, True)

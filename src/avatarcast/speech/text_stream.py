@@ -82,7 +82,7 @@ _PARKED_PAUSE_DB = 50.0
 # A consonant the path holds longer than this is a path stuck on it (stops, fricatives and
 # nasals inside words last well under 200 ms); the frame takes the recognised shape.
 _MAX_CONSONANT_S = 0.3
-# Cepstral mean: the decoder starts from the model's default estimate (recognizer._CMN_INIT),
+# Cepstral mean: the decoder starts from the model's default estimate (recognizer.CMN_INIT),
 # which pocketsphinx's live update moves only every few seconds and slowly; a recording far
 # from it (level, room) is decoded badly at first, and the partial path goes wrong where the
 # final path, with the whole audio, would not. So when the audio reaches each of these times,
@@ -195,10 +195,10 @@ class _PhoneDecoder:
 
     def cepstral_mean(self, data: bytes) -> str:
         """The cepstral mean of the whole of `data` (16 kHz PCM bytes); ends the utterance."""
-        from avatarcast.speech.recognizer import _CMN_INIT
+        from avatarcast.speech.recognizer import CMN_INIT
 
         d = self.decoder
-        self.start(_CMN_INIT, "cmn")
+        self.start(CMN_INIT, "cmn")
         d.process_raw(data, True, True)  # features only, normalised over the whole buffer
         mean = str(d.get_cmn(False))
         d.end_utt()
@@ -335,10 +335,10 @@ class AlignedLipSync:
             if final == 0:
                 self._drop_decoder()  # no alignable word: recognition only
             else:
-                from avatarcast.speech.recognizer import _CMN_INIT
+                from avatarcast.speech.recognizer import CMN_INIT
 
                 d.add_fsg("aligned", d.create_fsg("aligned", 0, final, trans))
-                self._dec.start(_CMN_INIT)
+                self._dec.start(CMN_INIT)
         except (RuntimeError, ValueError):
             self._drop_decoder()
 
