@@ -465,9 +465,15 @@ def fetch_asterisk() -> None:
     root = asterisk_dir()
     if (root / _ASTERISK_TEXTS).is_file():
         return
-    root.mkdir(parents=True, exist_ok=True)
+    _debian_unpack(list(ASTERISK_PACKAGES), root)
+
+
+def _debian_unpack(packages: list[str], root: Path) -> None:
+    """apt-get download `packages` (names, or name=version) and unpack them all into `root`
+    (created only once every download succeeded; no root rights needed)."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["apt-get", "download", *ASTERISK_PACKAGES], cwd=tmp, check=True)
+        subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True)
+        root.mkdir(parents=True, exist_ok=True)
         for deb in Path(tmp).glob("*.deb"):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
 
@@ -531,14 +537,8 @@ def fetch_found() -> None:
     packages = _found_doc()["packages"]
     for name, info in packages.items():
         root = DATA_DIR / "found" / name
-        if root.is_dir():
-            continue
-        root.mkdir(parents=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", f"{name}={info['version']}"], cwd=tmp,
-                           check=True)  # fmt: skip
-            for deb in Path(tmp).glob("*.deb"):
-                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        if not root.is_dir():
+            _debian_unpack([f"{name}={info['version']}"], root)
 
 
 def found_items() -> list[tuple[str, str, NDArray[np.int16], str]]:
