@@ -43,7 +43,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -189,14 +191,17 @@ def build_human(out: Path, copies: int) -> None:
     _build_human_source(out, "human_mfa_other", lc.mfa_other_clips(Aligner()), 9, copies)
 
 
-def build_human_extra(out: Path, copies: int) -> None:
+def build_fetched(out: Path, name: str, clips_of: Callable[[Any], list], seed_offset: int,
+                  copies: int) -> None:  # fmt: skip
+    """Source `name` from human clips fetched by `tools/lipsync_corpus.py --fetch` (skipped
+    with a note when they are not installed)."""
     from avatarcast.speech.recognizer import Aligner
 
-    clips = lc.extra_human_clips(Aligner())
+    clips = clips_of(Aligner())
     if not clips:
-        print("  human_extra skipped: nothing installed (tools/lipsync_corpus.py --fetch)")
+        print(f"  {name} skipped: nothing installed (tools/lipsync_corpus.py --fetch)")
         return
-    _build_human_source(out, "human_extra", clips, 11, copies)
+    _build_human_source(out, name, clips, seed_offset, copies)
 
 
 def build_human_prompts(out: Path, copies: int) -> None:
@@ -208,26 +213,6 @@ def build_human_prompts(out: Path, copies: int) -> None:
         return
     assert not {c.speaker for c in clips} & set(lc.PROMPT_HELDOUT), "held-out speakers"
     _build_human_source(out, "human_prompts", clips, 13, copies)
-
-
-def build_human_asterisk(out: Path, copies: int) -> None:
-    from avatarcast.speech.recognizer import Aligner
-
-    clips = lc.asterisk_clips(Aligner())
-    if not clips:
-        print("  human_asterisk skipped: not installed (tools/lipsync_corpus.py --fetch)")
-        return
-    _build_human_source(out, "human_asterisk", clips, 15, copies)
-
-
-def build_human_found(out: Path, copies: int) -> None:
-    from avatarcast.speech.recognizer import Aligner
-
-    clips = lc.found_clips(Aligner())
-    if not clips:
-        print("  human_found skipped: not installed (tools/lipsync_corpus.py --fetch)")
-        return
-    _build_human_source(out, "human_found", clips, 17, copies)
 
 
 # Built only when named (`--only human_found`): measured, not in the shipped model's recipe
@@ -250,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         "espeak": lambda: build_espeak(sents, args.espeak_per, args.out),
         "piper": lambda: build_piper(sents, args.piper_per, args.out),
         "human": lambda: build_human(args.out, 8),
-        "human_extra": lambda: build_human_extra(args.out, 8),
+        "human_extra": lambda: build_fetched(args.out, "human_extra", lc.extra_human_clips, 11, 8),
         "human_prompts": lambda: build_human_prompts(args.out, 8),
         # 23 min of one voice: fewer augmented copies than the few-second sources.
-        "human_asterisk": lambda: build_human_asterisk(args.out, 3),
-        "human_found": lambda: build_human_found(args.out, 4),
+        "human_asterisk": lambda: build_fetched(
+            args.out, "human_asterisk", lc.asterisk_clips, 15, 3
+        ),
+        "human_found": lambda: build_fetched(args.out, "human_found", lc.found_clips, 17, 4),
     }
     for i, v in enumerate(lc.SYNTH_TRAIN_VOICES):
         jobs[v] = lambda v=v, i=i: build_synth(sents, v, args.synth_per, args.out, SEED + 20 + i)
