@@ -539,7 +539,7 @@ _DTW_LABEL_DELAY = 1  # hops: input hop h takes the template shape matched to ho
 
 def _speech_extent_s(an: HopAnalyzer) -> float:
     """Seconds from the first to the last voice-active hop (at least one hop)."""
-    active = np.flatnonzero(np.asarray(an.speech, dtype=bool))
+    active = np.flatnonzero(an.speech)
     return (int(active[-1]) - int(active[0]) + 1) * 0.01 if active.size else 0.01
 
 

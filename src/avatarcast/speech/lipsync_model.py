@@ -98,23 +98,13 @@ def frame_features(
     return out
 
 
-def _arrays(an: HopAnalyzer) -> tuple[NDArray[np.float32], ...]:
-    n_hops = an.n_hops
-    return (
-        np.asarray(an.mel_db, dtype=np.float32).reshape(n_hops, N_MEL),
-        np.asarray(an.level_db, dtype=np.float64),
-        np.asarray(an.noise_db, dtype=np.float64),
-        np.asarray(an.cmn_db, dtype=np.float32).reshape(n_hops, N_MEL),
-    )
-
-
 def window_features(an: HopAnalyzer, starts: NDArray[np.intp]) -> NDArray[np.float32]:
     """`frame_features` of finished audio for every window start hop in `starts` (batch)."""
     n_hops = an.n_hops
     if starts.size == 0 or n_hops == 0:
         return np.zeros((starts.size, N_FEATURES), np.float32)
-    mel, lev, noise, cmn_all = _arrays(an)
-    idx = starts[:, None] + np.array(CONTEXT, np.intp)[None, :]
+    mel, lev, noise, cmn_all = an.mel_db, an.level_db, an.noise_db, an.cmn_db  # per-hop arrays
+    idx = starts[:, None] + _CONTEXT_HOPS[None, :]
     valid = (idx >= 0) & (idx < n_hops)
     safe = np.clip(idx, 0, n_hops - 1)
     m = np.where(valid[..., None], mel[safe], SILENCE_DB)
