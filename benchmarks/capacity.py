@@ -466,6 +466,13 @@ def wait_not_full(fleet: Fleet, timeout_s: float = 30.0) -> None:
         time.sleep(0.5)
 
 
+def rss_after_close(fleet: Fleet) -> float:
+    """Close every session, let the server settle, and give its process tree's RSS (MB)."""
+    fleet.close_all()
+    time.sleep(3.0)
+    return tree_rss_mb(fleet.stack.pid)
+
+
 def churn(fleet: Fleet, a: argparse.Namespace, out: dict[str, Any]) -> list[float]:
     """Open and close `--churn-sessions` sessions (a quarter speaking) `--churn` times; the
     server's RSS after each close: memory that stays flat is caches, a rise each time a leak."""
@@ -483,9 +490,7 @@ def churn(fleet: Fleet, a: argparse.Namespace, out: dict[str, Any]) -> list[floa
                 return rss
             left -= a.idle_step
         time.sleep(a.window_s)
-        fleet.close_all()
-        time.sleep(3.0)
-        rss.append(round(tree_rss_mb(fleet.stack.pid), 1))
+        rss.append(round(rss_after_close(fleet), 1))
         say(f"churn {cycle + 1}: {a.churn_sessions} sessions opened and closed; RSS {rss[-1]} MB")
     return rss
 
@@ -584,9 +589,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             out["viewer_errors"] = [
                 s.viewer.error for s in fleet.sessions.values() if s.viewer and s.viewer.error
             ]
-            fleet.close_all()
-            time.sleep(3.0)
-            rss_end = tree_rss_mb(stack.pid)
+            rss_end = rss_after_close(fleet)
             out["rss_mb_after_churn"] = churn(fleet, a, out)
         finally:
             fleet.close_all()
