@@ -1,6 +1,6 @@
 """Build the lip-sync classifier's training data: features + reference shapes per 25 fps frame.
 
-    .venv/bin/python tools/lipsync_data.py --out /work/lipsync-train   # ~15 min on 2 cores
+    .venv/bin/python tools/lipsync_data.py --out /work/lipsync-train   # ~20 min on 2 cores
 
 Writes one `<source>.npz` (x: features `lipsync_model.utterance_features`, y: shape index,
 u: utterance index) per source into --out; tools/train_lipsync_net.py trains on them.
@@ -71,7 +71,7 @@ def featurize(
     pcm: NDArray[np.int16], spans: list[PhonemeSpan]
 ) -> tuple[NDArray[np.float32], NDArray[np.int8]]:
     index = {s: i for i, s in enumerate(SHAPES)}
-    an = HopAnalyzer()
+    an = HopAnalyzer(phones=True)
     an.add(pcm)
     n = -(-pcm.size // SPF)
     an.add(np.zeros(n * SPF - pcm.size, np.int16))

@@ -299,7 +299,7 @@ def featurize(
 ) -> tuple[NDArray[np.float32], NDArray[np.int8]]:
     """Classifier features and reference labels of one utterance, one row per 25 fps frame."""
     index = {s: i for i, s in enumerate(SHAPES)}
-    an = HopAnalyzer()
+    an = HopAnalyzer(phones=True)
     an.add(pcm)
     n_frames = -(-pcm.size // (SAMPLE_RATE_HZ // FRAME_RATE_HZ))
     an.add(np.zeros(n_frames * 640 - pcm.size, np.int16))

@@ -44,7 +44,7 @@ OUT = ROOT / "src" / "avatarcast" / "speech" / "models" / "lipsync_en.npz"
 SEED = 20261203
 TEMPORAL_SEED = 20261206
 CONTEXT = (*range(-16, 0, 2), 0, 1, 2, 3, *range(5, 20, 2))  # = lipsync_model.CONTEXT
-FEATURE_VERSION = 2  # = lipsync_model.FEATURE_VERSION
+FEATURE_VERSION = 3  # = lipsync_model.FEATURE_VERSION
 MODEL_FORMAT = 2  # = lipsync_model.MODEL_FORMAT (2: MLP + temporal head)
 
 # Relative total weight of each source (normalised by its frame count): the human clips are

@@ -16,11 +16,13 @@ from avatarcast.speech.lipsync_model import (
     MODEL_FILE,
     MODEL_FORMAT,
     N_FEATURES,
+    N_SPECTRAL,
     LipSyncModel,
     dtw_path,
     dtw_transfer,
     frame_features,
     load_model,
+    phone_features,
     utterance_features,
 )
 from avatarcast.speech.text_lipsync import frame_labels
@@ -50,7 +52,7 @@ def test_model_file_is_small_shared_and_read_only() -> None:
 @pytest.mark.parametrize(("voice", "floor"), [("en-us", 0.75), ("en-gb+f3", 0.62)])
 def test_classifier_beats_voice_activity_on_unseen_speech(voice: str, floor: float) -> None:
     u = get_backend("espeak").synthesize(TEXT, voice=voice, rate_wpm=160)
-    an = HopAnalyzer()
+    an = HopAnalyzer(phones=True)
     an.add(u.pcm)
     n = -(-u.pcm.size // 640)
     an.add(np.zeros(n * 640 - u.pcm.size, np.int16))
@@ -62,7 +64,9 @@ def test_classifier_beats_voice_activity_on_unseen_speech(voice: str, floor: flo
     for f in (0, n // 2, n - 1):
         nh = an.n_hops
         one = frame_features(mel, lev, noise, cmn[min(4 * f + 3, nh - 1)], 4 * f, nh, True)
-        assert np.allclose(one, x[f], atol=1e-5)  # float32 rounding only
+        assert np.allclose(one, x[f, :N_SPECTRAL], atol=1e-5)  # float32 rounding only
+        phones = phone_features(an.phone_scores, np.array([4 * f], np.intp))[0]
+        assert np.array_equal(phones, x[f, N_SPECTRAL:])
     truth = frame_labels(u.phonemes, n)
     pred = [SHAPES[int(i)] for i in np.argmax(load_model().logits(x), axis=1)]
     acc = np.mean([p == t for p, t in zip(pred, truth, strict=True)])
@@ -250,7 +254,7 @@ def test_temporal_head_is_chunking_invariant_and_remembers() -> None:
     n0 = -(-(3000 + a.size) // 640) + 8  # a frame inside the second sentence
     scores = []
     for audio in (pcm, quiet):
-        an = HopAnalyzer()
+        an = HopAnalyzer(phones=True)
         an.add(audio)
         state = model.temporal.initial_state()
         for x in utterance_features(an)[: n0 + 1]:

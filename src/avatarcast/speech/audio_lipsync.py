@@ -55,6 +55,7 @@ from avatarcast.speech.lipsync_model import (
     LipSyncModel,
     frame_features,
     load_model,
+    phone_features,
 )
 from avatarcast.speech.visemes import (
     DEFAULT_OPEN,
@@ -186,7 +187,7 @@ class StreamingLipSync:
 
     def reset(self) -> None:
         """Start a new utterance: no audio, no frames."""
-        self._hops = HopAnalyzer(self._floor)
+        self._hops = HopAnalyzer(self._floor, phones=self._model is not None)
         self._pending: list[NDArray[np.int16]] = []
         self._pending_n = 0
         self._received = 0  # samples pushed
@@ -437,7 +438,7 @@ class StreamingLipSync:
         h0 = n * self._hops_per_frame + self._hops_per_frame // 2 - 2
         nh = hops.n_hops
         lo = max(0, h0 - 16)
-        x = frame_features(
+        spectral = frame_features(
             hops.mel_db[lo : h0 + MAX_FUTURE_HOPS],
             hops.level_db[lo : h0 + MAX_FUTURE_HOPS],
             hops.noise_db[lo : h0 + MAX_FUTURE_HOPS],
@@ -446,6 +447,8 @@ class StreamingLipSync:
             max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
             self._finished,
         )
+        phones = phone_features(hops.phone_scores, np.array([h0], dtype=np.intp))[0]
+        x = np.concatenate([spectral, phones])
         return x, self._finished or nh >= h0 + MAX_FUTURE_HOPS
 
     def _abrupt_onset_after(self, n: int) -> bool:
@@ -561,13 +564,13 @@ def dtw_spans(pcm: NDArray[np.int16], text: str) -> list[tuple[float, float, Sha
 
     if pcm.size < HOP * 8:
         return None
-    an = HopAnalyzer()
+    an = HopAnalyzer(phones=True)
     an.add(pcm)
     model = load_model()
     tts = get_backend("espeak")
     try:
         first = tts.synthesize(text, voice="en-us", rate_wpm=_TEMPLATE_RATE_WPM)
-        t_an = HopAnalyzer()
+        t_an = HopAnalyzer(phones=True)
         t_an.add(first.pcm)
         ratio = _speech_extent_s(t_an) / _speech_extent_s(an)
         lo, hi = RATE_RANGE_WPM
@@ -575,7 +578,7 @@ def dtw_spans(pcm: NDArray[np.int16], text: str) -> list[tuple[float, float, Sha
         tmpl = first
         if rate != _TEMPLATE_RATE_WPM:
             tmpl = tts.synthesize(text, voice="en-us", rate_wpm=rate)
-            t_an = HopAnalyzer()
+            t_an = HopAnalyzer(phones=True)
             t_an.add(tmpl.pcm)
     except AvatarcastError:
         return None

@@ -1,18 +1,20 @@
-"""A small learned frame classifier: stacked log band energies → one of the nine mouth shapes.
+"""A small learned frame classifier: log band energies + phone scores → one of nine mouth shapes.
 
 Features (per 10 ms hop, computed by `lipsync_floor.HopAnalyzer` from the FFT it already
 takes): `N_MEL` (from `lipsync_floor`) log energies in mel-spaced rectangular bands, the hop's
 level and the running noise floor. For video frame n (hops 4n..4n+3 at 25 fps) the classifier
 sees `CONTEXT` hop positions from 160 ms before the frame to 160 ms after it (inside the
 200 ms lookahead), normalised by the loudest hop of that window (gain invariance), plus the
-running mean spectrum of the speech so far (channel normalisation); then an MLP (numpy, two
-ReLU layers, ~108 k multiply-adds per frame) gives the nine shape scores, and a causal GRU
+running mean spectrum of the speech so far (channel normalisation), plus pocketsphinx's
+phone scores (`phone_scores`, a model trained on people) in 8 blocks of 40 ms over the same
+span (`phone_features`); then an MLP (numpy, two ReLU layers, ~172 k multiply-adds per frame)
+gives the nine shape scores, and a causal GRU
 over the MLP's last hidden layer (`TemporalHead`, 64 states, ~31 k multiply-adds per frame),
 stepped once per video frame in order, adds what the window cannot see (the speaker, the
 rate, what came before) to them.
 
 The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
-from espeak-ng, flite, festival and piper voices and a few human clips, never from the
+from espeak-ng, flite, festival and piper voices and human recordings, never from the
 benchmark's TEST sentences or its evaluation speakers) are loaded once, lazily, read-only, and
 shared by all engines.
 
@@ -34,6 +36,8 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from avatarcast.speech.lipsync_floor import N_MEL, HopAnalyzer
+from avatarcast.speech.phone_scores import N_PHONES
+from avatarcast.speech.phone_scores import STEP as PHONE_STEP
 from avatarcast.speech.visemes import SHAPES, Shape
 
 # Hop offsets relative to the frame's first hop (frame = offsets 0..3): 160 ms either side,
@@ -45,11 +49,19 @@ PER_HOP = N_MEL + 2
 # Plus, once per frame, the running spectral mean (`HopAnalyzer.cmn_db`) at the frame's last
 # hop on the same relative scale: the first layer is linear, so this lets the network see
 # every hop against the channel's average spectrum (cepstral-mean-like normalisation).
-N_FEATURES = len(CONTEXT) * PER_HOP + N_MEL
+N_SPECTRAL = len(CONTEXT) * PER_HOP + N_MEL
+# Plus pocketsphinx's phone scores (`phone_scores`, scored on even hops): 8 blocks of 4 hops
+# from 160 ms before the frame's first hop to 160 ms after it, each the mean of its two
+# scored hops; hops not scored yet (the newest 3, or the lookahead's end) repeat the newest
+# scored one, hops before the start the first.
+PHONE_BLOCKS: tuple[int, ...] = tuple(range(-4, 4))
+_PHONE_ROWS = np.array([2 * k + j for k in PHONE_BLOCKS for j in range(2)], dtype=np.intp)
+_PHONE_FLOOR = -30.0  # nats below the hop's best phone (×0.1 → -3)
+N_FEATURES = N_SPECTRAL + len(PHONE_BLOCKS) * N_PHONES
 SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 # 1 (files without `model_format`): the per-frame MLP alone (what tools/train_lipsync_model.py
 # and train_lipsync_net.py without --temporal-from write; read with temporal=None);
 # 2: the per-frame MLP + its temporal head (a causal GRU), both required.
@@ -65,7 +77,8 @@ def frame_features(
     n_known: int,
     ended: bool,
 ) -> NDArray[np.float32]:
-    """Feature vector of the frame whose first hop is h0.
+    """The spectral part of the features of the frame whose first hop is h0 (the phone
+    scores' part is `phone_features`).
 
     mel_db (hops, N_MEL), level_db and noise_db (hops,) of the hops analysed so far (n_known
     of them); cmn_db: `HopAnalyzer.cmn_db` at hop min(h0 + 3, n_known - 1) (None if no
@@ -89,7 +102,7 @@ def frame_features(
     cmn = cmn_db if cmn_db is not None else np.full(N_MEL, SILENCE_DB, np.float32)
     ref = float(np.max(lev))
     # Written into one float32 vector (each part rounded to float32 as it is stored).
-    out = np.empty(N_FEATURES, np.float32)
+    out = np.empty(N_SPECTRAL, np.float32)
     per_hop = out[: len(CONTEXT) * PER_HOP].reshape(len(CONTEXT), PER_HOP)
     per_hop[:, :N_MEL] = np.maximum(mel - ref, _FLOOR_REL_DB) * 0.1
     per_hop[:, N_MEL] = np.maximum(lev - ref, _FLOOR_REL_DB) * 0.1
@@ -98,8 +111,23 @@ def frame_features(
     return out
 
 
+def phone_features(scores: NDArray[np.float32], starts: NDArray[np.intp]) -> NDArray[np.float32]:
+    """The phone-score part of the features of the windows starting at hops `starts`, from
+    the score rows known so far (`HopAnalyzer.phone_scores`; zeros if none yet)."""
+    n = scores.shape[0]
+    if n == 0:
+        return np.zeros((starts.size, len(PHONE_BLOCKS) * N_PHONES), np.float32)
+    rows = np.clip(starts[:, None] // PHONE_STEP + _PHONE_ROWS[None, :], 0, n - 1)
+    v = np.maximum(scores[rows], _PHONE_FLOOR) * np.float32(0.1)
+    pairs = v.reshape(starts.size, len(PHONE_BLOCKS), 2, N_PHONES)
+    return ((pairs[:, :, 0] + pairs[:, :, 1]) * np.float32(0.5)).reshape(starts.size, -1)
+
+
 def window_features(an: HopAnalyzer, starts: NDArray[np.intp]) -> NDArray[np.float32]:
-    """`frame_features` of finished audio for every window start hop in `starts` (batch)."""
+    """Features of finished audio for every window start hop in `starts` (batch): the
+    spectral part (`frame_features`) and the phone scores' (`phone_features`)."""
+    if not an.has_phone_scores:
+        raise ValueError("the classifier's features need HopAnalyzer(phones=True)")
     n_hops = an.n_hops
     if starts.size == 0 or n_hops == 0:
         return np.zeros((starts.size, N_FEATURES), np.float32)
@@ -117,7 +145,10 @@ def window_features(an: HopAnalyzer, starts: NDArray[np.intp]) -> NDArray[np.flo
     snr = np.clip(lv - nz, 0.0, 60.0) * 0.1
     rel_cmn = np.maximum(cmn - ref[:, None], _FLOOR_REL_DB) * 0.1
     feats = np.concatenate([rel_mel, rel_lev[..., None], snr[..., None]], axis=2)
-    return np.concatenate([feats.reshape(starts.size, -1), rel_cmn], axis=1).astype(np.float32)
+    spectral = np.concatenate([feats.reshape(starts.size, -1), rel_cmn], axis=1)
+    return np.concatenate(
+        [spectral.astype(np.float32), phone_features(an.phone_scores, starts)], axis=1
+    )
 
 
 def utterance_features(an: HopAnalyzer) -> NDArray[np.float32]:
