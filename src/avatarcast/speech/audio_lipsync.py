@@ -12,13 +12,14 @@ Per frame:
 2. Shape of a speech frame, by `method`:
    - "model" (default, any language): the learned frame classifier (`lipsync_model`) over
      log mel band energies from 160 ms before to 160 ms after the frame (inside the
-     lookahead) against the running mean spectrum, plus a causal GRU stepped once per frame
-     at the frame's commit, in order (what the window cannot see: speaker, rate, the
-     context before). Trained on English voices (synthetic and a few human); it only sees
-     the spectrum, beats the spectral rules by far on Mandarin,
-     and is the language-independent path. It also overrules the gate where it is sure a
-     "rest" frame is speech (quiet speech in noise), its silence inside what the gate
-     calls speech is kept (rest), and closures get a bias.
+     lookahead) against the running mean spectrum, and pocketsphinx's phone scores over
+     the same span (`phone_scores`: its US-English acoustic model, trained on people),
+     plus a causal GRU stepped once per frame at the frame's commit, in order (what the
+     window cannot see: speaker, rate, the context before). Trained on English voices
+     (synthetic and human); it sees the spectrum and phone likelihoods, no words, beats the
+     spectral rules by far on Mandarin, and is the language-independent path. It also
+     overrules the gate where it is sure a "rest" frame is speech (quiet speech in noise),
+     its silence inside what the gate calls speech is kept (rest), and closures get a bias.
    - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
      pocketsphinx phone recognizer, mapped with `shape_of_arpabet` and corrected by the
      floor's shape.
