@@ -8,10 +8,9 @@ sees `CONTEXT` hop positions from 160 ms before the frame to 160 ms after it (in
 running mean spectrum of the speech so far (channel normalisation), plus pocketsphinx's
 phone scores (`phone_scores`, a model trained on people) in 8 blocks of 40 ms over the same
 span (`phone_features`); then an MLP (numpy, two ReLU layers, ~172 k multiply-adds per frame)
-gives the nine shape scores, and a causal GRU
-over the MLP's last hidden layer (`TemporalHead`, 64 states, ~31 k multiply-adds per frame),
-stepped once per video frame in order, adds what the window cannot see (the speaker, the
-rate, what came before) to them.
+gives the nine shape scores, and a causal GRU over the MLP's last hidden layer
+(`TemporalHead`, 64 states, ~31 k multiply-adds per frame), stepped once per video frame in
+order, adds what the window cannot see (the speaker, the rate, what came before) to them.
 
 The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
 from espeak-ng, flite, festival and piper voices and human recordings, never from the
