@@ -144,7 +144,7 @@ class HopAnalyzer:
 
     def __init__(self, params: FloorParams = DEFAULT_FLOOR, phones: bool = False) -> None:
         """phones: also compute `phone_scores` (pocketsphinx's acoustic model, for the
-        learned classifier's features; ~0.01 CPU-s per audio-s)."""
+        learned classifier's features; ~0.004 CPU-s per audio-s)."""
         self.params = params
         self._vad = webrtcvad.Vad(params.vad_mode)
         self._tail = np.zeros(WIN - HOP, np.float32)  # the window's first half, from before

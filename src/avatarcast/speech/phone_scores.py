@@ -7,7 +7,8 @@ its 42 base phones (silence and two noise models among them) one codebook of 128
 Gaussians per feature stream — 13 cepstra, their deltas, their double deltas. The best
 Gaussian of each phone's codebook, summed over the three streams and taken relative to the
 best phone, is a 42-number summary of "which phone does this sound like to a model of human
-speech", computed on every other hop (~0.01 CPU-s per audio-s fed 40 ms at a time).
+speech", computed on every other hop (~0.004 CPU-s per audio-s on one core, fed 160 ms at a
+time).
 
 Front end as the model's feat.params configures pocketsphinx's (`sphinx_fe`): pre-emphasis
 0.97, a 25.6 ms Hamming window ending at the hop's end (causal, like `HopAnalyzer`), 512-point
@@ -88,7 +89,7 @@ class PhoneModel:
     density) log-likelihoods. Plus the front end's mel filters and DCT. Read-only arrays."""
 
     weights: tuple[NDArray[np.float32], ...]  # per stream (2·13, codebooks·densities)
-    consts: tuple[NDArray[np.float32], ...]  # per stream (codebooks·densities,)
+    consts: NDArray[np.float32]  # (streams, codebooks·densities)
     n_dens: int
     mel: NDArray[np.float64]  # (NFFT/2 + 1, N_FILT)
     dct: NDArray[np.float64]  # (N_FILT, N_CEP), lifter included
@@ -119,9 +120,9 @@ def load_phone_model() -> PhoneModel:
     lift = 1.0 + LIFTER / 2.0 * np.sin(np.pi * np.arange(N_CEP) / LIFTER)
     lift[0] = 1.0
     model = PhoneModel(
-        tuple(weights), tuple(consts), n_dens, mel, (dct * lift[:, None]).T, np.hamming(WLEN)
+        tuple(weights), np.stack(consts), n_dens, mel, (dct * lift[:, None]).T, np.hamming(WLEN)
     )
-    arrays: list[NDArray[np.floating]] = [*model.weights, *model.consts]
+    arrays: list[NDArray[np.floating]] = [*model.weights, model.consts]
     for a in (*arrays, model.mel, model.dct, model.window):
         a.setflags(write=False)
     return model
@@ -193,12 +194,14 @@ class PhoneScores:
         d = near[:, 5] - near[:, 1]
         dd = (near[:, 6] - near[:, 2]) - (near[:, 4] - near[:, 0])
         m = self._m
-        total = np.zeros((ready.size, N_PHONES), np.float32)
         zs = [np.concatenate([v, v * v], axis=1).astype(np.float32) for v in (c, d, dd)]
+        ll = np.empty((ready.size, len(zs), m.consts.shape[1]), np.float32)
         for r in range(ready.size):  # one vector × matrix product per hop and stream: the
             for s, z in enumerate(zs):  # result cannot depend on how many hops come at once
-                ll = z[r] @ m.weights[s] + m.consts[s]
-                total[r] += ll.reshape(N_PHONES, m.n_dens).max(axis=1)
+                np.matmul(z[r], m.weights[s], out=ll[r, s])
+        ll += m.consts
+        best = ll.reshape(ready.size, len(zs), N_PHONES, m.n_dens).max(axis=3)
+        total = best[:, 0] + best[:, 1] + best[:, 2]
         total -= total.max(axis=1, keepdims=True)
         # Keep the cepstra the next hop to score needs (from 3 hops before it).
         drop = max(0, min(self._next - 3, self._n_hops) - self._first)
