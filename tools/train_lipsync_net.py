@@ -12,6 +12,10 @@
     /work/train-venv/bin/python tools/train_lipsync_net.py --data /work/lipsync-train \
         --temporal-from /tmp/mlp.npz
 
+    # 4. the ensemble's second model (lipsync_en_seed2.npz): steps 2 and 3 with --seed 2
+    #    (--out /tmp/mlp2.npz, then --temporal-from /tmp/mlp2.npz --seed 2
+    #    --out src/avatarcast/speech/models/lipsync_en_seed2.npz)
+
 Reads every `<source>.npz` of --data (features, shape labels, utterance ids), gives each
 source the weight of --weights (default: equal total weight per source family, see
 SOURCE_WEIGHTS), holds out every 10th utterance of each source for a validation figure, and
@@ -76,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--sources", nargs="*", help="only these sources (default: all found)")
     ap.add_argument("--espeak-weight", type=float, default=SOURCE_WEIGHTS["espeak"])
-    ap.add_argument("--seed", type=int, default=None, help="other seeds measure run-to-run spread")
+    ap.add_argument(
+        "--seed", type=int, default=None, help="2: the ensemble's second model; others: spread"
+    )
     ap.add_argument("--temporal-from", type=Path, help="stage 2: this MLP npz + a causal GRU")
     ap.add_argument("--gru", type=int, default=64, help="stage 2: GRU state size")
     ap.add_argument("--steps", type=int, default=3000, help="stage 2: optimiser steps")

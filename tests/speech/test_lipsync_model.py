@@ -14,6 +14,7 @@ from avatarcast.speech.lipsync_floor import HopAnalyzer
 from avatarcast.speech.lipsync_model import (
     FEATURE_VERSION,
     MODEL_FILE,
+    MODEL_FILES,
     MODEL_FORMAT,
     N_FEATURES,
     N_SPECTRAL,
@@ -21,6 +22,7 @@ from avatarcast.speech.lipsync_model import (
     dtw_path,
     dtw_transfer,
     frame_features,
+    load_ensemble,
     load_model,
     phone_features,
     utterance_features,
@@ -229,6 +231,32 @@ def test_saved_model_reads_back(tmp_path: Any) -> None:
     assert np.array_equal(s, model.temporal.step(model.temporal.initial_state(), h))
 
 
+def test_ensemble_averages_its_members() -> None:
+    """The engine's classifier: the shipped seeds' models, their scores averaged — per frame
+    and through their temporal heads stepped side by side."""
+    ens = load_ensemble()
+    assert load_ensemble() is ens and ens.members[0] is load_model()
+    assert len(ens.members) == len(MODEL_FILES) == 2 and ens.temporal is not None
+    a, b = ens.members
+    assert a.temporal is not None and b.temporal is not None
+    assert not np.array_equal(a.w1, b.w1)  # two trainings, not one file twice
+    rng = np.random.default_rng(3)
+    xs = rng.standard_normal((5, N_FEATURES)).astype(np.float32)
+    assert np.array_equal(ens.logits(xs), (a.logits(xs) + b.logits(xs)) / np.float32(2))
+    state, sa, sb = (
+        ens.temporal.initial_state(),
+        a.temporal.initial_state(),
+        b.temporal.initial_state(),
+    )
+    for x in xs:
+        h, z = ens.hidden_logits(x)
+        state = ens.temporal.step(state, h)
+        (ha, za), (hb, zb) = a.hidden_logits(x), b.hidden_logits(x)
+        sa, sb = a.temporal.step(sa, ha), b.temporal.step(sb, hb)
+        want = (a.temporal.logits(za, sa) + b.temporal.logits(zb, sb)) / np.float32(2)
+        assert np.array_equal(ens.temporal.logits(z, state), want)
+
+
 def _stream(engine: StreamingLipSync, pcm: np.ndarray, chunk: int) -> list[Any]:
     engine.reset()
     out = []
@@ -275,8 +303,8 @@ def test_temporal_head_is_for_english_only(monkeypatch: pytest.MonkeyPatch) -> N
 
     pcm = get_backend("espeak").synthesize("我们明天去北京。", voice="cmn").pcm
     with_head = {lang: _stream(StreamingLipSync(language=lang), pcm, 2560) for lang in ("zh", "en")}
-    frame_only = dataclasses.replace(load_model(), temporal=None)
-    monkeypatch.setattr(audio_lipsync, "load_model", lambda: frame_only)
+    frame_only = dataclasses.replace(load_ensemble(), temporal=None)
+    monkeypatch.setattr(audio_lipsync, "load_ensemble", lambda: frame_only)
     without = {lang: _stream(StreamingLipSync(language=lang), pcm, 2560) for lang in ("zh", "en")}
     assert with_head["zh"] == without["zh"]
     assert with_head["en"] != without["en"]  # the head is used, and changes frames, in English

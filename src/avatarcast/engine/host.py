@@ -196,10 +196,10 @@ class SessionHost:
         engine = build_engine(self.spec, self.settings)
         # The lip-sync classifier and pocketsphinx's acoustic model (its phone-score inputs)
         # load on first use, ~0.3 s once per process: here, not on the first utterance.
-        from avatarcast.speech.lipsync_model import load_model
+        from avatarcast.speech.lipsync_model import load_ensemble
         from avatarcast.speech.phone_scores import load_phone_model
 
-        load_model()
+        load_ensemble()
         load_phone_model()
         if engine.language.strip().lower().startswith("en"):
             # SEND_AUDIO may carry its words (Data.Text): have the aligner's decoder loaded

@@ -53,9 +53,9 @@ from avatarcast.speech.lipsync_floor import (
 )
 from avatarcast.speech.lipsync_model import (
     MAX_FUTURE_HOPS,
-    LipSyncModel,
+    LipSyncEnsemble,
     frame_features,
-    load_model,
+    load_ensemble,
     phone_features,
 )
 from avatarcast.speech.visemes import (
@@ -167,9 +167,9 @@ class StreamingLipSync:
             method = "model"  # the phone recognizer is English only; the classifier is not
         self.method = method
         self._recognizer: PhoneRecognizer | None = None
-        self._model: LipSyncModel | None = None
+        self._model: LipSyncEnsemble | None = None
         if method == "model":
-            self._model = load_model()
+            self._model = load_ensemble()
         elif method == "recognizer":
             if recognizer is None:
                 from avatarcast.speech.recognizer import PhoneRecognizer
@@ -567,7 +567,7 @@ def dtw_spans(pcm: NDArray[np.int16], text: str) -> list[tuple[float, float, Sha
         return None
     an = HopAnalyzer(phones=True)
     an.add(pcm)
-    model = load_model()
+    model = load_ensemble()
     tts = get_backend("espeak")
     try:
         first = tts.synthesize(text, voice="en-us", rate_wpm=_TEMPLATE_RATE_WPM)

@@ -60,6 +60,8 @@ N_FEATURES = N_SPECTRAL + len(PHONE_BLOCKS) * N_PHONES
 SILENCE_DB = -30.0  # band level of digital silence (10 log10 of the epsilon)
 _FLOOR_REL_DB = -80.0  # relative levels are clipped here (×0.1 → -8)
 MODEL_FILE = "lipsync_en.npz"
+# The engine's ensemble: the same recipe trained with the default seed and with --seed 2.
+MODEL_FILES: tuple[str, ...] = (MODEL_FILE, "lipsync_en_seed2.npz")
 FEATURE_VERSION = 3
 # 1 (files without `model_format`): the per-frame MLP alone (what tools/train_lipsync_model.py
 # and train_lipsync_net.py without --temporal-from write; read with temporal=None);
@@ -321,21 +323,96 @@ class LipSyncModel:
         return model
 
 
+@dataclass(frozen=True)
+class EnsembleHead:
+    """The members' temporal heads side by side: a state is their states concatenated, the
+    input their last hidden layers concatenated, the scores the mean of theirs."""
+
+    heads: tuple[TemporalHead, ...]
+    hidden_sizes: tuple[int, ...]
+
+    def initial_state(self) -> NDArray[np.float32]:
+        return np.concatenate([h.initial_state() for h in self.heads])
+
+    def _split(self, v: NDArray[np.float32], sizes: tuple[int, ...]) -> list[NDArray[np.float32]]:
+        return np.split(v, np.cumsum(sizes)[:-1])
+
+    def step(self, state: NDArray[np.float32], hidden: NDArray[np.float32]) -> NDArray[np.float32]:
+        states = self._split(state, tuple(h.n_state for h in self.heads))
+        hiddens = self._split(hidden, self.hidden_sizes)
+        return np.concatenate(
+            [h.step(s, x) for h, s, x in zip(self.heads, states, hiddens, strict=True)]
+        )
+
+    def logits(
+        self, frame_logits: NDArray[np.float32], state: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        states = self._split(state, tuple(h.n_state for h in self.heads))
+        zs = self._split(frame_logits, tuple(len(SHAPES) for _ in self.heads))
+        each = [h.logits(z, s) for h, z, s in zip(self.heads, zs, states, strict=True)]
+        return np.asarray(np.mean(each, axis=0), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class LipSyncEnsemble:
+    """Models of one recipe trained with different seeds, their shape scores averaged (the
+    engine's classifier). `hidden_logits` gives the members' hidden layers and logits
+    concatenated, which `temporal` (their heads side by side) steps and averages; `logits`
+    is the mean of the members' per-frame scores."""
+
+    members: tuple[LipSyncModel, ...]
+    temporal: EnsembleHead | None = None
+
+    @classmethod
+    def of(cls, members: tuple[LipSyncModel, ...]) -> LipSyncEnsemble:
+        heads = tuple(m.temporal for m in members if m.temporal is not None)
+        sizes = tuple(int(m.weights[-1].shape[0]) for m in members)
+        return cls(members, EnsembleHead(heads, sizes) if len(heads) == len(members) else None)
+
+    def hidden_logits(
+        self, x: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        each = [m.hidden_logits(x) for m in self.members]
+        return np.concatenate([h for h, _ in each], axis=-1), np.concatenate(
+            [z for _, z in each], axis=-1
+        )
+
+    def logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Mean shape scores of the members, for one vector or rows of vectors."""
+        return np.asarray(np.mean([m.logits(x) for m in self.members], axis=0), np.float32)
+
+    def shape(self, x: NDArray[np.float32]) -> Shape:
+        return SHAPES[int(np.argmax(self.logits(x)))]
+
+
+def _read_model(name: str) -> LipSyncModel:
+    ref = resources.files("avatarcast.speech") / "models" / name
+    with resources.as_file(ref) as path, np.load(path) as data:
+        return LipSyncModel.from_npz({k: data[k] for k in data.files})
+
+
 @lru_cache(maxsize=1)
 def load_model() -> LipSyncModel:
-    """The shipped English model, loaded on first use and shared (read-only).
+    """The shipped English model (the ensemble's first member), loaded on first use and
+    shared (read-only).
 
     Also limits BLAS to one thread for the process: the model's products are small and run
     on each session's own worker thread; OpenBLAS's helper threads only spin on the core
     another session needs (measured on one core: 225 → 447 speaking fps).
     """
     threadpool_limits(limits=1, user_api="blas")
-    ref = resources.files("avatarcast.speech") / "models" / MODEL_FILE
-    with resources.as_file(ref) as path, np.load(path) as data:
-        return LipSyncModel.from_npz({k: data[k] for k in data.files})
+    return _read_model(MODEL_FILE)
 
 
-def hop_log_probs(an: HopAnalyzer, model: LipSyncModel) -> NDArray[np.float32]:
+@lru_cache(maxsize=1)
+def load_ensemble() -> LipSyncEnsemble:
+    """The classifier the engine uses: the shipped models of `MODEL_FILES` (one recipe, two
+    training seeds), loaded on first use and shared (read-only)."""
+    first = load_model()
+    return LipSyncEnsemble.of((first, *(_read_model(name) for name in MODEL_FILES[1:])))
+
+
+def hop_log_probs(an: HopAnalyzer, model: LipSyncModel | LipSyncEnsemble) -> NDArray[np.float32]:
     """Log shape probabilities of the 40 ms window starting at every hop (offline use)."""
     n_hops = an.n_hops
     if n_hops == 0:
