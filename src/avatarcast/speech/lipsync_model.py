@@ -11,11 +11,13 @@ span (`phone_features`); then an MLP (numpy, two ReLU layers, ~172 k multiply-ad
 gives the nine shape scores, and a causal GRU over the MLP's last hidden layer
 (`TemporalHead`, 64 states, ~31 k multiply-adds per frame), stepped once per video frame in
 order, adds what the window cannot see (the speaker, the rate, what came before) to them.
+The engine averages two such models, the same recipe trained with two seeds
+(`LipSyncEnsemble`, `load_ensemble`).
 
-The weights (`models/lipsync_en.npz`, made by tools/lipsync_data.py + tools/train_lipsync_net.py
-from espeak-ng, flite, festival and piper voices and human recordings, never from the
-benchmark's TEST sentences or its evaluation speakers) are loaded once, lazily, read-only, and
-shared by all engines.
+The weights (`models/lipsync_en.npz` and `lipsync_en_seed2.npz`, made by
+tools/lipsync_data.py + tools/train_lipsync_net.py from espeak-ng, flite, festival and piper
+voices and human recordings, never from the benchmark's TEST sentences or its evaluation
+speakers) are loaded once, lazily, read-only, and shared by all engines.
 
 Determinism: every frame's MLP scores are computed on their own (one vector × matrix product),
 from hop features that are computed row by row; the streaming engine steps the GRU with each
