@@ -336,22 +336,37 @@ class EnsembleHead:
     def initial_state(self) -> NDArray[np.float32]:
         return np.concatenate([h.initial_state() for h in self.heads])
 
-    def _split(self, v: NDArray[np.float32], sizes: tuple[int, ...]) -> list[NDArray[np.float32]]:
-        return np.split(v, np.cumsum(sizes)[:-1])
+    @cached_property
+    def _bounds(self) -> tuple[tuple[slice, ...], tuple[slice, ...], tuple[slice, ...]]:
+        """Each member's part of a state, of a hidden layer and of the frame logits."""
+
+        def parts(sizes: list[int]) -> tuple[slice, ...]:
+            ends = np.cumsum(sizes).tolist()
+            return tuple(slice(e - n, e) for n, e in zip(sizes, ends, strict=True))
+
+        return (
+            parts([h.n_state for h in self.heads]),
+            parts(list(self.hidden_sizes)),
+            parts([len(SHAPES)] * len(self.heads)),
+        )
 
     def step(self, state: NDArray[np.float32], hidden: NDArray[np.float32]) -> NDArray[np.float32]:
-        states = self._split(state, tuple(h.n_state for h in self.heads))
-        hiddens = self._split(hidden, self.hidden_sizes)
+        if len(self.heads) == 1:
+            return self.heads[0].step(state, hidden)
+        st, hid, _ = self._bounds
         return np.concatenate(
-            [h.step(s, x) for h, s, x in zip(self.heads, states, hiddens, strict=True)]
+            [h.step(state[s], hidden[x]) for h, s, x in zip(self.heads, st, hid, strict=True)]
         )
 
     def logits(
         self, frame_logits: NDArray[np.float32], state: NDArray[np.float32]
     ) -> NDArray[np.float32]:
-        states = self._split(state, tuple(h.n_state for h in self.heads))
-        zs = self._split(frame_logits, tuple(len(SHAPES) for _ in self.heads))
-        each = [h.logits(z, s) for h, z, s in zip(self.heads, zs, states, strict=True)]
+        if len(self.heads) == 1:
+            return self.heads[0].logits(frame_logits, state)
+        st, _, zs = self._bounds
+        each = [
+            h.logits(frame_logits[z], state[s]) for h, z, s in zip(self.heads, zs, st, strict=True)
+        ]
         return np.asarray(np.mean(each, axis=0), dtype=np.float32)
 
 
@@ -374,6 +389,8 @@ class LipSyncEnsemble:
     def hidden_logits(
         self, x: NDArray[np.float32]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        if len(self.members) == 1:
+            return self.members[0].hidden_logits(x)
         each = [m.hidden_logits(x) for m in self.members]
         return np.concatenate([h for h, _ in each], axis=-1), np.concatenate(
             [z for _, z in each], axis=-1
@@ -381,6 +398,8 @@ class LipSyncEnsemble:
 
     def logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Mean shape scores of the members, for one vector or rows of vectors."""
+        if len(self.members) == 1:
+            return self.members[0].logits(x)
         return np.asarray(np.mean([m.logits(x) for m in self.members], axis=0), np.float32)
 
     def shape(self, x: NDArray[np.float32]) -> Shape:
