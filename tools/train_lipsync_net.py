@@ -30,6 +30,12 @@ each window's start as it does at the start of a stream. Loss = the MLP head's c
 3000 steps, AdamW, one-cycle LR 3e-3, dropout 0.2 (inputs, hidden layers, GRU input), input
 noise 0.1, label smoothing 0.05: ~12 min on a loaded 2-core machine.
 
+--teachers (with --temporal-from): distillation. The teachers (stage-2 files of the same
+data's standardisation) see each clean window; the mean of their logits, the ensemble's
+score, is a soft target at --distil-temperature for both outputs, and the loss is
+(1 - --distil-weight) × the hard-label loss above + --distil-weight × T² × the two
+Kullback-Leibler divergences. ~13 min with two teachers.
+
 The result is written in the format `lipsync_model.LipSyncModel.from_npz` reads (float16
 weight matrices); the run-time inference is numpy only.
 """
@@ -86,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temporal-from", type=Path, help="stage 2: this MLP npz + a causal GRU")
     ap.add_argument("--gru", type=int, default=64, help="stage 2: GRU state size")
     ap.add_argument("--steps", type=int, default=3000, help="stage 2: optimiser steps")
+    ap.add_argument(
+        "--teachers", type=Path, nargs="+", help="stage 2: distil these stage-2 models' mean"
+    )
+    ap.add_argument("--distil-weight", type=float, default=0.5, help="stage 2 with --teachers")
+    ap.add_argument("--distil-temperature", type=float, default=2.0, help="with --teachers")
     args = ap.parse_args(argv)
     if args.temporal_from is not None:
         return train_temporal(args)
@@ -181,6 +192,62 @@ def _write(out: Path, arrays: dict[str, np.ndarray], t0: float) -> int:
     return 0
 
 
+def _temporal_net(w: list[np.ndarray], b: list[np.ndarray], gru: int, dropout: float) -> Any:
+    """Stage 2's network: the MLP (weights w, b as in the npz) + a causal GRU over its last
+    hidden layer whose linear output (zero at first) is added to the MLP's logits."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.ModuleList(torch.nn.Linear(*w[i].shape) for i in range(3))
+            for lin, wi, bi in zip(self.lin, w, b, strict=True):
+                lin.weight.data = torch.from_numpy(wi.T.copy())
+                lin.bias.data = torch.from_numpy(bi.copy())
+            self.gru = torch.nn.GRU(w[1].shape[1], gru, batch_first=True)
+            self.out = torch.nn.Linear(gru, 9)
+            torch.nn.init.zeros_(self.out.weight)
+            torch.nn.init.zeros_(self.out.bias)
+            self.drop = torch.nn.Dropout(dropout)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = torch.relu(self.lin[0](self.drop(x)))
+            h = torch.relu(self.lin[1](self.drop(h)))
+            z = self.lin[2](self.drop(h))
+            g, _ = self.gru(self.drop(h))
+            return z, z + self.out(g)
+
+    return Net()
+
+
+def _load_teacher(path: Path, mean: np.ndarray, scale: np.ndarray) -> Any:
+    """A stage-2 model file as a frozen `_temporal_net` in eval mode (a distillation teacher).
+    Its standardisation must be the student's (stage 1 computes it from the data alone)."""
+    import torch
+
+    d = dict(np.load(path))
+    if "gru_wi" not in d:
+        raise SystemExit(f"--teachers: {path} has no temporal head (a stage-2 file is needed)")
+    if not (np.array_equal(d["mean"], mean) and np.array_equal(d["scale"], scale)):
+        raise SystemExit(f"--teachers: {path} standardises its inputs differently")
+    f32 = {k: v.astype(np.float32) for k, v in d.items()}
+    net = _temporal_net(
+        [f32[f"w{i}"] for i in (1, 2, 3)], [f32[f"b{i}"] for i in (1, 2, 3)],
+        f32["gru_wo"].shape[0], 0.0,
+    )  # fmt: skip
+    g = net.gru
+    g.weight_ih_l0.data = torch.from_numpy(f32["gru_wi"].T.copy())
+    g.weight_hh_l0.data = torch.from_numpy(f32["gru_wh"].T.copy())
+    g.bias_ih_l0.data = torch.from_numpy(f32["gru_bi"].copy())
+    g.bias_hh_l0.data = torch.from_numpy(f32["gru_bh"].copy())
+    net.out.weight.data = torch.from_numpy(f32["gru_wo"].T.copy())
+    net.out.bias.data = torch.from_numpy(f32["gru_bo"].copy())
+    net.eval()
+    for prm in net.parameters():
+        prm.requires_grad_(False)
+    return net
+
+
 def train_temporal(args: argparse.Namespace) -> int:
     """Stage 2: the MLP of --temporal-from + a causal GRU over its last hidden layer, jointly."""
     import torch
@@ -212,29 +279,8 @@ def train_temporal(args: argparse.Namespace) -> int:
     names = sorted(srcs)
     pw = np.array([SOURCE_WEIGHTS[n] for n in names])
     pw /= pw.sum()
-    hid = w[1].shape[1]
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = torch.nn.ModuleList(torch.nn.Linear(*w[i].shape) for i in range(3))
-            for lin, wi, bi in zip(self.lin, w, b, strict=True):
-                lin.weight.data = torch.from_numpy(wi.T.copy())
-                lin.bias.data = torch.from_numpy(bi.copy())
-            self.gru = torch.nn.GRU(hid, args.gru, batch_first=True)
-            self.out = torch.nn.Linear(args.gru, 9)
-            torch.nn.init.zeros_(self.out.weight)
-            torch.nn.init.zeros_(self.out.bias)
-            self.drop = torch.nn.Dropout(args.dropout)
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            h = torch.relu(self.lin[0](self.drop(x)))
-            h = torch.relu(self.lin[1](self.drop(h)))
-            z = self.lin[2](self.drop(h))
-            g, _ = self.gru(self.drop(h))
-            return z, z + self.out(g)
-
-    net = Net()
+    net = _temporal_net(w, b, args.gru, args.dropout)
+    teachers = [_load_teacher(p, mean, scale) for p in args.teachers or ()]
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
@@ -267,6 +313,23 @@ def train_temporal(args: argparse.Namespace) -> int:
         yb = torch.stack(ys).reshape(-1)
         z, t = net(xb + 0.1 * torch.randn_like(xb))
         loss = loss_fn(z.reshape(-1, 9), yb) + loss_fn(t.reshape(-1, 9), yb)
+        if teachers:
+            # Distillation: the teachers' mean logits (what the ensemble computes), on the
+            # clean window, as soft targets at temperature T for both outputs.
+            with torch.no_grad():
+                outs = [tn(xb) for tn in teachers]
+                tz = torch.stack([o[0] for o in outs]).mean(0)
+                tt = torch.stack([o[1] for o in outs]).mean(0)
+            temp, a = args.distil_temperature, args.distil_weight
+            soft = sum(
+                torch.nn.functional.kl_div(
+                    torch.log_softmax(out.reshape(-1, 9) / temp, 1),
+                    torch.log_softmax(q.reshape(-1, 9) / temp, 1),
+                    log_target=True, reduction="batchmean",
+                )
+                for out, q in ((z, tz), (t, tt))
+            )  # fmt: skip
+            loss = (1 - a) * loss + a * temp * temp * soft
         opt.zero_grad()
         loss.backward()
         opt.step()
