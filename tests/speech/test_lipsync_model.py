@@ -18,6 +18,7 @@ from avatarcast.speech.lipsync_model import (
     MODEL_FORMAT,
     N_FEATURES,
     N_SPECTRAL,
+    LipSyncEnsemble,
     LipSyncModel,
     dtw_path,
     dtw_transfer,
@@ -255,6 +256,24 @@ def test_ensemble_averages_its_members() -> None:
         sa, sb = a.temporal.step(sa, ha), b.temporal.step(sb, hb)
         want = (a.temporal.logits(za, sa) + b.temporal.logits(zb, sb)) / np.float32(2)
         assert np.array_equal(ens.temporal.logits(z, state), want)
+
+
+def test_ensemble_of_one_is_its_member() -> None:
+    """One member (`MODEL_FILES` of one file, e.g. a distilled student): the ensemble
+    gives exactly the member's scores, per frame and through its temporal head."""
+    model = load_model()
+    assert model.temporal is not None
+    ens = LipSyncEnsemble.of((model,))
+    assert ens.temporal is not None
+    xs = np.random.default_rng(5).standard_normal((4, N_FEATURES)).astype(np.float32)
+    assert np.array_equal(ens.logits(xs), model.logits(xs))
+    state, own = ens.temporal.initial_state(), model.temporal.initial_state()
+    for x in xs:
+        h, z = ens.hidden_logits(x)
+        hm, zm = model.hidden_logits(x)
+        assert np.array_equal(h, hm) and np.array_equal(z, zm)
+        state, own = ens.temporal.step(state, h), model.temporal.step(own, hm)
+        assert np.array_equal(ens.temporal.logits(z, state), model.temporal.logits(zm, own))
 
 
 def _stream(engine: StreamingLipSync, pcm: np.ndarray, chunk: int) -> list[Any]:
