@@ -331,7 +331,6 @@ class EnsembleHead:
     input their last hidden layers concatenated, the scores the mean of theirs."""
 
     heads: tuple[TemporalHead, ...]
-    hidden_sizes: tuple[int, ...]
 
     def initial_state(self) -> NDArray[np.float32]:
         return np.concatenate([h.initial_state() for h in self.heads])
@@ -346,13 +345,11 @@ class EnsembleHead:
 
         return (
             parts([h.n_state for h in self.heads]),
-            parts(list(self.hidden_sizes)),
+            parts([int(h.w_in.shape[0]) for h in self.heads]),
             parts([len(SHAPES)] * len(self.heads)),
         )
 
     def step(self, state: NDArray[np.float32], hidden: NDArray[np.float32]) -> NDArray[np.float32]:
-        if len(self.heads) == 1:
-            return self.heads[0].step(state, hidden)
         st, hid, _ = self._bounds
         return np.concatenate(
             [h.step(state[s], hidden[x]) for h, s, x in zip(self.heads, st, hid, strict=True)]
@@ -361,8 +358,6 @@ class EnsembleHead:
     def logits(
         self, frame_logits: NDArray[np.float32], state: NDArray[np.float32]
     ) -> NDArray[np.float32]:
-        if len(self.heads) == 1:
-            return self.heads[0].logits(frame_logits, state)
         st, _, zs = self._bounds
         each = [
             h.logits(frame_logits[z], state[s]) for h, z, s in zip(self.heads, zs, st, strict=True)
@@ -383,14 +378,11 @@ class LipSyncEnsemble:
     @classmethod
     def of(cls, members: tuple[LipSyncModel, ...]) -> LipSyncEnsemble:
         heads = tuple(m.temporal for m in members if m.temporal is not None)
-        sizes = tuple(int(m.weights[-1].shape[0]) for m in members)
-        return cls(members, EnsembleHead(heads, sizes) if len(heads) == len(members) else None)
+        return cls(members, EnsembleHead(heads) if len(heads) == len(members) else None)
 
     def hidden_logits(
         self, x: NDArray[np.float32]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        if len(self.members) == 1:
-            return self.members[0].hidden_logits(x)
         each = [m.hidden_logits(x) for m in self.members]
         return np.concatenate([h for h, _ in each], axis=-1), np.concatenate(
             [z for _, z in each], axis=-1
@@ -398,12 +390,7 @@ class LipSyncEnsemble:
 
     def logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """Mean shape scores of the members, for one vector or rows of vectors."""
-        if len(self.members) == 1:
-            return self.members[0].logits(x)
         return np.asarray(np.mean([m.logits(x) for m in self.members], axis=0), np.float32)
-
-    def shape(self, x: NDArray[np.float32]) -> Shape:
-        return SHAPES[int(np.argmax(self.logits(x)))]
 
 
 def _read_model(name: str) -> LipSyncModel:
