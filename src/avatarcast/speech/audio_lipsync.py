@@ -3,7 +3,10 @@
 Frame n (audio [n/fps, (n+1)/fps)) is decided once the audio up to (n+1)/fps + lookahead has
 been pushed, and never revised: the renderer can show it at once, `lookahead` behind the
 audio. The decision for frame n is made with exactly that much audio whatever the push sizes
-were, so the track does not depend on how the audio was chunked.
+were, so the track does not depend on how the audio was chunked. (The hop analysis of a push
+runs at once, ahead of the frames it commits, ~30 % cheaper than frame by frame at 160 ms
+pushes; every per-hop value depends on earlier audio only, and decisions read the hops up to
+their frame's deadline.)
 
 Per frame:
 1. Voice-activity gate (`lipsync_floor`): webrtcvad with an adaptive noise floor decides
@@ -58,6 +61,7 @@ from avatarcast.speech.lipsync_model import (
     load_ensemble,
     phone_features,
 )
+from avatarcast.speech.phone_scores import DELAY_HOPS, STEP
 from avatarcast.speech.visemes import (
     DEFAULT_OPEN,
     REST,
@@ -192,7 +196,8 @@ class StreamingLipSync:
         self._pending: list[NDArray[np.int16]] = []
         self._pending_n = 0
         self._received = 0  # samples pushed
-        self._fed = 0  # samples given to the analysis and recognizer
+        self._analysed = 0  # samples given to the hop analysis (may run ahead of _fed)
+        self._fed = 0  # samples visible to decisions (the frame's deadline); the recognizer's
         self._n = 0  # frames committed
         self._prev = REST
         self._finished = False
@@ -231,6 +236,12 @@ class StreamingLipSync:
             self._pending_n += pcm.size
             self._received += pcm.size
         out: list[MouthPose] = []
+        if self._recognizer is None:
+            # Analyse the hops of every frame this audio commits at once (the per-call cost
+            # is most of the analysis at 40 ms); each frame still sees only its deadline.
+            last = (self._received - self._lookahead) // self._spf - 1
+            if last >= self._n:
+                self._analyse_to(self._deadline(last))
         while self._received >= self._deadline(self._n):
             self._feed_to(self._deadline(self._n))
             out.append(self._commit(final=False))
@@ -246,6 +257,8 @@ class StreamingLipSync:
             self._pending.append(np.zeros(pad, np.int16))
             self._pending_n += pad
         end = self._received + pad
+        if self._recognizer is None:
+            self._analyse_to(end)
         out: list[MouthPose] = []
         # Frames whose deadline is reached by the padding are still ordinary streaming frames.
         while self._n < total_frames and self._deadline(self._n) <= end:
@@ -272,20 +285,35 @@ class StreamingLipSync:
     def _deadline(self, n: int) -> int:
         return (n + 1) * self._spf + self._lookahead
 
-    def _feed_to(self, sample: int) -> None:
-        """Give the analysis and recognizer the audio up to absolute sample `sample`."""
-        need = sample - self._fed
+    def _analyse_to(self, sample: int) -> NDArray[np.int16]:
+        """Give the hop analysis the audio up to absolute sample `sample`; return it."""
+        need = sample - self._analysed
         if need <= 0:
-            return
+            return np.zeros(0, np.int16)
         data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         chunk, rest = data[:need], data[need:]
         self._pending = [rest] if rest.size else []
         self._pending_n = rest.size
-        self._fed = sample
+        self._analysed = sample
         self._hops.add(chunk)
+        return chunk
+
+    def _feed_to(self, sample: int) -> None:
+        """Make the audio up to absolute sample `sample` visible to decisions (analysed, and
+        fed to the recognizer, which is fed frame by frame: its segments depend on it)."""
+        if sample <= self._fed:
+            return
+        chunk = self._analyse_to(sample)
+        self._fed = sample
         if self._recognizer is not None and self._spans is None:
             self._recognizer.feed(chunk)
             self._set_segments(self._recognizer.segments())
+
+    @property
+    def _n_hops(self) -> int:
+        """Hops visible to decisions: those of the audio up to the frame's deadline (the
+        analysis may have run further; every per-hop value depends on earlier audio only)."""
+        return self._fed // HOP
 
     def _set_segments(self, segs: list[Segment]) -> None:
         off = self._rec_offset
@@ -306,7 +334,7 @@ class StreamingLipSync:
     def _gate(self, n: int) -> str:
         """'speech', 'gap' (short pause inside speech: a closure) or 'rest' for frame n."""
         p = self._floor
-        nh = self._hops.n_hops
+        nh = self._n_hops
         sp = self._frame_speech
         if sp(n, nh):
             back = 0
@@ -340,7 +368,7 @@ class StreamingLipSync:
             gate == "rest"
             and self._model is not None
             and self._spans is None
-            and self._hops.n_hops > n * self._hops_per_frame
+            and self._n_hops > n * self._hops_per_frame
         ):
             pr = self._model_probs(n)
             # Quiet or noisy speech the gate misses (hesitations, a hoarse voice in a noisy
@@ -437,7 +465,7 @@ class StreamingLipSync:
         # The 40 ms window the classifier was trained on, centred on the frame (= the frame
         # itself at 25 fps).
         h0 = n * self._hops_per_frame + self._hops_per_frame // 2 - 2
-        nh = hops.n_hops
+        nh = self._n_hops
         lo = max(0, h0 - 16)
         spectral = frame_features(
             hops.mel_db[lo : h0 + MAX_FUTURE_HOPS],
@@ -448,7 +476,9 @@ class StreamingLipSync:
             max(0, min(nh, h0 + MAX_FUTURE_HOPS) - lo),
             self._finished,
         )
-        phones = phone_features(hops.phone_scores, np.array([h0], dtype=np.intp))[0]
+        # Score rows of the visible hops only (row r, hop 2r, is known once hop 2r + 3 is).
+        known = max(0, (nh - DELAY_HOPS + 1) // STEP)
+        phones = phone_features(hops.phone_scores[:known], np.array([h0], dtype=np.intp))[0]
         x = np.concatenate([spectral, phones])
         return x, self._finished or nh >= h0 + MAX_FUTURE_HOPS
 
@@ -457,7 +487,7 @@ class StreamingLipSync:
             return False
         # The burst may fall in this frame's last hops, too few to make it a speech frame.
         h0 = n * self._hops_per_frame
-        h1 = min(self._hops.n_hops, h0 + 2 * self._hops_per_frame)
+        h1 = min(self._n_hops, h0 + 2 * self._hops_per_frame)
         lv, noise = self._hops.level_db, self._hops.noise_db
         return any(
             lv[h] - lv[h - 1] >= _ONSET_JUMP_DB and lv[h - 1] < noise[h - 1] + 10.0
@@ -466,13 +496,13 @@ class StreamingLipSync:
 
     def _floor_shape(self, n: int) -> Shape:
         h0 = n * self._hops_per_frame
-        h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
+        h1 = min(self._n_hops, h0 + self._hops_per_frame)
         if h1 <= h0:
             return Shape.B
         bands = np.mean(self._hops.bands_db[h0:h1], axis=0)
         level = float(np.mean(self._hops.level_db[h0:h1]))
         lo = max(0, h0 - 3 * self._hops_per_frame)
-        hi = min(self._hops.n_hops, h1 + 3 * self._hops_per_frame)
+        hi = min(self._n_hops, h1 + 3 * self._hops_per_frame)
         local_peak = float(np.max(self._hops.level_db[lo:hi]))
         return floor_shape(bands, level, local_peak, self._floor)
 
@@ -504,7 +534,7 @@ class StreamingLipSync:
         if shape in (Shape.X, Shape.A):
             return MouthPose(shape, 0.0)
         h0 = n * self._hops_per_frame
-        h1 = min(self._hops.n_hops, h0 + self._hops_per_frame)
+        h1 = min(self._n_hops, h0 + self._hops_per_frame)
         if h1 > h0:
             power = np.mean(np.power(10.0, self._hops.level_db[h0:h1] / 10.0))
             level = 10.0 * float(np.log10(power))
@@ -525,7 +555,7 @@ class StreamingLipSync:
         if rec.samples_fed < _RESTART_AFTER_S * SAMPLE_RATE_HZ:
             return
         # Everything from the last committed frame to the newest audio must be rest.
-        nh = self._hops.n_hops
+        nh = self._n_hops
         h_from = max(0, (self._n - 12) * self._hops_per_frame)
         if nh - h_from < 40 or bool(self._hops.speech[h_from:nh].any()):
             return
