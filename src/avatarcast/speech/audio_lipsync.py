@@ -88,6 +88,12 @@ _X_INDEX = 8  # SHAPES.index(Shape.X)
 # A frame the voice-activity gate calls rest is speech when the classifier gives silence
 # less than this probability (tuned on held-out human speakers, see docs/lipsync.md).
 GATE_OVERRIDE_PX = 0.3
+# A speech frame whose closure (A) probability peaks (≥ both neighbours') at this or more is
+# shown closed, unless the frame before already is: P/B/M closures last a frame or two and the
+# classifier often puts a neutral vowel or consonant above them. Chosen on speakers neither
+# trained on nor scored (the "found" set, see docs/lipsync.md); 1.0 turns it off. English only
+# (tuned on the English head's scores; on natural Mandarin it cost 0.018).
+CLOSURE_PEAK_PA = 0.25
 
 # (recognised shape, floor shape) → shape, where the pair disagrees systematically. Counted
 # on the TRAINING sentences only (3 voices): allphone decoding over-hears AA and UW/UH where
@@ -511,6 +517,15 @@ class StreamingLipSync:
         if self._t_state is not None:
             self._step_temporal(n)
         shape = self._raw_shape(n)
+        if (
+            self._model is not None
+            and self._spans is None
+            and is_english(self.language)
+            and shape not in (Shape.A, Shape.X)
+            and self._prev.shape is not Shape.A
+            and self._closure_peak(n, final)
+        ):
+            shape = Shape.A
         # A one-frame shape between two frames of another (P, Q, P) becomes P for the rule
         # methods (floor, recognizer) and known spans, whose single frames are mostly noise.
         # Not for the classifier: its one-frame shapes come as often as real one-frame phones
@@ -529,6 +544,18 @@ class StreamingLipSync:
         self._n += 1
         self._maybe_restart_recognizer()
         return pose
+
+    def _closure_peak(self, n: int, final: bool) -> bool:
+        """Speech frame n's closure probability is ≥ CLOSURE_PEAK_PA and a local maximum
+        (frame n + 1 is looked at while its audio is in, not after the end)."""
+        if self._gate(n) == "rest":
+            return False
+        pa = self._model_probs(n)[_A_INDEX]
+        if pa < CLOSURE_PEAK_PA or (n > 0 and self._model_probs(n - 1)[_A_INDEX] > pa):
+            return False
+        if final or self._n_hops <= (n + 1) * self._hops_per_frame:
+            return True
+        return bool(self._model_probs(n + 1)[_A_INDEX] <= pa)
 
     def _pose(self, n: int, shape: Shape) -> MouthPose:
         if shape in (Shape.X, Shape.A):
