@@ -22,7 +22,8 @@ Per frame:
      (synthetic and human); it sees the spectrum and phone likelihoods, no words, beats the
      spectral rules by far on Mandarin, and is the language-independent path. It also
      overrules the gate where it is sure a "rest" frame is speech (quiet speech in noise),
-     its silence inside what the gate calls speech is kept (rest), and closures get a bias.
+     its silence inside what the gate calls speech is kept (rest), closures get a bias,
+     and (English) a speech frame where the closure probability peaks is shown closed.
    - "recognizer" (English only, ~6x the CPU; other languages get "model"): a streaming
      pocketsphinx phone recognizer, mapped with `shape_of_arpabet` and corrected by the
      floor's shape.
