@@ -201,7 +201,6 @@ class StreamingLipSync:
         """Start a new utterance: no audio, no frames."""
         self._hops = HopAnalyzer(self._floor, phones=self._model is not None)
         self._pending: list[NDArray[np.int16]] = []
-        self._pending_n = 0
         self._received = 0  # samples pushed
         self._analysed = 0  # samples given to the hop analysis (may run ahead of _fed)
         self._fed = 0  # samples visible to decisions (the frame's deadline); the recognizer's
@@ -240,7 +239,6 @@ class StreamingLipSync:
         pcm = pcm.reshape(-1)
         if pcm.size:
             self._pending.append(pcm.copy())
-            self._pending_n += pcm.size
             self._received += pcm.size
         out: list[MouthPose] = []
         if self._recognizer is None:
@@ -262,7 +260,6 @@ class StreamingLipSync:
         pad = total_frames * self._spf - self._received
         if pad:
             self._pending.append(np.zeros(pad, np.int16))
-            self._pending_n += pad
         end = self._received + pad
         if self._recognizer is None:
             self._analyse_to(end)
@@ -300,7 +297,6 @@ class StreamingLipSync:
         data = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         chunk, rest = data[:need], data[need:]
         self._pending = [rest] if rest.size else []
-        self._pending_n = rest.size
         self._analysed = sample
         self._hops.add(chunk)
         return chunk

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from avatarcast.speech.lipsync_floor import N_MEL, HopAnalyzer
 from avatarcast.speech.phone_scores import N_PHONES
 from avatarcast.speech.phone_scores import STEP as PHONE_STEP
-from avatarcast.speech.visemes import SHAPES, Shape
+from avatarcast.speech.visemes import SHAPES
 
 # Hop offsets relative to the frame's first hop (frame = offsets 0..3): 160 ms either side,
 # every other hop outside the frame.
@@ -257,9 +257,6 @@ class LipSyncModel:
             h = np.maximum(h @ w + b, 0.0)
         h = np.asarray(h, dtype=np.float32)
         return h, np.asarray(h @ self.weights[-1] + self.biases[-1], dtype=np.float32)
-
-    def shape(self, x: NDArray[np.float32]) -> Shape:
-        return SHAPES[int(np.argmax(self.logits(x)))]
 
     def save(self, path: str) -> None:
         arrays: dict[str, NDArray[np.generic]] = {
