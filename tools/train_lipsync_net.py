@@ -220,6 +220,15 @@ def _temporal_net(w: list[np.ndarray], b: list[np.ndarray], gru: int, dropout: f
     return Net()
 
 
+# The temporal head's arrays in the model file ↔ the torch network's parameters (torch's GRU
+# gate order: reset, update, new; the engine's `TemporalHead` reads them in that order).
+_GRU_ARRAYS = (
+    ("gru_wi", "gru.weight_ih_l0"), ("gru_wh", "gru.weight_hh_l0"),
+    ("gru_bi", "gru.bias_ih_l0"), ("gru_bh", "gru.bias_hh_l0"),
+    ("gru_wo", "out.weight"), ("gru_bo", "out.bias"),
+)  # fmt: skip
+
+
 def _load_teacher(path: Path, mean: np.ndarray, scale: np.ndarray) -> Any:
     """A stage-2 model file as a frozen `_temporal_net` in eval mode (a distillation teacher).
     Its standardisation must be the student's (stage 1 computes it from the data alone)."""
@@ -235,13 +244,10 @@ def _load_teacher(path: Path, mean: np.ndarray, scale: np.ndarray) -> Any:
         [f32[f"w{i}"] for i in (1, 2, 3)], [f32[f"b{i}"] for i in (1, 2, 3)],
         f32["gru_wo"].shape[0], 0.0,
     )  # fmt: skip
-    g = net.gru
-    g.weight_ih_l0.data = torch.from_numpy(f32["gru_wi"].T.copy())
-    g.weight_hh_l0.data = torch.from_numpy(f32["gru_wh"].T.copy())
-    g.bias_ih_l0.data = torch.from_numpy(f32["gru_bi"].copy())
-    g.bias_hh_l0.data = torch.from_numpy(f32["gru_bh"].copy())
-    net.out.weight.data = torch.from_numpy(f32["gru_wo"].T.copy())
-    net.out.bias.data = torch.from_numpy(f32["gru_bo"].copy())
+    params = dict(net.named_parameters())
+    for key, name in _GRU_ARRAYS:
+        a = f32[key]
+        params[name].data = torch.from_numpy((a.T if a.ndim == 2 else a).copy())
     net.eval()
     for prm in net.parameters():
         prm.requires_grad_(False)
@@ -344,13 +350,10 @@ def train_temporal(args: argparse.Namespace) -> int:
     print("  validation (MLP, temporal) per source:", validate())
     arrays = _mlp_arrays(mean, scale, net.lin)
     arrays["model_format"] = np.array(MODEL_FORMAT)
-    g = net.gru  # torch's gate order: reset, update, new
-    arrays["gru_wi"] = g.weight_ih_l0.detach().numpy().T.astype(np.float16)
-    arrays["gru_wh"] = g.weight_hh_l0.detach().numpy().T.astype(np.float16)
-    arrays["gru_bi"] = g.bias_ih_l0.detach().numpy().astype(np.float32)
-    arrays["gru_bh"] = g.bias_hh_l0.detach().numpy().astype(np.float32)
-    arrays["gru_wo"] = net.out.weight.detach().numpy().T.astype(np.float16)
-    arrays["gru_bo"] = net.out.bias.detach().numpy().astype(np.float32)
+    params = dict(net.named_parameters())
+    for key, name in _GRU_ARRAYS:  # matrices transposed, in float16; biases float32
+        a = params[name].detach().numpy()
+        arrays[key] = a.T.astype(np.float16) if a.ndim == 2 else a.astype(np.float32)
     return _write(args.out, arrays, t0)
 
 
