@@ -249,7 +249,7 @@ class StreamingLipSync:
                 self._analyse_to(self._deadline(last))
         while self._received >= self._deadline(self._n):
             self._feed_to(self._deadline(self._n))
-            out.append(self._commit(final=False))
+            out.append(self._commit())
         return out
 
     def finish(self) -> list[MouthPose]:
@@ -267,13 +267,13 @@ class StreamingLipSync:
         # Frames whose deadline is reached by the padding are still ordinary streaming frames.
         while self._n < total_frames and self._deadline(self._n) <= end:
             self._feed_to(self._deadline(self._n))
-            out.append(self._commit(final=False))
+            out.append(self._commit())
         self._feed_to(end)
         self._finished = True
         if self._recognizer is not None:
             self._set_segments(self._recognizer.finish())
         while self._n < total_frames:
-            out.append(self._commit(final=True))
+            out.append(self._commit())
         return out
 
     def use_spans(self, spans: Sequence[PhonemeSpan | tuple[float, float, Shape]]) -> None:
@@ -390,10 +390,18 @@ class StreamingLipSync:
                 # classifier hears a vowel-like shape there; its other frames keep the
                 # classifier's shape (a whole gap shown closed cost accuracy, no closures).
                 last = self._gate(n + 1) != "gap"
-                return Shape.A if last and shape in (Shape.A, Shape.B, Shape.X) else shape
+                if last and shape in (Shape.A, Shape.B, Shape.X):
+                    return Shape.A
             # Speech the classifier calls silence stays rest (X): the classifier, trained with
             # noise, knows silence better than the gate (B there, or the floor's nasal-dip
             # closure, lost 0.01-0.05 on every held-out human set).
+            if (
+                shape not in (Shape.A, Shape.X)
+                and self._prev.shape is not Shape.A
+                and is_english(self.language)
+                and self._closure_peak(n)
+            ):
+                return Shape.A
             return shape
         t0, t1 = n / self.fps, (n + 1) / self.fps
         heard = Shape.X
@@ -509,20 +517,11 @@ class StreamingLipSync:
         local_peak = float(np.max(self._hops.level_db[lo:hi]))
         return floor_shape(bands, level, local_peak, self._floor)
 
-    def _commit(self, final: bool) -> MouthPose:
+    def _commit(self) -> MouthPose:
         n = self._n
         if self._t_state is not None:
             self._step_temporal(n)
         shape = self._raw_shape(n)
-        if (
-            self._model is not None
-            and self._spans is None
-            and is_english(self.language)
-            and shape not in (Shape.A, Shape.X)
-            and self._prev.shape is not Shape.A
-            and self._closure_peak(n, final)
-        ):
-            shape = Shape.A
         # A one-frame shape between two frames of another (P, Q, P) becomes P for the rule
         # methods (floor, recognizer) and known spans, whose single frames are mostly noise.
         # Not for the classifier: its one-frame shapes come as often as real one-frame phones
@@ -542,15 +541,13 @@ class StreamingLipSync:
         self._maybe_restart_recognizer()
         return pose
 
-    def _closure_peak(self, n: int, final: bool) -> bool:
-        """Speech frame n's closure probability is ≥ CLOSURE_PEAK_PA and a local maximum
-        (frame n + 1 is looked at while its audio is in, not after the end)."""
-        if self._gate(n) == "rest":
-            return False
+    def _closure_peak(self, n: int) -> bool:
+        """Frame n's closure probability is ≥ CLOSURE_PEAK_PA and a local maximum (frame
+        n + 1 is looked at while its audio is in, not after the end)."""
         pa = self._model_probs(n)[_A_INDEX]
         if pa < CLOSURE_PEAK_PA or (n > 0 and self._model_probs(n - 1)[_A_INDEX] > pa):
             return False
-        if final or self._n_hops <= (n + 1) * self._hops_per_frame:
+        if self._finished or self._n_hops <= (n + 1) * self._hops_per_frame:
             return True
         return bool(self._model_probs(n + 1)[_A_INDEX] <= pa)
 
